@@ -1,0 +1,172 @@
+"""Real servers for the tests, on loopback: PostgreSQL and moto (the AWS endpoint).
+
+Each server is started by the fixture that owns it and stopped by that same object, by
+its own pid or data directory, never by a name match.
+"""
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(check, *, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"{what} not ready after {timeout}s")
+
+
+def postgres_bindir():
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        raise RuntimeError("PostgreSQL server binaries missing: apt-get install postgresql")
+    return Path(found[-1]).parent
+
+
+class PostgresServer:
+    """A throwaway cluster in a temp dir. initdb/postgres refuse root: run as `postgres`."""
+
+    user = "postgres"
+    password = "test-only-password"
+
+    def __init__(self):
+        self.bindir = postgres_bindir()
+        self.dir = Path(tempfile.mkdtemp(prefix="pg-test-"))
+        self.datadir = self.dir / "data"
+        self.port = free_port()
+        self.host = "127.0.0.1"
+
+    def _run(self, *argv):
+        cmd = [str(self.bindir / argv[0]), *argv[1:]]
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        subprocess.run(cmd, check=True, capture_output=True, text=True)
+
+    def start(self):
+        if not self.datadir.exists():
+            if os.geteuid() == 0:
+                shutil.chown(self.dir, "postgres", "postgres")
+            pwfile = self.dir / "pw"
+            pwfile.write_text(self.password)
+            if os.geteuid() == 0:
+                shutil.chown(pwfile, "postgres", "postgres")
+            self._run(
+                "initdb",
+                "-D",
+                str(self.datadir),
+                "-U",
+                self.user,
+                "-A",
+                "scram-sha-256",
+                f"--pwfile={pwfile}",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            )
+        self._run(
+            "pg_ctl",
+            "start",
+            "-w",
+            "-D",
+            str(self.datadir),
+            "-l",
+            str(self.dir / "log"),
+            "-o",
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c max_connections=200",
+        )
+        return self
+
+    def stop(self):
+        if (self.datadir / "postmaster.pid").exists():
+            self._run("pg_ctl", "stop", "-w", "-m", "fast", "-D", str(self.datadir))
+
+    def destroy(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def create_database(self, name):
+        import psycopg2
+
+        conn = psycopg2.connect(**self.connect_kwargs("postgres"))
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        conn.close()
+        return name
+
+    def connect_kwargs(self, dbname):
+        return dict(
+            host=self.host, port=self.port, user=self.user, password=self.password, dbname=dbname
+        )
+
+    def django_settings(self, dbname):
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "HOST": self.host,
+            "PORT": str(self.port),
+            "USER": self.user,
+            "PASSWORD": self.password,
+            "NAME": dbname,
+        }
+
+
+class MotoServer:
+    """moto's server as a subprocess: the AWS endpoint for boto3 via AWS_ENDPOINT_URL."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        fd, self.log_path = tempfile.mkstemp(prefix="moto-", suffix=".log")
+        os.close(fd)
+        self.proc = None
+
+    def start(self):
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+        def up():
+            try:
+                return requests.get(self.url + "/moto-api/", timeout=1).ok
+            except requests.ConnectionError:
+                return False
+
+        wait_until(up, timeout=30, what="moto server")
+        return self
+
+    def reset(self):
+        requests.post(self.url + "/moto-api/reset", timeout=10).raise_for_status()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        os.unlink(self.log_path)
+
+
+AWS_TEST_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_REGION": "eu-west-1",
+    "AWS_DEFAULT_REGION": "eu-west-1",
+}

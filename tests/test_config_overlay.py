@@ -1,0 +1,195 @@
+"""DJANGO_CONFIG_URI: the overlay's schemes, its one-line errors, and its per-start cache."""
+
+import os
+import stat
+import subprocess
+import sys
+
+import boto3
+import pytest
+
+from tests.servers import MotoServer, free_port
+from www import config
+from www.config import ConfigError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SECRET = "s3cr3t-value-that-must-not-leak"
+
+
+def s3():
+    return boto3.client("s3")
+
+
+def put_config(bucket, key, source):
+    client = s3()
+    client.create_bucket(
+        Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+    )
+    client.put_object(Bucket=bucket, Key=key, Body=source.encode())
+    return f"s3://{bucket}/{key}"
+
+
+def manage(*args, env=None):
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_s3_overlay_replaces_and_extends_defaults(aws):
+    uri = put_config(
+        "cfg-bucket",
+        "config/stage.py",
+        'DEBUG = False\nALLOWED_HOSTS = ["stage.example.com"]\n'
+        'INSTALLED_APPS += ["django.contrib.humanize"]\nSECRET_KEY = "x" * 50\n',
+    )
+    namespace = {"INSTALLED_APPS": ["django.contrib.admin"], "DEBUG": True}
+    config.apply(uri, namespace)
+    assert namespace["ALLOWED_HOSTS"] == ["stage.example.com"]
+    assert namespace["INSTALLED_APPS"] == ["django.contrib.admin", "django.contrib.humanize"]
+    assert namespace["DEBUG"] is False
+
+
+def test_diffsettings_shows_the_s3_overlay(aws):
+    uri = put_config(
+        "webapp-stage",
+        "config/stage.py",
+        'ALLOWED_HOSTS = ["stage.example.com"]\nSECRET_KEY = "k" * 50\n'
+        'TIME_ZONE = "Europe/Paris"\n',
+    )
+    result = manage("diffsettings", env={"DJANGO_CONFIG_URI": uri})
+    assert result.returncode == 0, result.stderr
+    assert "ALLOWED_HOSTS = ['stage.example.com']" in result.stdout
+    assert "TIME_ZONE = 'Europe/Paris'" in result.stdout
+
+
+def test_bad_uri_ends_manage_py_with_one_line(aws):
+    result = manage("diffsettings", env={"DJANGO_CONFIG_URI": "s3://no-such-bucket/config/x.py"})
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        "error: DJANGO_CONFIG_URI=s3://no-such-bucket/config/x.py: no such bucket 'no-such-bucket'"
+    ]
+
+
+def test_file_uri_and_absolute_path(tmp_path):
+    path = tmp_path / "local.py"
+    path.write_text("TIME_ZONE = 'Asia/Tokyo'\n")
+    for uri in (f"file://{path}", str(path)):
+        namespace = {}
+        config.apply(uri, namespace)
+        assert namespace["TIME_ZONE"] == "Asia/Tokyo"
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["http://example.com/c.py", "relative/path.py", "ftp://host/c.py", "file://otherhost/c.py"],
+)
+def test_unknown_scheme_is_refused(uri):
+    with pytest.raises(ConfigError, match="unsupported; use s3://BUCKET/KEY"):
+        config.apply(uri, {})
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match=r"no such file .*/absent\.py$"):
+        config.apply(str(tmp_path / "absent.py"), {})
+
+
+def test_no_such_bucket(aws):
+    with pytest.raises(ConfigError, match="no such bucket 'absent-bucket'$"):
+        config.apply("s3://absent-bucket/config/stage.py", {})
+
+
+def test_no_such_key(aws):
+    put_config("cfg-bucket", "config/other.py", "X = 1\n")
+    with pytest.raises(ConfigError, match="no such key 'config/stage.py' in bucket 'cfg-bucket'$"):
+        config.apply("s3://cfg-bucket/config/stage.py", {})
+
+
+def test_access_denied(monkeypatch):
+    """A second moto server with IAM enforced after its first four (set-up) requests."""
+    server = MotoServer()
+    os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = "4"
+    try:
+        server.start()
+    finally:
+        del os.environ["INITIAL_NO_AUTH_ACTION_COUNT"]
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", server.url)
+        uri = put_config("locked-bucket", "config/prod.py", f"SECRET_KEY = {SECRET!r}\n")
+        iam = boto3.client("iam")
+        iam.create_user(UserName="nobody")
+        key = iam.create_access_key(UserName="nobody")["AccessKey"]
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
+        with pytest.raises(ConfigError, match="access denied") as raised:
+            config.apply(uri, {})
+        assert SECRET not in str(raised.value)
+    finally:
+        server.stop()
+
+
+def test_no_credentials(aws, monkeypatch):
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    with pytest.raises(ConfigError, match="no AWS credentials found"):
+        config.apply("s3://cfg-bucket/config/stage.py", {})
+
+
+def test_endpoint_unreachable_fails_fast(monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(ConfigError, match=r"S3 endpoint unreachable \(EndpointConnectionError\)"):
+        config.apply("s3://cfg-bucket/config/stage.py", {})
+
+
+def test_syntax_error_names_the_line_but_not_its_text(aws):
+    uri = put_config("cfg-bucket", "config/stage.py", f"A = 1\nSECRET_KEY = '{SECRET}\n")
+    with pytest.raises(ConfigError, match="syntax error at line 2") as raised:
+        config.apply(uri, {})
+    assert SECRET not in str(raised.value)
+
+
+def test_runtime_error_names_the_line(tmp_path):
+    path = tmp_path / "c.py"
+    path.write_text(f"SECRET_KEY = {SECRET!r}\nX = 1\nINSTALLED_APPS += undefined_name\n")
+    with pytest.raises(ConfigError) as raised:
+        config.apply(str(path), {"INSTALLED_APPS": []})
+    message = str(raised.value)
+    assert message.endswith("NameError (name 'undefined_name') at line 3")
+    assert SECRET not in message
+
+
+def test_value_error_message_is_not_echoed(tmp_path):
+    path = tmp_path / "c.py"
+    path.write_text(f"raise ValueError({SECRET!r})\n")
+    with pytest.raises(ConfigError, match="ValueError at line 1$") as raised:
+        config.apply(str(path), {})
+    assert SECRET not in str(raised.value)
+
+
+def test_cache_makes_one_start_cost_one_get(aws, tmp_path):
+    uri = put_config("cfg-bucket", "config/stage.py", "TIME_ZONE = 'Asia/Tokyo'\n")
+    cache = tmp_path / "run" / "config.py"
+    config.apply(uri, {}, cache=str(cache))
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o600
+    # The object is gone from S3, yet later processes of the same start still load it.
+    s3().delete_object(Bucket="cfg-bucket", Key="config/stage.py")
+    namespace = {}
+    config.apply(uri, namespace, cache=str(cache))
+    assert namespace["TIME_ZONE"] == "Asia/Tokyo"
+    # A cache written for another URI is not used.
+    with pytest.raises(ConfigError, match="no such key"):
+        config.apply("s3://cfg-bucket/config/stage.py?other", {}, cache=str(cache))
+
+
+def test_config_without_secret_key_is_refused(tmp_path):
+    path = tmp_path / "c.py"
+    path.write_text("DEBUG = False\n")
+    result = manage("check", env={"DJANGO_CONFIG_URI": str(path)})
+    assert result.returncode != 0
+    expected = f"error: DJANGO_CONFIG_URI={path}: the config must set SECRET_KEY"
+    assert result.stderr.strip() == expected

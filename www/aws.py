@@ -1,0 +1,19 @@
+"""The one boto3 client factory: bounded timeouts and retries, never called at import."""
+
+import boto3
+from botocore.config import Config
+
+from www.project import aws_region
+
+CLIENT_CONFIG = Config(
+    connect_timeout=5,
+    read_timeout=30,
+    retries={"max_attempts": 3, "mode": "standard"},
+)
+
+
+def client(service, *, region=None):
+    """A boto3 client on the default credential chain; honours AWS_ENDPOINT_URL."""
+    return boto3.session.Session().client(
+        service, region_name=region or aws_region(), config=CLIENT_CONFIG
+    )

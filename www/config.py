@@ -1,0 +1,165 @@
+"""Overlay settings from the Python file named by DJANGO_CONFIG_URI.
+
+The file runs after the defaults, in the settings module's namespace, so it may both
+replace (DATABASES = {...}) and extend (INSTALLED_APPS += [...]) them.
+
+Within one container start the file is fetched once: when DJANGO_CONFIG_CACHE names a
+path, the first process writes the fetched source there (mode 0600, atomically) and every
+later process (collectstatic, gunicorn and its restarted workers) reads that copy. The
+start-script deletes the copy before it starts, so restarting the container picks up a
+changed config.
+"""
+
+import os
+import re
+import tempfile
+import traceback
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from django.core.exceptions import ImproperlyConfigured
+
+CACHE_HEADER = "# DJANGO_CONFIG_URI="
+# How the templates in deploy/aws/config/ mark a value the operator must fill in.
+PLACEHOLDER = re.compile(r"<<([A-Z0-9_]+)>>")
+
+
+class ConfigError(ImproperlyConfigured):
+    """One line that says which config failed and why; never a value from it."""
+
+
+def fetch_s3(uri):
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        ReadTimeoutError,
+    )
+
+    from www import aws
+
+    parsed = urlparse(uri)
+    bucket, key = parsed.netloc, parsed.path.lstrip("/")
+    if not bucket or not key:
+        raise ConfigError(f"DJANGO_CONFIG_URI={uri}: expected s3://BUCKET/KEY")
+    try:
+        body = aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        code = exc.response["Error"]["Code"]
+        reasons = {
+            "NoSuchBucket": f"no such bucket {bucket!r}",
+            "NoSuchKey": f"no such key {key!r} in bucket {bucket!r}",
+            "AccessDenied": "access denied: the credentials may not read this object",
+            "InvalidAccessKeyId": "access denied: the AWS access key is not valid",
+            "SignatureDoesNotMatch": "access denied: the AWS secret key does not match",
+        }
+        raise ConfigError(f"DJANGO_CONFIG_URI={uri}: {reasons.get(code, code)}") from None
+    except NoCredentialsError:
+        raise ConfigError(
+            f"DJANGO_CONFIG_URI={uri}: no AWS credentials found "
+            "(set AWS_PROFILE or AWS_ACCESS_KEY_ID, or run with an instance role)"
+        ) from None
+    except (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError) as exc:
+        raise ConfigError(
+            f"DJANGO_CONFIG_URI={uri}: S3 endpoint unreachable ({exc.__class__.__name__})"
+        ) from None
+    except BotoCoreError as exc:
+        raise ConfigError(f"DJANGO_CONFIG_URI={uri}: {exc.__class__.__name__}") from None
+    return body.decode()
+
+
+def fetch_file(uri, path):
+    try:
+        return Path(path).read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"DJANGO_CONFIG_URI={uri}: no such file {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"DJANGO_CONFIG_URI={uri}: cannot read {path} ({exc.strerror})") from None
+
+
+def fetch(uri):
+    """Return the config file's source text."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "s3":
+        return fetch_s3(uri)
+    if parsed.scheme == "file" and parsed.netloc in ("", "localhost"):
+        return fetch_file(uri, unquote(parsed.path))
+    if not parsed.scheme and os.path.isabs(uri):
+        return fetch_file(uri, uri)
+    raise ConfigError(
+        f"DJANGO_CONFIG_URI={uri}: unsupported; use s3://BUCKET/KEY, file:///ABS/PATH "
+        "or an absolute path"
+    )
+
+
+def read_cache(cache, uri):
+    try:
+        text = Path(cache).read_text()
+    except FileNotFoundError:
+        return None
+    header, _, source = text.partition("\n")
+    return source if header == CACHE_HEADER + uri else None
+
+
+def write_cache(cache, uri, source):
+    """Write atomically with mode 0600, so no reader sees half a file or another user's copy."""
+    directory = os.path.dirname(os.path.abspath(cache))
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".config-")  # mkstemp creates it 0600
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{CACHE_HEADER}{uri}\n{source}")
+        os.replace(tmp, cache)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def source_for(uri, cache=None):
+    if cache:
+        source = read_cache(cache, uri)
+        if source is not None:
+            return source
+    source = fetch(uri)
+    if cache:
+        write_cache(cache, uri, source)
+    return source
+
+
+def line_of_error(exc, filename):
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if frame.filename == filename:
+            return frame.lineno
+    return None
+
+
+def apply(uri, namespace, cache=None):
+    """Run the config named by uri in namespace (the settings module's globals)."""
+    source = source_for(uri, cache)
+    try:
+        code = compile(source, uri, "exec")
+    except SyntaxError as exc:
+        # exc.text would echo the offending line, which may hold a secret.
+        raise ConfigError(
+            f"DJANGO_CONFIG_URI={uri}: syntax error at line {exc.lineno}: {exc.msg}"
+        ) from None
+    try:
+        exec(code, namespace)  # noqa: S102 -- running the operator's settings file is the point
+    except Exception as exc:
+        detail = exc.__class__.__name__
+        if isinstance(exc, NameError) and exc.name:
+            detail += f" (name {exc.name!r})"
+        raise ConfigError(
+            f"DJANGO_CONFIG_URI={uri}: {detail} at line {line_of_error(exc, uri)}"
+        ) from None
+
+
+def apply_from_environment(namespace):
+    """Apply DJANGO_CONFIG_URI if set; return the URI applied, or None."""
+    uri = os.environ.get("DJANGO_CONFIG_URI", "").strip()
+    if not uri:
+        return None
+    apply(uri, namespace, cache=os.environ.get("DJANGO_CONFIG_CACHE") or None)
+    return uri
