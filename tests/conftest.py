@@ -45,6 +45,7 @@ def django_db_modify_db_settings(postgres_server):
     settings.DATABASES["default"].pop("OPTIONS", None)
     connections.close_all()
     connections.__dict__.pop("settings", None)  # re-read DATABASES on next use
+    del connections["default"]  # and drop the wrapper built from the old ones
 
 
 @pytest.fixture(scope="session")

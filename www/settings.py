@@ -11,6 +11,7 @@ A config file sees these names, PROJECT (www.project.Project, from project.env) 
 """
 
 import os
+import warnings
 from pathlib import Path
 
 from www import config, project, secret
@@ -87,8 +88,12 @@ MEDIA_URL = "media/"
 MEDIA_ROOT = DATA_DIR / "media"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+# WhiteNoise serves static files with DEBUG off too; straight from the apps in the default
+# mode, so `migrate && runserver` needs no collectstatic.
+WHITENOISE_USE_FINDERS = True
+warnings.filterwarnings("ignore", message="No directory at: ", category=UserWarning)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

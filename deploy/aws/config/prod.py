@@ -2,7 +2,7 @@
 # names in scope (PROJECT, BASE_DIR, INSTALLED_APPS, ...).
 #
 # This template is committed and holds no secret. Copy it to prod.local.py (git ignores
-# *.local.py), replace every <<PLACEHOLDER>>, then:
+# *.local.py), replace every <<...>> placeholder, then:
 #     ./manage.py push_config --env prod deploy/aws/config/prod.local.py
 # Filled in, it passes ./manage.py check --deploy --fail-level WARNING.
 ENV = PROJECT.environment("prod")

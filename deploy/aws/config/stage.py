@@ -2,7 +2,7 @@
 # names in scope (PROJECT, BASE_DIR, INSTALLED_APPS, ...).
 #
 # This template is committed and holds no secret. Copy it to stage.local.py (git ignores
-# *.local.py), replace every <<PLACEHOLDER>>, then:
+# *.local.py), replace every <<...>> placeholder, then:
 #     ./manage.py push_config --env stage deploy/aws/config/stage.local.py
 ENV = PROJECT.environment("stage")
 
