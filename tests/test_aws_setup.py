@@ -1,0 +1,170 @@
+"""setup_aws against moto's server: what the emulator holds afterwards, reruns, dry runs."""
+
+import io
+import json
+
+import boto3
+import pytest
+from django.core.management import CommandError, call_command
+
+from www import project
+from www.ops.landscape import Landscape
+
+PROJECT = project.load()
+STAGE = Landscape.of(PROJECT, "stage")
+
+
+def setup_aws(*args):
+    out = io.StringIO()
+    call_command("setup_aws", "--env", "stage", *args, stdout=out)
+    return out.getvalue()
+
+
+def groups_by_name(ec2):
+    return {g["GroupName"]: g for g in ec2.describe_security_groups()["SecurityGroups"]}
+
+
+def test_bucket_is_private_encrypted_versioned_with_policy_and_cors(aws):
+    setup_aws()
+    s3 = boto3.client("s3")
+    bucket = STAGE.bucket
+    assert s3.get_bucket_location(Bucket=bucket)["LocationConstraint"] == "eu-west-1"
+    block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+    assert block["BlockPublicAcls"] and block["IgnorePublicAcls"]
+    rule = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    ownership = s3.get_bucket_ownership_controls(Bucket=bucket)["OwnershipControls"]
+    assert ownership["Rules"][0]["ObjectOwnership"] == "BucketOwnerEnforced"
+
+    policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
+    public = [s for s in policy["Statement"] if s["Effect"] == "Allow" and s["Principal"] == "*"]
+    public_resources = {r for s in public for r in s["Resource"]}
+    assert public_resources == {
+        f"arn:aws:s3:::{bucket}/static/*",
+        f"arn:aws:s3:::{bucket}/media/*",
+    }
+    assert all(s["Action"] == "s3:GetObject" for s in public)
+    deny = [s for s in policy["Statement"] if s["Effect"] == "Deny"]
+    assert deny[0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+    cors = s3.get_bucket_cors(Bucket=bucket)["CORSRules"]
+    assert cors[0]["AllowedMethods"] == ["GET", "HEAD"]
+
+
+def test_security_groups_open_web_and_only_web_to_backend(aws):
+    setup_aws()
+    groups = groups_by_name(boto3.client("ec2"))
+    web, backend = groups[STAGE.web_group], groups[STAGE.backend_group]
+    web_rules = {(p["FromPort"], r["CidrIp"]) for p in web["IpPermissions"] for r in p["IpRanges"]}
+    assert web_rules == {(80, "0.0.0.0/0"), (443, "0.0.0.0/0")}
+    assert not any(p["FromPort"] == 22 for p in web["IpPermissions"])
+    (backend_rule,) = backend["IpPermissions"]
+    assert backend_rule["FromPort"] == 5432
+    assert backend_rule["IpRanges"] == []
+    assert [g["GroupId"] for g in backend_rule["UserIdGroupPairs"]] == [web["GroupId"]]
+    assert {"Key": "Env", "Value": "stage"} in web["Tags"]
+
+
+def test_ssh_only_from_the_given_cidr_and_never_from_everywhere(aws):
+    setup_aws("--ssh-cidr", "203.0.113.7/32")
+    web = groups_by_name(boto3.client("ec2"))[STAGE.web_group]
+    ssh = [p for p in web["IpPermissions"] if p["FromPort"] == 22]
+    assert [r["CidrIp"] for r in ssh[0]["IpRanges"]] == ["203.0.113.7/32"]
+
+    with pytest.raises(CommandError, match="opens SSH to the world"):
+        call_command("setup_aws", "--env", "prod", "--ssh-cidr", "0.0.0.0/0", stdout=io.StringIO())
+    assert PROJECT.environment("prod").bucket not in [
+        b["Name"] for b in boto3.client("s3").list_buckets()["Buckets"]
+    ]
+
+
+def test_role_policies_and_instance_profile_are_least_privilege(aws):
+    setup_aws()
+    iam = boto3.client("iam")
+    role = iam.get_role(RoleName=STAGE.role)["Role"]
+    trust = role["AssumeRolePolicyDocument"]["Statement"][0]
+    assert trust["Principal"] == {"Service": "ec2.amazonaws.com"}
+    names = iam.list_role_policies(RoleName=STAGE.role)["PolicyNames"]
+    assert sorted(names) == ["ecr-pull-release", "s3-config-and-files"]
+
+    s3_policy = iam.get_role_policy(RoleName=STAGE.role, PolicyName="s3-config-and-files")
+    statements = {s["Sid"]: s for s in s3_policy["PolicyDocument"]["Statement"]}
+    bucket = STAGE.bucket
+    assert statements["ReadConfigAndBootstrap"]["Action"] == "s3:GetObject"
+    assert statements["ReadConfigAndBootstrap"]["Resource"] == [
+        f"arn:aws:s3:::{bucket}/config/*",
+        f"arn:aws:s3:::{bucket}/deploy/*",
+    ]
+    writes = statements["WriteStaticAndMedia"]
+    assert "s3:PutObject" in writes["Action"]
+    assert writes["Resource"] == [
+        f"arn:aws:s3:::{bucket}/static/*",
+        f"arn:aws:s3:::{bucket}/media/*",
+    ]
+    for statement in statements.values():
+        assert "*" not in json.dumps(statement["Action"])
+
+    ecr_policy = iam.get_role_policy(RoleName=STAGE.role, PolicyName="ecr-pull-release")
+    pull = ecr_policy["PolicyDocument"]["Statement"][1]
+    assert (
+        pull["Resource"] == f"arn:aws:ecr:eu-west-1:123456789012:repository/{PROJECT.name}-release"
+    )
+    assert "ecr:PutImage" not in pull["Action"]
+
+    profile = iam.get_instance_profile(InstanceProfileName=STAGE.instance_profile)
+    assert [r["RoleName"] for r in profile["InstanceProfile"]["Roles"]] == [STAGE.role]
+
+
+def test_second_run_changes_nothing_and_says_so(aws):
+    first = setup_aws()
+    assert "Created bucket" in first
+    second = setup_aws()
+    lines = second.strip().splitlines()
+    assert lines and all(line.endswith("exists, unchanged") for line in lines), second
+    assert f"bucket {STAGE.bucket} exists, unchanged" in lines
+    assert f"security group {STAGE.web_group} exists, unchanged" in lines
+    assert f"IAM role {STAGE.role} exists, unchanged" in lines
+    assert f"instance profile {STAGE.instance_profile} exists, unchanged" in lines
+
+
+def test_rerun_repairs_drift(aws):
+    setup_aws()
+    s3 = boto3.client("s3")
+    s3.delete_bucket_policy(Bucket=STAGE.bucket)
+    s3.put_bucket_versioning(Bucket=STAGE.bucket, VersioningConfiguration={"Status": "Suspended"})
+    out = setup_aws()
+    assert f"Created bucket {STAGE.bucket} policy" in out
+    assert f"Updated bucket {STAGE.bucket} versioning" in out
+    assert s3.get_bucket_versioning(Bucket=STAGE.bucket)["Status"] == "Enabled"
+
+
+def test_dry_run_creates_nothing(aws):
+    out = setup_aws("--dry-run")
+    assert f"Would create bucket {STAGE.bucket}" in out
+    assert f"Would create security group {STAGE.web_group}" in out
+    assert f"Would create IAM role {STAGE.role}" in out
+    assert boto3.client("s3").list_buckets()["Buckets"] == []
+    assert STAGE.web_group not in groups_by_name(boto3.client("ec2"))
+    assert boto3.client("iam").list_roles()["Roles"] == []
+
+
+def test_unknown_env_is_one_clear_error(aws):
+    with pytest.raises(CommandError, match="unknown environment 'qa': choose one of stage, prod"):
+        call_command("setup_aws", "--env", "qa", stdout=io.StringIO())
+
+
+def test_with_rds_keeps_the_password_in_ssm_only(aws):
+    out = setup_aws("--with-rds")
+    rds = boto3.client("rds")
+    (db,) = rds.describe_db_instances(DBInstanceIdentifier=STAGE.database)["DBInstances"]
+    assert db["Engine"] == "postgres" and db["StorageEncrypted"] and not db["PubliclyAccessible"]
+    backend = groups_by_name(boto3.client("ec2"))[STAGE.backend_group]
+    assert [g["VpcSecurityGroupId"] for g in db["VpcSecurityGroups"]] == [backend["GroupId"]]
+    parameter = boto3.client("ssm").get_parameter(
+        Name=STAGE.database_password_parameter, WithDecryption=True
+    )["Parameter"]
+    assert parameter["Type"] == "SecureString"
+    assert len(parameter["Value"]) >= 32
+    assert parameter["Value"] not in out
+    assert f"RDS database {STAGE.database} exists, unchanged" in setup_aws("--with-rds")

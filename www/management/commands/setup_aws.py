@@ -1,0 +1,76 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from www import aws, project
+from www.ops import OpsError, landscape
+
+
+class Command(BaseCommand):
+    help = (
+        "Create an environment's AWS landscape: its bucket (private, encrypted, versioned, "
+        "policy and CORS from deploy/aws/), security groups, and the web servers' IAM role and "
+        "instance profile. Idempotent; --dry-run shows the plan and changes nothing."
+    )
+    requires_system_checks = []
+
+    def add_arguments(self, parser):
+        parser.add_argument("--env", required=True, help="environment from project.env")
+        parser.add_argument(
+            "--ssh-cidr",
+            help="also allow SSH to the web servers from this CIDR (e.g. 203.0.113.7/32)",
+        )
+        parser.add_argument(
+            "--with-rds",
+            action="store_true",
+            help="also create a Postgres RDS database; its password goes to SSM, never output",
+        )
+        parser.add_argument("--dry-run", action="store_true", help="print the plan only")
+
+    def handle(self, *args, **options):
+        proj = project.load()
+        dry_run = options["dry_run"]
+        try:
+            land = landscape.Landscape.of(proj, options["env"])
+            if options["ssh_cidr"]:  # before any change: nothing half-done
+                landscape.check_ssh_cidr(options["ssh_cidr"])
+            region = project.aws_region()
+            account = aws.client("sts").get_caller_identity()["Account"]
+            steps = [
+                landscape.ensure_bucket(
+                    s3=aws.client("s3"), landscape=land, region=region, dry_run=dry_run
+                ),
+                landscape.ensure_security_groups(
+                    ec2=aws.client("ec2"),
+                    landscape=land,
+                    ssh_cidr=options["ssh_cidr"],
+                    dry_run=dry_run,
+                ),
+                landscape.ensure_role(
+                    iam=aws.client("iam"),
+                    landscape=land,
+                    policies=landscape.role_policies(
+                        landscape=land, registry=proj.registry, region=region, account=account
+                    ),
+                    dry_run=dry_run,
+                ),
+            ]
+            if options["with_rds"]:
+                steps.append(
+                    landscape.ensure_database(
+                        rds=aws.client("rds"),
+                        ssm=aws.client("ssm"),
+                        ec2=aws.client("ec2"),
+                        landscape=land,
+                        dry_run=dry_run,
+                    )
+                )
+            for step in steps:
+                for result in step:
+                    self.report(result, options["verbosity"])
+        except OpsError as exc:
+            raise CommandError(str(exc)) from None
+
+    def report(self, result, verbosity):
+        if verbosity < 1:
+            return
+        style = self.style.SUCCESS if result.changed and not result.dry_run else str
+        self.stdout.write(style(str(result)))
