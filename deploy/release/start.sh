@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Bootstrap stage 3: the release image's CMD. Checks the environment, then fetches the
+# config, waits for the database, migrates, collects static files, and hands over to
+# supervisord, which runs gunicorn. Any failure stops it with one line and a non-zero exit.
+#
+# Environment:
+#   DJANGO_CONFIG_URI     required: s3://BUCKET/KEY, file:///PATH or /PATH of the settings file
+#   DJANGO_MIGRATE=1      0: do not migrate (for instances that must not change the schema)
+#   DJANGO_COLLECTSTATIC=1  0: do not collect static files
+#   DB_WAIT_TIMEOUT=60    seconds to wait for the database to answer a query
+#   PORT=8000             port gunicorn binds (all interfaces)
+#   GUNICORN_WORKERS      worker processes (default 2 x CPUs + 1)
+# Output goes to stdout and to /host/logs/container.log.
+set -Eeuo pipefail
+
+readonly APP_DIR=/var/www
+readonly LOG_DIR=/host/logs
+readonly SUPERVISORD_CONF="$APP_DIR/deploy/release/supervisord.conf"
+
+die() {
+	echo "start.sh: error: $*" >&2
+	exit 1
+}
+
+log() {
+	echo "start.sh: $*"
+}
+
+# Fail unless variable $1 is 0 or 1.
+check_flag() {
+	local name="$1"
+	[[ "${!name}" == 0 || "${!name}" == 1 ]] || die "$name=${!name}: set it to 1 or 0"
+}
+
+# Fail unless variable $1 is an integer in [$2, $3].
+check_int() {
+	local name="$1" min="$2" max="$3"
+	if [[ ! "${!name}" =~ ^[0-9]{1,9}$ ]] || ((10#${!name} < min || 10#${!name} > max)); then
+		die "$name=${!name}: set it to a whole number from $min to $max"
+	fi
+}
+
+# Every variable, before anything else runs.
+check_environment() {
+	if [[ -z "${DJANGO_CONFIG_URI:-}" ]]; then
+		die "DJANGO_CONFIG_URI is not set: set it to the settings file, e.g. s3://BUCKET/config/ENV.py"
+	fi
+	case "$DJANGO_CONFIG_URI" in
+	s3://?*/?* | file:///?* | /?*) ;;
+	*) die "DJANGO_CONFIG_URI=$DJANGO_CONFIG_URI: set it to s3://BUCKET/KEY, file:///PATH or /PATH" ;;
+	esac
+	: "${DJANGO_MIGRATE:=1}" "${DJANGO_COLLECTSTATIC:=1}" "${DB_WAIT_TIMEOUT:=60}" "${PORT:=8000}"
+	check_flag DJANGO_MIGRATE
+	check_flag DJANGO_COLLECTSTATIC
+	check_int DB_WAIT_TIMEOUT 1 86400
+	check_int PORT 1 65535
+	if [[ -n "${GUNICORN_WORKERS:-}" ]]; then
+		check_int GUNICORN_WORKERS 1 1000
+	fi
+	export PORT
+}
+
+# The project's name, for the hint below, without letting project.env touch our environment.
+project_name() {
+	(
+		# shellcheck source=project.env
+		source "$APP_DIR/project.env"
+		echo "$PROJECT_NAME"
+	)
+}
+
+# From here on, everything goes to stdout and to $LOG_DIR/container.log.
+start_logging() {
+	if ! mkdir -p "$LOG_DIR" 2>/dev/null || [[ ! -w "$LOG_DIR" ]]; then
+		die "$LOG_DIR is not writable by uid $(id -u): on the host, chown $(id -u) /containers/$(project_name) (mounted at /host)"
+	fi
+	exec > >(tee -a "$LOG_DIR/container.log") 2>&1
+}
+
+# Every process of this start reads the config from one local copy, fetched by the first;
+# deleting the copy first means a restarted container fetches the config afresh.
+fetch_config_once() {
+	export DJANGO_CONFIG_CACHE="${DJANGO_CONFIG_CACHE:-/tmp/django-config/settings.py}"
+	rm -f "$DJANGO_CONFIG_CACHE"
+	log "config from $DJANGO_CONFIG_URI; waiting up to ${DB_WAIT_TIMEOUT}s (DB_WAIT_TIMEOUT) for the database"
+}
+
+manage() {
+	python3 "$APP_DIR/manage.py" "$@"
+}
+
+main() {
+	check_environment
+	start_logging
+	log "starting $(date -u +%Y-%m-%dT%H:%M:%SZ) as uid $(id -u)"
+	fetch_config_once
+	manage wait_for_db --timeout "$DB_WAIT_TIMEOUT"
+	if [[ "$DJANGO_MIGRATE" == 1 ]]; then
+		manage migrate_with_lock --no-input
+	else
+		log "DJANGO_MIGRATE=0: not migrating"
+	fi
+	if [[ "$DJANGO_COLLECTSTATIC" == 1 ]]; then
+		manage collectstatic_once --no-input
+	else
+		log "DJANGO_COLLECTSTATIC=0: not collecting static files"
+	fi
+	log "starting supervisord (gunicorn on port $PORT)"
+	exec supervisord --nodaemon --configuration "$SUPERVISORD_CONF"
+}
+
+if ! (return 0 2>/dev/null); then
+	main "$@"
+fi

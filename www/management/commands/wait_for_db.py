@@ -1,0 +1,30 @@
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DEFAULT_DB_ALIAS, connections
+
+from www import startup
+
+
+class Command(BaseCommand):
+    help = "Wait until the database answers a query (SELECT 1), for at most --timeout seconds."
+    requires_system_checks = []
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--timeout", type=float, default=60, help="Seconds to wait (default 60)."
+        )
+        parser.add_argument(
+            "--database", default=DEFAULT_DB_ALIAS, help="Database alias (default: default)."
+        )
+
+    def handle(self, *args, timeout, database, verbosity, **options):
+        connection = connections[database]
+        try:
+            waited = startup.wait_for_database(connection, timeout=timeout)
+        except startup.DatabaseUnavailable as exc:
+            raise CommandError(str(exc)) from None
+        if verbosity >= 1:
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"Database {startup.describe(connection)} answered after {waited:.1f}s."
+                )
+            )
