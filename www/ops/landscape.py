@@ -9,8 +9,12 @@ serves them straight from S3) and nothing else. Block Public Access's BlockPubli
 RestrictPublicBuckets would refuse or neutralise exactly that policy, so they stay off, while
 BlockPublicAcls and IgnorePublicAcls stay on and object ownership is BucketOwnerEnforced: no
 ACL can ever make an object public, and the only public path is the reviewed bucket policy in
-deploy/aws/bucket-policy.json, which also denies plain-HTTP access. config/ and deploy/ are
-readable only by the instance role (deploy/aws/iam/webserver-s3.json).
+deploy/aws/bucket-policy.json. config/ and deploy/ are readable only by the instance role
+(deploy/aws/iam/webserver-s3.json), and only over TLS: its statements require
+aws:SecureTransport. The usual bucket-wide "Deny unless aws:SecureTransport" statement is left
+out on purpose: moto (5.2.5) treats a Deny whose condition does not match as a denial, so every
+object request against the emulator would fail. boto3, the AWS CLI and django-storages all use
+HTTPS endpoints by default.
 
 The instance role may list the bucket: without s3:ListBucket, S3 answers 403 instead of 404
 for a missing key, and django-storages treats that as an error during collectstatic. Listing

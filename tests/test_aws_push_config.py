@@ -1,0 +1,143 @@
+"""push_config against moto's server: validation, encryption, names-only diff, no-op reruns."""
+
+import io
+import re
+import subprocess
+
+import boto3
+import pytest
+from django.core.management import CommandError, call_command
+
+from www import project
+from www.ops.config_push import default_config_file
+
+PROJECT = project.load()
+STAGE = PROJECT.environment("stage")
+SECRET = "a-secret-key-that-must-never-be-printed-" + "x" * 20
+FILLED = {
+    "SECRET_KEY": SECRET,
+    "HOSTNAME": "stage.example.com",
+    "DB_HOST": "db.internal",
+    "DB_PORT": "5432",
+    "DB_NAME": "app",
+    "DB_USER": "app",
+    "DB_PASSWORD": "db-password-never-printed",
+}
+
+
+def filled_config(tmp_path, **overrides):
+    source = default_config_file(STAGE).read_text()
+    values = {**FILLED, **overrides}
+    source = re.sub(r"<<([A-Z0-9_]+)>>", lambda m: values[m.group(1)], source)
+    path = tmp_path / "stage.local.py"
+    path.write_text(source)
+    return path
+
+
+def push_config(*args):
+    out = io.StringIO()
+    call_command("push_config", "--env", "stage", *args, stdout=out)
+    return out.getvalue()
+
+
+@pytest.fixture
+def landscape(aws):
+    call_command("setup_aws", "--env", "stage", stdout=io.StringIO())
+    return aws
+
+
+def test_uploads_config_and_stage2_encrypted_and_private(landscape, tmp_path):
+    path = filled_config(tmp_path)
+    out = push_config(str(path))
+    assert f"Created s3://{STAGE.bucket}/{STAGE.config_key}" in out
+    assert f"Created s3://{STAGE.bucket}/{STAGE.bootstrap_key}" in out
+    s3 = boto3.client("s3")
+    config = s3.get_object(Bucket=STAGE.bucket, Key=STAGE.config_key)
+    assert config["ServerSideEncryption"] == "AES256"
+    assert config["Body"].read() == path.read_bytes()
+    stage2 = s3.get_object(Bucket=STAGE.bucket, Key=STAGE.bootstrap_key)
+    assert stage2["ServerSideEncryption"] == "AES256"
+    script = stage2["Body"].read().decode()
+    assert f"PROJECT_NAME='{PROJECT.name}'" in script
+    assert f"CONFIG_URI='{STAGE.config_uri}'" in script
+    assert f"RELEASE_URI='s3://{STAGE.bucket}/{STAGE.release_key}'" in script
+    assert not re.search(r"\{\{[a-z_]+\}\}", script)
+    for key in (STAGE.config_key, STAGE.bootstrap_key):
+        grants = s3.get_object_acl(Bucket=STAGE.bucket, Key=key)["Grants"]
+        assert all("AllUsers" not in str(g["Grantee"]) for g in grants)
+    assert SECRET not in out
+
+
+def test_rendered_stage2_passes_shellcheck(landscape, tmp_path):
+    push_config(str(filled_config(tmp_path)))
+    script = boto3.client("s3").get_object(Bucket=STAGE.bucket, Key=STAGE.bootstrap_key)
+    path = tmp_path / "webserver.sh"
+    path.write_bytes(script["Body"].read())
+    result = subprocess.run(["shellcheck", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_second_push_uploads_nothing(landscape, tmp_path):
+    path = filled_config(tmp_path)
+    push_config(str(path))
+    s3 = boto3.client("s3")
+    versions_before = s3.list_object_versions(Bucket=STAGE.bucket)["Versions"]
+    out = push_config(str(path))
+    assert out.splitlines() == [
+        f"s3://{STAGE.bucket}/{STAGE.config_key} exists, unchanged",
+        f"s3://{STAGE.bucket}/{STAGE.bootstrap_key} exists, unchanged",
+    ]
+    assert s3.list_object_versions(Bucket=STAGE.bucket)["Versions"] == versions_before
+
+
+def test_change_shows_setting_names_never_values(landscape, tmp_path):
+    push_config(str(filled_config(tmp_path)))
+    new_secret = "another-secret-key-never-printed-" + "y" * 20
+    changed = filled_config(tmp_path, SECRET_KEY=new_secret, HOSTNAME="www.example.com")
+    out = push_config(str(changed))
+    line = next(x for x in out.splitlines() if STAGE.config_key in x)
+    assert line.startswith(f"Updated s3://{STAGE.bucket}/{STAGE.config_key}")
+    assert "changed: ALLOWED_HOSTS, CSRF_TRUSTED_ORIGINS, SECRET_KEY" in line
+    assert new_secret not in out and SECRET not in out and "www.example.com" not in out
+    body = boto3.client("s3").get_object(Bucket=STAGE.bucket, Key=STAGE.config_key)["Body"]
+    assert new_secret in body.read().decode()
+
+
+def test_dry_run_uploads_nothing(landscape, tmp_path):
+    out = push_config("--dry-run", str(filled_config(tmp_path)))
+    assert f"Would create s3://{STAGE.bucket}/{STAGE.config_key}" in out
+    assert "Contents" not in boto3.client("s3").list_objects_v2(Bucket=STAGE.bucket)
+
+
+def test_template_with_placeholders_is_refused(landscape):
+    with pytest.raises(CommandError, match=r"fill in <<DB_HOST>>, .*<<SECRET_KEY>> first"):
+        push_config()
+    assert "Contents" not in boto3.client("s3").list_objects_v2(Bucket=STAGE.bucket)
+
+
+def test_syntax_error_is_refused_without_echoing_the_line(landscape, tmp_path):
+    path = tmp_path / "broken.py"
+    path.write_text(f'SECRET_KEY = "{SECRET}"\nDEBUG = (\n')
+    with pytest.raises(CommandError, match="syntax error at line 2") as excinfo:
+        push_config(str(path))
+    assert SECRET not in str(excinfo.value)
+
+
+def test_settings_django_rejects_are_refused(landscape, tmp_path):
+    path = filled_config(tmp_path)
+    path.write_text(path.read_text() + '\nINSTALLED_APPS += ["no_such_app_anywhere"]\n')
+    with pytest.raises(CommandError, match="Django rejects these settings: .*no_such_app"):
+        push_config(str(path))
+    assert "Contents" not in boto3.client("s3").list_objects_v2(Bucket=STAGE.bucket)
+
+
+def test_missing_bucket_says_run_setup_aws(aws, tmp_path):
+    with pytest.raises(CommandError, match="run ./manage.py setup_aws --env stage first"):
+        push_config(str(filled_config(tmp_path)))
+
+
+def test_missing_file_and_unknown_env(aws, tmp_path):
+    with pytest.raises(CommandError, match="no such file"):
+        push_config(str(tmp_path / "nope.py"))
+    with pytest.raises(CommandError, match="unknown environment 'qa'"):
+        call_command("push_config", "--env", "qa", stdout=io.StringIO())

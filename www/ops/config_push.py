@@ -1,0 +1,201 @@
+"""Upload an environment's config file and its stage-2 boot script, after checking both.
+
+A config is checked before anything leaves the machine: it compiles, no <<PLACEHOLDER>> is
+left, and Django, started on it in a subprocess (./manage.py check), accepts it. What changes
+against the object already in S3 is shown by setting NAME only: a value is never printed.
+"""
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from botocore.exceptions import ClientError
+
+from www.config import PLACEHOLDER
+from www.ops import TEMPLATE_DIR, OpsError, Result, error_code, render
+from www.project import BASE_DIR
+
+STAGE2_TEMPLATE = TEMPLATE_DIR / "bootstrap.webserver.sh"
+SAFE_FACT = re.compile(r"^[A-Za-z0-9._:/@-]+$")
+CHECK_TIMEOUT = 120
+
+# Run in a subprocess on the config under test: Django's checks, then a fingerprint of every
+# setting (a hash per name, never a value) on stdout's last line. CONFIG_URI names the file
+# the settings came from (a temporary copy here), not something the file sets.
+FINGERPRINT = """
+import hashlib, json, sys
+import django
+from django.conf import settings
+from django.core.management import call_command
+django.setup()
+if sys.argv[1] == "check":
+    call_command("check")
+names = {
+    name: hashlib.sha256(repr(getattr(settings, name)).encode()).hexdigest()
+    for name in dir(settings._wrapped) if name.isupper() and name != "CONFIG_URI"
+}
+print(json.dumps(names))
+"""
+
+
+def default_config_file(env):
+    return BASE_DIR / "deploy" / "aws" / "config" / f"{env.name}.py"
+
+
+def _settings_subprocess(path, mode):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+    env.update(DJANGO_SETTINGS_MODULE="www.settings", DJANGO_CONFIG_URI=str(Path(path).resolve()))
+    return subprocess.run(
+        [sys.executable, "-c", FINGERPRINT, mode],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=CHECK_TIMEOUT,
+    )
+
+
+def _why_rejected(stderr):
+    """The lines of Django's complaint that say what is wrong (never a traceback's source)."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    issues = [line for line in lines if re.match(r"^\S*: \([a-z_.]+\.[EW]\d+\)", line)]
+    if issues:
+        return "; ".join(issues)
+    errors = [line for line in lines if re.match(r"^[\w.]+(Error|Exception|Configured)\b", line)]
+    return errors[-1] if errors else (lines[-1] if lines else "no output")
+
+
+def validate_config(path):
+    """Return the config's source if it compiles, is filled in and Django accepts it."""
+    path = Path(path)
+    try:
+        source = path.read_text()
+    except FileNotFoundError:
+        raise OpsError(f"{path}: no such file") from None
+    try:
+        compile(source, str(path), "exec")
+    except SyntaxError as exc:
+        raise OpsError(f"{path}: syntax error at line {exc.lineno}: {exc.msg}") from None
+    unfilled = sorted(set(PLACEHOLDER.findall(source)))
+    if unfilled:
+        names = ", ".join(f"<<{name}>>" for name in unfilled)
+        raise OpsError(
+            f"{path}: fill in {names} first "
+            "(in a copy kept out of git, e.g. deploy/aws/config/<env>.local.py)"
+        )
+    result = _settings_subprocess(path, "check")
+    if result.returncode != 0:
+        raise OpsError(f"{path}: Django rejects these settings: {_why_rejected(result.stderr)}")
+    return source, json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def fingerprint_of(source):
+    """Hashes per setting name of a config's effect, or None if it doesn't load."""
+    fd, tmp = tempfile.mkstemp(prefix="config-current-", suffix=".py")  # 0600: it holds secrets
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(source)
+        result = _settings_subprocess(tmp, "fingerprint")
+    finally:
+        os.unlink(tmp)
+    if result.returncode != 0:
+        return None
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def setting_changes(old, new):
+    """'added: A; changed: B, C; removed: D' from two fingerprints, names only."""
+    if old is None:
+        return "the current config does not load; every setting is replaced"
+    parts = []
+    for label, names in (
+        ("added", new.keys() - old.keys()),
+        ("changed", {n for n in new.keys() & old.keys() if new[n] != old[n]}),
+        ("removed", old.keys() - new.keys()),
+    ):
+        if names:
+            parts.append(f"{label}: {', '.join(sorted(names))}")
+    return "; ".join(parts) or "same settings, different source"
+
+
+def render_stage2(*, project, env, region):
+    facts = {
+        "project": project.name,
+        "env": env.name,
+        "region": region,
+        "config_uri": env.config_uri,
+        "release_uri": f"s3://{env.bucket}/{env.release_key}",
+    }
+    for name, value in facts.items():
+        if not SAFE_FACT.match(value):
+            raise OpsError(f"{name} {value!r} has characters a boot script cannot carry safely")
+    return render(STAGE2_TEMPLATE.read_text(), **facts)
+
+
+def current_object(s3, bucket, key, *, env_name):
+    """The object's bytes, or None when there is none yet."""
+    try:
+        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        if error_code(exc) == "NoSuchKey":
+            return None
+        if error_code(exc) == "NoSuchBucket":
+            raise OpsError(
+                f"bucket {bucket} does not exist: run ./manage.py setup_aws --env {env_name} first"
+            ) from None
+        raise
+
+
+def upload_private(s3, bucket, key, body, content_type):
+    """Server-side encrypted, no ACL: the bucket policy keeps config/ and deploy/ private."""
+    s3.put_object(
+        Bucket=bucket,
+        Key=key,
+        Body=body,
+        ContentType=content_type,
+        ServerSideEncryption="AES256",
+    )
+
+
+def _sync(s3, *, env, key, body, content_type, dry_run, describe_change):
+    current = current_object(s3, env.bucket, key, env_name=env.name)
+    what = f"s3://{env.bucket}/{key}"
+    if current == body:
+        return Result("unchanged", what)
+    if not dry_run:
+        upload_private(s3, env.bucket, key, body, content_type)
+    detail = describe_change(current) if current is not None else ""
+    return Result("create" if current is None else "update", what, dry_run, detail)
+
+
+def push_config(*, s3, project, env, config_file, region, dry_run=False):
+    """Validate config_file, then upload it and the rendered stage-2 script if they changed."""
+    source, new_fingerprint = validate_config(config_file)
+    stage2 = render_stage2(project=project, env=env, region=region)
+    yield _sync(
+        s3,
+        env=env,
+        key=env.config_key,
+        body=source.encode(),
+        content_type="text/x-python",
+        dry_run=dry_run,
+        describe_change=lambda current: setting_changes(
+            fingerprint_of(current.decode()), new_fingerprint
+        ),
+    )
+    yield _sync(
+        s3,
+        env=env,
+        key=env.bootstrap_key,
+        body=stage2.encode(),
+        content_type="text/x-shellscript",
+        dry_run=dry_run,
+        describe_change=lambda current: (
+            "sha256 " + hashlib.sha256(stage2.encode()).hexdigest()[:12]
+        ),
+    )
