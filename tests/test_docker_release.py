@@ -1,0 +1,223 @@
+"""The release image on a real Docker engine: start-script, supervisord, gunicorn, S3 config.
+
+Every container runs on the host network against the session's Postgres (a database of its
+own per test) and moto's server (reset per test by the `aws` fixture).
+"""
+
+import re
+import time
+import uuid
+
+import psycopg2
+import pytest
+import requests
+
+from tests.docker_rig import (
+    TEST_SECRET_KEY,
+    put_s3_config,
+    run_release,
+    stage_bucket,
+    stage_config,
+)
+from www import aws, project
+
+pytestmark = pytest.mark.docker
+pytest_plugins = ["tests.docker_rig"]  # its fixtures: docker_client, release_image
+
+SUPERVISORD_CONF = "/var/www/deploy/release/supervisord.conf"
+
+
+def new_database(postgres_server):
+    return postgres_server.create_database(f"release_{uuid.uuid4().hex[:12]}")
+
+
+def query(postgres_server, db, sql):
+    conn = psycopg2.connect(**postgres_server.connect_kwargs(db))
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def public_tables(postgres_server, db):
+    return query(
+        postgres_server,
+        db,
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'",
+    )
+
+
+def process_uids(container):
+    """UID of every process in the container, as the host's ps sees them."""
+    top = container.top(ps_args="-o uid,pid,args")
+    return {row[2]: row[0] for row in top["Processes"]}
+
+
+def test_release_serves_health_and_admin_css_from_s3(
+    aws, postgres_server, docker_client, release_image
+):
+    db = new_database(postgres_server)
+    uri = put_s3_config(stage_config(postgres_server, db))
+    bucket = stage_bucket()
+
+    with run_release(docker_client, release_image, config_uri=uri) as app:
+        app.wait_healthy()
+        app.wait_docker_health("healthy")
+        assert requests.get(app.url + "/health", timeout=5).json()["database"] == "ok"
+
+        login = requests.get(app.url + "/admin/login/", timeout=10)
+        assert login.status_code == 200
+        css_url = re.search(r'href="([^"]*/admin/css/base\.css)"', login.text).group(1)
+        assert css_url.startswith(f"{aws.url}/{bucket}/static/admin/css/base.css")
+        css = requests.get(css_url, timeout=10)
+        assert css.status_code == 200 and "body" in css.text
+
+        # The app, supervisord and tini all run as the image's non-root user.
+        uids = process_uids(app.container)
+        assert any("gunicorn" in args for args in uids), uids
+        assert set(uids.values()) == {"10001"}, uids
+        host_log = (app.host_dir_path / "logs" / "container.log").read_text()
+        assert "start.sh: starting" in host_log and "Collected static files" in host_log
+
+    s3 = aws_client()
+    before = s3.head_object(Bucket=bucket, Key="static/admin/css/base.css")["LastModified"]
+
+    # A second start of the same release on the same storage uploads nothing.
+    with run_release(docker_client, release_image, config_uri=uri) as again:
+        again.wait_healthy()
+        assert "already collected" in again.logs()
+        assert "Collected static files" not in again.logs()
+    after = s3.head_object(Bucket=bucket, Key="static/admin/css/base.css")["LastModified"]
+    assert after == before
+
+
+def aws_client():
+    return aws.client("s3")
+
+
+BAD_CONFIGS = {
+    "missing variable": (None, None, "DJANGO_CONFIG_URI is not set"),
+    "missing key": ("s3", None, "no such key 'config/absent.py'"),
+    "syntax error": ("s3", "DEBUG = = True\n", "syntax error at line"),
+    "bad port": ("s3", "", "PORT=http: set it to a whole number"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_CONFIGS)
+def test_bad_config_stops_the_container_with_one_line(
+    case, aws, postgres_server, docker_client, release_image
+):
+    where, prefix, expected = BAD_CONFIGS[case]
+    db = new_database(postgres_server)
+    source = stage_config(postgres_server, db)
+    uri, env = None, {}
+    if where == "s3" and prefix is None:
+        put_s3_config(source)
+        uri = uri_of_missing_key()
+    elif where == "s3":
+        uri = put_s3_config(prefix + source)
+    if case == "bad port":
+        env["PORT"] = "http"
+
+    started = time.monotonic()
+    with run_release(docker_client, release_image, config_uri=uri, env=env) as app:
+        status = app.wait_exit(timeout=30)
+        assert time.monotonic() - started < 30
+        logs = app.logs()
+    assert status != 0
+    error_lines = [line for line in logs.splitlines() if "error" in line.lower()]
+    assert len(error_lines) == 1 and expected in error_lines[0], logs
+    assert TEST_SECRET_KEY not in logs
+    assert "Traceback" not in logs
+    assert public_tables(postgres_server, db) == []
+
+
+def uri_of_missing_key():
+    return f"s3://{stage_bucket()}/config/absent.py"
+
+
+def test_unwritable_host_dir_says_what_to_chown(
+    aws, postgres_server, docker_client, release_image, tmp_path
+):
+    db = new_database(postgres_server)
+    uri = put_s3_config(stage_config(postgres_server, db))
+    tmp_path.chmod(0o755)  # owned by root, as a fresh /containers/<project> would be
+    with run_release(docker_client, release_image, config_uri=uri, host_dir=str(tmp_path)) as app:
+        assert app.wait_exit(timeout=30) != 0
+        logs = app.logs()
+    assert "/host/logs is not writable by uid 10001" in logs
+    assert f"chown 10001 /containers/{project.load().name}" in logs
+    assert public_tables(postgres_server, db) == []
+
+
+def test_three_containers_on_one_empty_database_migrate_once(
+    aws, postgres_server, docker_client, release_image
+):
+    db = new_database(postgres_server)
+    uri = put_s3_config(stage_config(postgres_server, db))
+    apps = [run_release(docker_client, release_image, config_uri=uri) for _ in range(3)]
+    try:
+        for app in apps:
+            app.wait_healthy(timeout=240)
+        rows = query(postgres_server, db, "SELECT app, name FROM django_migrations")
+        assert len(rows) == len(set(rows)) > 10
+        applied_by = [app for app in apps if "Applying auth.0001_initial" in app.logs()]
+        assert len(applied_by) == 1
+        for app in apps:
+            assert app.reload()["Status"] == "running"
+    finally:
+        for app in apps:
+            app.remove()
+
+
+def test_supervisord_restarts_gunicorn_and_docker_stop_is_clean(
+    aws, postgres_server, docker_client, release_image
+):
+    db = new_database(postgres_server)
+    uri = put_s3_config(stage_config(postgres_server, db))
+    with run_release(docker_client, release_image, config_uri=uri) as app:
+        app.wait_healthy()
+
+        def gunicorn_pid():
+            code, out = app.exec("supervisorctl", "-c", SUPERVISORD_CONF, "pid", "gunicorn")
+            return int(out) if code == 0 and out.strip().isdigit() else 0
+
+        old = gunicorn_pid()
+        assert old > 0
+        code, out = app.exec("bash", "-c", f"kill -KILL {old}")
+        assert code == 0, out
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (gunicorn_pid() not in (0, old)):
+            time.sleep(0.5)
+        assert gunicorn_pid() not in (0, old), app.logs()
+        app.wait_healthy(timeout=60)
+        assert "exited: gunicorn (terminated by SIGKILL" in app.logs()
+
+        started = time.monotonic()
+        app.container.stop(timeout=30)
+        elapsed = time.monotonic() - started
+        state = app.reload()
+        assert state["ExitCode"] == 0, app.logs()
+        assert elapsed < 10, f"docker stop took {elapsed:.1f}s"
+        assert "stopped: gunicorn (exit status 0)" in app.logs()
+
+
+def test_a_command_given_to_docker_run_replaces_the_start_script(
+    aws, postgres_server, docker_client, release_image
+):
+    db = new_database(postgres_server)
+    uri = put_s3_config(stage_config(postgres_server, db))
+    command = [
+        "./manage.py",
+        "shell",
+        "-c",
+        "from django.conf import settings; print('db is', settings.DATABASES['default']['NAME'])",
+    ]
+    with run_release(docker_client, release_image, config_uri=uri, command=command) as run:
+        assert run.wait_exit(timeout=60) == 0, run.logs()
+        logs = run.logs()
+    assert f"db is {db}" in logs
+    assert "start.sh" not in logs
+    assert public_tables(postgres_server, db) == []
