@@ -1,0 +1,77 @@
+"""Cold start: `docker run` of the release image until the first 200 on /health.
+
+The release container runs its start-script (config from S3 on moto, wait for the database,
+migrate on an up-to-date database, collectstatic of an already collected release, supervisord,
+gunicorn). The baseline is bare gunicorn on the same WSGI app in the same image, with the
+same DJANGO_CONFIG_URI and worker count. Runs alternate release/bare so both see the same
+machine load; the medians are compared. Target: release <= 1.5x bare.
+
+    .venv/bin/python -m bench.cold_start [--runs 7] [--image webapp-release:TAG]
+"""
+
+import os
+import time
+
+from bench import common
+
+TARGET = 1.5
+
+
+def time_to_health(client, image, *, config_uri, bare_workers=None, env=None):
+    """Seconds from `docker run` (create + start) to the first 200 on /health.
+
+    bare_workers: run bare gunicorn with that many workers instead of the image's CMD.
+    """
+    port = common.free_port()
+    command = None
+    if bare_workers:
+        command = ["gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", bare_workers]
+        command.append("www.wsgi")
+    start = time.monotonic()
+    with common.Container(
+        client, image, config_uri=config_uri, command=command, env=env, port=port
+    ) as c:
+        c.wait_status("/health", timeout=180, interval=0.02)
+        return time.monotonic() - start
+
+
+def main():
+    parser = common.arg_parser(__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=7, help="runs of each kind (default 7)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2 * len(os.sched_getaffinity(0)) + 1,
+        help="gunicorn workers for both (default: the start-script's, 2 x CPUs + 1)",
+    )
+    args = parser.parse_args()
+    workers = str(args.workers)
+    client = common.docker_client()
+    print(f"machine: {common.machine()}")
+    with common.Backends() as backends, common.release_image(client, args.image) as image:
+        config_uri = backends.put_config(backends.new_database())
+        release_env = {"GUNICORN_WORKERS": workers}
+        common.log("first start: migrates the new database and collects static files")
+        first = time_to_health(client, image, config_uri=config_uri, env=release_env)
+        common.log(f"first start {first:.2f}s (not counted)")
+
+        release, bare = [], []
+        for n in range(args.runs):
+            release.append(time_to_health(client, image, config_uri=config_uri, env=release_env))
+            bare.append(time_to_health(client, image, config_uri=config_uri, bare_workers=workers))
+            common.log(f"run {n + 1}: release {release[-1]:.2f}s, bare {bare[-1]:.2f}s")
+    print(f"image: {image}; {args.runs} runs each, {workers} gunicorn workers")
+    print(f"release runs: {common.spread(release, 's')}")
+    print(f"bare runs:    {common.spread(bare, 's')}")
+    ok = common.result(
+        "cold start to first /health 200 (median)",
+        baseline=common.median(bare),
+        measured=common.median(release),
+        unit="s",
+        target=TARGET,
+    )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,318 @@
+"""What the benchmarks share: the machine's description, Postgres and moto on loopback, the
+release image under test, containers on the host network, and the one way results print.
+
+Every benchmark measures its baseline in the same run, so the ratio it prints compares two
+figures taken under the same load (this machine is shared; absolute figures are noisy).
+Everything started here is stopped or removed by the id or exact name it was given.
+"""
+
+import argparse
+import contextlib
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import docker
+import requests
+
+from tests.servers import AWS_TEST_ENV, MotoServer, PostgresServer, free_port
+from www import aws, project
+from www.config import PLACEHOLDER
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD_SCRIPT = ROOT / "build_docker_image.sh"
+APP_UID = 10001  # the app user of deploy/base/Dockerfile
+RUN_ID = uuid.uuid4().hex[:8]
+LABEL = {"bench.run": RUN_ID}
+SECRET_KEY = "bench-only-secret-key-" + uuid.uuid4().hex
+
+
+def log(message):
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def arg_parser(description):
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument(
+        "--image",
+        help="release image to measure (default: build one from this tree with "
+        "build_docker_image.sh and remove its tag afterwards)",
+    )
+    return parser
+
+
+# --- machine -------------------------------------------------------------------------------
+
+
+def machine():
+    """One line: what the figures were measured on."""
+    with open("/proc/meminfo") as f:
+        mem_kb = int(next(line for line in f if line.startswith("MemTotal")).split()[1])
+    cpu = "unknown CPU"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    engine = subprocess.run(
+        ["docker", "version", "--format", "{{.Server.Version}}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout.strip()
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (
+        f"{os.cpu_count()} CPUs ({cpu}), {mem_kb / 1024 / 1024:.1f} GiB RAM, "
+        f"docker {engine}, kernel {platform.release()}, load average {load}"
+    )
+
+
+# --- statistics and output -----------------------------------------------------------------
+
+
+def median(values):
+    return statistics.median(values)
+
+
+def spread(values, unit):
+    return ", ".join(f"{v:.2f}{unit}" for v in values)
+
+
+def result(name, *, baseline, measured, unit, target, higher_is_better=False):
+    """Print one result line: baseline, measured, ratio, and whether the target holds.
+
+    target is a ratio (measured/baseline): a ceiling, or a floor when higher_is_better.
+    Returns True when the target holds.
+    """
+    ratio = measured / baseline if baseline else float("inf")
+    ok = ratio >= target if higher_is_better else ratio <= target
+    sign = ">=" if higher_is_better else "<="
+    print(
+        f"{name}: baseline {baseline:.2f}{unit}, measured {measured:.2f}{unit}, "
+        f"ratio {ratio:.2f}x (target {sign} {target:g}x) {'OK' if ok else 'MISSED'}",
+        flush=True,
+    )
+    return ok
+
+
+def absolute(name, *, measured, unit, limit, detail=""):
+    """Print a result checked against an absolute limit (measured <= limit)."""
+    ok = measured <= limit
+    print(
+        f"{name}: measured {measured:.2f}{unit} (target <= {limit:g}{unit}){detail} "
+        f"{'OK' if ok else 'MISSED'}",
+        flush=True,
+    )
+    return ok
+
+
+# --- servers on loopback -------------------------------------------------------------------
+
+
+class Backends:
+    """Postgres and moto on loopback, the stage bucket, and a stage config in it."""
+
+    def __init__(self):
+        self.postgres = PostgresServer()
+        self.moto = MotoServer()
+        self.env = project.load().environment("stage")
+        self.bucket = self.env.bucket
+
+    def __enter__(self):
+        self.postgres.start()
+        self.moto.start()
+        os.environ.update(AWS_TEST_ENV)
+        os.environ["AWS_ENDPOINT_URL"] = self.moto.url
+        self.s3 = aws.client("s3")
+        self.s3.create_bucket(
+            Bucket=self.bucket,
+            CreateBucketConfiguration={"LocationConstraint": project.aws_region()},
+        )
+        return self
+
+    def __exit__(self, *exc):
+        with contextlib.suppress(Exception):
+            self.moto.stop()
+        self.postgres.destroy()
+
+    def new_database(self):
+        return self.postgres.create_database(f"bench_{uuid.uuid4().hex[:8]}")
+
+    def put_config(self, dbname, key="config/stage.py"):
+        """The stage template filled in for this machine, uploaded; its s3:// URI."""
+        db = self.postgres.django_settings(dbname)
+        values = {
+            "SECRET_KEY": SECRET_KEY,
+            "HOSTNAME": "127.0.0.1",
+            "DB_HOST": db["HOST"],
+            "DB_PORT": db["PORT"],
+            "DB_NAME": db["NAME"],
+            "DB_USER": db["USER"],
+            "DB_PASSWORD": db["PASSWORD"],
+        }
+        template = (ROOT / "deploy" / "aws" / "config" / "stage.py").read_text()
+        source = PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=source.encode())
+        return f"s3://{self.bucket}/{key}"
+
+    def log_offset(self):
+        """Where moto's request log ends now; uploads_since() counts from here."""
+        return os.path.getsize(self.moto.log_path)
+
+    def uploads_since(self, offset, prefix="static/"):
+        """Object writes (PUT/POST) under prefix in the bucket that moto logged after offset."""
+        with open(self.moto.log_path, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace")
+        needles = [f'"{verb} /{self.bucket}/{prefix}' for verb in ("PUT", "POST")]
+        return sum(1 for line in text.splitlines() if any(n in line for n in needles))
+
+    def delete_prefix(self, prefix):
+        paginator = self.s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": keys})
+
+
+# --- images and containers -----------------------------------------------------------------
+
+
+def docker_client():
+    client = docker.from_env(timeout=300)
+    client.ping()
+    return client
+
+
+def build_release(tag, *, cwd=ROOT, env=None, build_args=("--network", "host")):
+    """Run build_docker_image.sh release TAG in cwd; return (image name, seconds)."""
+    start = time.monotonic()
+    result = subprocess.run(
+        [str(Path(cwd) / BUILD_SCRIPT.name), "release", tag, *build_args],
+        cwd=cwd,
+        env={**os.environ, "ALLOW_UNRELEASED_BUILD": "1", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    seconds = time.monotonic() - start
+    if result.returncode != 0:
+        sys.exit(f"error: release build failed:\n{(result.stdout + result.stderr)[-4000:]}")
+    name = subprocess.run(
+        ["bash", "-c", f'source "{cwd}/project.env"; echo "$PROJECT_NAME-release:{tag}"'],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    return name, seconds
+
+
+@contextlib.contextmanager
+def release_image(client, given):
+    """The image to measure: the one given, or one built now and untagged afterwards."""
+    if given:
+        client.images.get(given)  # fails early, with the name, when it does not exist
+        yield given
+        return
+    log("building the release image from this tree (ALLOW_UNRELEASED_BUILD=1)")
+    name, seconds = build_release(f"bench-{RUN_ID}")
+    log(f"built {name} in {seconds:.1f}s")
+    try:
+        yield name
+    finally:
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            client.images.remove(name, noprune=True)  # keep the layers: the build cache
+
+
+def make_host_dir():
+    """A host directory for /host owned by the app user, as bootstrap stage 2 leaves it."""
+    path = tempfile.mkdtemp(prefix="bench-host-")
+    os.chown(path, APP_UID, APP_UID)
+    return path
+
+
+class Container:
+    """A container on the host network serving on self.port; removed by its id."""
+
+    def __init__(self, client, image, *, config_uri, command=None, env=None, port=None, **kw):
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.host_dir = make_host_dir()
+        environment = {
+            **AWS_TEST_ENV,
+            "AWS_ENDPOINT_URL": os.environ["AWS_ENDPOINT_URL"],
+            "DJANGO_CONFIG_URI": config_uri,
+            "PORT": str(self.port),
+            **(env or {}),
+        }
+        self.container = client.containers.run(
+            image,
+            command=command,
+            detach=True,
+            network_mode="host",
+            environment=environment,
+            volumes={self.host_dir: {"bind": "/host", "mode": "rw"}},
+            labels=LABEL,
+            **kw,
+        )
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
+    def logs(self):
+        return self.container.logs().decode(errors="replace")
+
+    def wait_status(self, path="/health", *, status=200, timeout=120, interval=0.02):
+        """Poll until path answers status; fail with the logs if it exits or times out."""
+        deadline = time.monotonic() + timeout
+        checks = 0
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(self.url + path, timeout=2).status_code == status:
+                    return
+            except requests.RequestException:
+                pass
+            checks += 1
+            if checks % 25 == 0:
+                self.container.reload()
+                if self.container.status == "exited":
+                    sys.exit(f"error: container exited before {path} answered:\n{self.logs()}")
+            time.sleep(interval)
+        sys.exit(f"error: {path} not {status} after {timeout}s:\n{self.logs()[-4000:]}")
+
+    def remove(self):
+        with contextlib.suppress(docker.errors.NotFound):
+            self.container.remove(force=True)
+        shutil.rmtree(self.host_dir, ignore_errors=True)
+
+
+def run_once(client, image, *, config_uri, command, env=None, timeout=300):
+    """Run a command to completion in a container of image; its output (fails on non-zero)."""
+    container = client.containers.run(
+        image,
+        command=command,
+        detach=True,
+        network_mode="host",
+        environment={
+            **AWS_TEST_ENV,
+            "AWS_ENDPOINT_URL": os.environ["AWS_ENDPOINT_URL"],
+            "DJANGO_CONFIG_URI": config_uri,
+            **(env or {}),
+        },
+        labels=LABEL,
+    )
+    try:
+        status = container.wait(timeout=timeout)["StatusCode"]
+        output = container.logs().decode(errors="replace")
+    finally:
+        container.remove(force=True)
+    if status != 0:
+        sys.exit(f"error: {command!r} exited {status}:\n{output[-4000:]}")
+    return output
