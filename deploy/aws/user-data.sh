@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Stage 1 of a web server's boot, run once as root by cloud-init: launch_ec2 passes this file
+# as the instance's user-data (it must stay under EC2's 16 KB limit).
+#
+# It installs Docker, the AWS CLI and curl where they are missing, reads the instance's region
+# and its `Bootstrap` tag (the S3 URI of stage 2) from instance metadata with an IMDSv2 token,
+# downloads that script and runs it. Everything goes to /var/log/bootstrap.log and to the
+# console (cloud-init's output); the first failing command stops the boot with its line.
+#
+# Settings, all optional; production on EC2 sets none of them. They let both stages run
+# outside EC2, e.g. in a container that plays the instance:
+#   IMDS_ENDPOINT     instance metadata address (default http://169.254.169.254); the AWS CLI
+#                     and stage 2 get it as AWS_EC2_METADATA_SERVICE_ENDPOINT
+#   AWS_ENDPOINT_URL  AWS endpoint override, honoured by the AWS CLI and passed on to stage 2
+#   BOOTSTRAP_LOG     log file (default /var/log/bootstrap.log)
+#   BOOTSTRAP_DIR     where stage 2 is kept, for reruns by hand (default /var/lib/bootstrap)
+set -Eeuo pipefail
+
+log() {
+	printf '%s bootstrap: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2
+}
+
+die() {
+	log "error: $*"
+	exit 1
+}
+
+on_error() {
+	log "error: line $2: '$3' failed with exit status $1"
+}
+
+# Install Debian/Ubuntu packages, refreshing the package lists once.
+apt_install() {
+	if [[ -z ${APT_UPDATED:-} ]]; then
+		apt-get update -qq
+		APT_UPDATED=1
+	fi
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+}
+
+# Docker, the AWS CLI and curl, each only when missing (a prepared AMI needs none).
+install_tools() {
+	command -v curl >/dev/null || apt_install ca-certificates curl
+	if ! command -v docker >/dev/null; then
+		apt_install docker.io
+	fi
+	if ! command -v aws >/dev/null; then
+		if apt-cache show awscli >/dev/null 2>&1; then
+			apt_install awscli
+		elif command -v snap >/dev/null; then
+			snap install aws-cli --classic # Ubuntu 24.04 ships the CLI as a snap only
+		else
+			die "no way to install the AWS CLI on this image: use a Debian or Ubuntu AMI"
+		fi
+	fi
+}
+
+# Docker's daemon: started by systemd on an instance, already running elsewhere.
+ensure_docker_running() {
+	local attempt
+	if ! docker info >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
+		systemctl enable --now docker
+	fi
+	for attempt in {1..30}; do
+		docker info >/dev/null 2>&1 && return 0
+		log "waiting for the Docker daemon ($attempt/30)"
+		sleep 2
+	done
+	die "the Docker daemon is not running"
+}
+
+# An IMDSv2 session token; instances launched by launch_ec2 accept no other kind of request.
+imds_token() {
+	curl --silent --show-error --fail --max-time 5 --retry 5 --retry-connrefused \
+		--request PUT --header 'X-aws-ec2-metadata-token-ttl-seconds: 600' \
+		"$IMDS_URL/latest/api/token"
+}
+
+# One metadata value, e.g. `imds placement/region`.
+imds() {
+	curl --silent --show-error --fail --max-time 5 --retry 5 --retry-connrefused \
+		--header "X-aws-ec2-metadata-token: $IMDS_TOKEN" \
+		"$IMDS_URL/latest/meta-data/$1"
+}
+
+main() {
+	: "${BOOTSTRAP_LOG:=/var/log/bootstrap.log}"
+	: "${BOOTSTRAP_DIR:=/var/lib/bootstrap}"
+	exec > >(tee -a "$BOOTSTRAP_LOG") 2>&1
+	trap 'on_error $? $LINENO "$BASH_COMMAND"' ERR
+	log "stage 1 starting"
+
+	install_tools
+	ensure_docker_running
+
+	IMDS_URL=${IMDS_ENDPOINT:-http://169.254.169.254}
+	IMDS_URL=${IMDS_URL%/}
+	if [[ -n ${IMDS_ENDPOINT:-} ]]; then
+		export AWS_EC2_METADATA_SERVICE_ENDPOINT=$IMDS_URL
+	fi
+	IMDS_TOKEN=$(imds_token)
+	local region bootstrap_uri
+	region=$(imds placement/region)
+	if ! bootstrap_uri=$(imds tags/instance/Bootstrap); then
+		die "no Bootstrap tag readable: launch with ./manage.py launch_ec2 (metadata tags on)"
+	fi
+	[[ $bootstrap_uri == s3://* ]] || die "Bootstrap tag is not an s3:// URI: $bootstrap_uri"
+	export AWS_REGION=$region AWS_DEFAULT_REGION=$region
+	log "region $region, stage 2 from $bootstrap_uri"
+
+	install -d -m 0700 "$BOOTSTRAP_DIR"
+	aws s3 cp --only-show-errors "$bootstrap_uri" "$BOOTSTRAP_DIR/webserver.sh"
+	chmod 0700 "$BOOTSTRAP_DIR/webserver.sh"
+	log "running stage 2"
+	exec bash "$BOOTSTRAP_DIR/webserver.sh"
+}
+
+if ! (return 0 2>/dev/null); then
+	main "$@"
+fi

@@ -1,0 +1,227 @@
+"""launch_ec2, ec2_status and terminate_ec2 against moto's server.
+
+moto serves some public SSM parameters (Amazon Linux, ECS) but not Debian's or Ubuntu's, and,
+like AWS, refuses to let anyone create parameters under /aws/. So the lookup is exercised with
+a public parameter moto does serve (--ami-parameter), and the default Debian parameter's
+absence is checked for its clear error.
+"""
+
+import base64
+import io
+import json
+
+import boto3
+import pytest
+from django.core.management import CommandError, call_command
+
+from tests.test_aws_push_config import filled_config
+from www import project
+from www.ops import OpsError, ec2, images
+from www.ops.landscape import Landscape
+
+PROJECT = project.load()
+STAGE = Landscape.of(PROJECT, "stage")
+MOTO_PUBLIC_AMI = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+RELEASE = f"127.0.0.1:5000/team/{PROJECT.name}-release@sha256:" + "ab" * 32
+
+
+def launch(*args):
+    out = io.StringIO()
+    call_command(
+        "launch_ec2", "--env", "stage", "--ami-parameter", MOTO_PUBLIC_AMI, *args, stdout=out
+    )
+    return out.getvalue()
+
+
+def instances(states=("pending", "running")):
+    return ec2.environment_instances(ec2=boto3.client("ec2"), landscape=STAGE, states=states)
+
+
+def tags_of(instance):
+    return {t["Key"]: t["Value"] for t in instance["Tags"]}
+
+
+def setup_landscape():
+    call_command("setup_aws", "--env", "stage", stdout=io.StringIO())
+
+
+def push(tmp_path):
+    call_command(
+        "push_config", "--env", "stage", str(filled_config(tmp_path)), stdout=io.StringIO()
+    )
+
+
+def publish():
+    images.record_release(s3=boto3.client("s3"), env=STAGE.env, image=RELEASE, tag="1.0")
+
+
+@pytest.fixture
+def ready(aws, tmp_path):
+    """Everything a launch needs: landscape, config and stage 2, a recorded release."""
+    setup_landscape()
+    push(tmp_path)
+    publish()
+    return aws
+
+
+def test_launch_tags_metadata_profile_groups_and_user_data(ready):
+    out = launch()
+    (instance,) = instances()
+    assert f"Created instance {instance['InstanceId']}" in out
+    ssm = boto3.client("ssm")
+    assert instance["ImageId"] == ssm.get_parameter(Name=MOTO_PUBLIC_AMI)["Parameter"]["Value"]
+    assert instance["InstanceType"] == "t3.small"
+    tags = tags_of(instance)
+    assert tags["Name"] == f"{PROJECT.name}-stage-web"
+    assert tags["Project"] == PROJECT.name and tags["Env"] == "stage"
+    assert tags["Bootstrap"] == f"s3://{STAGE.bucket}/deploy/webserver.sh"
+    assert tags["Release"] == RELEASE
+    options = instance["MetadataOptions"]
+    assert options["HttpTokens"] == "required"
+    assert options["HttpEndpoint"] == "enabled"
+    assert options["InstanceMetadataTags"] == "enabled"
+    assert options["HttpPutResponseHopLimit"] == 2
+    assert instance["IamInstanceProfile"]["Arn"].endswith(f"instance-profile/{STAGE.role}")
+    assert [g["GroupName"] for g in instance["SecurityGroups"]] == [STAGE.web_group]
+    attribute = boto3.client("ec2").describe_instance_attribute(
+        InstanceId=instance["InstanceId"], Attribute="userData"
+    )
+    user_data = base64.b64decode(attribute["UserData"]["Value"]).decode()
+    assert user_data == ec2.USER_DATA_FILE.read_text()
+    assert len(user_data.encode()) < 16 * 1024
+
+
+def test_rerun_launches_nothing_more(ready):
+    launch()
+    (first,) = instances()
+    out = launch()
+    assert out.strip() == f"instance {first['InstanceId']} exists, unchanged (running, " + (
+        f"{first.get('PublicIpAddress') or first.get('PublicDnsName') or 'no address'})"
+    )
+    assert len(instances()) == 1
+
+
+def test_count_and_overrides(ready):
+    launch("--count", "2", "--ami", "ami-0123456789abcdef0", "--instance-type", "t3.micro")
+    launched = instances()
+    assert len(launched) == 2
+    assert {i["ImageId"] for i in launched} == {"ami-0123456789abcdef0"}
+    assert {i["InstanceType"] for i in launched} == {"t3.micro"}
+    assert all(tags_of(i)["Env"] == "stage" for i in launched)
+    # a third one on request, the two running ones are kept
+    launch("--count", "3", "--ami", "ami-0123456789abcdef0")
+    assert len(instances()) == 3
+
+
+def test_wait_prints_the_public_address(ready):
+    out = launch("--wait", "--wait-delay", "1")
+    (instance,) = instances()
+    assert instance["State"]["Name"] == "running"
+    assert instance["PublicIpAddress"] in out
+
+
+def test_dry_run_prints_the_request_and_launches_nothing(ready):
+    out = launch("--dry-run")
+    request = json.loads(out[: out.rindex("}") + 1])
+    assert request["MetadataOptions"]["HttpTokens"] == "required"
+    assert request["IamInstanceProfile"] == {"Name": STAGE.instance_profile}
+    assert request["UserData"].startswith("#!/usr/bin/env bash")
+    assert request["ClientToken"]
+    assert f"Would create 1 instance(s) of {STAGE.prefix}" in out
+    assert instances(states=ec2.LIVE_STATES) == []
+
+
+def test_default_ami_parameter_missing_is_a_clear_error(ready):
+    with pytest.raises(CommandError, match=r"no AMI parameter /aws/service/debian/.*pass --ami"):
+        call_command("launch_ec2", "--env", "stage", stdout=io.StringIO())
+    assert instances(states=ec2.LIVE_STATES) == []
+
+
+def test_no_landscape(aws):
+    with pytest.raises(CommandError, match="run ./manage.py setup_aws --env stage first"):
+        launch()
+
+
+def test_no_config_pushed(aws):
+    setup_landscape()
+    with pytest.raises(CommandError, match="run ./manage.py push_config --env stage first"):
+        launch()
+
+
+def test_no_image_published(aws, tmp_path):
+    setup_landscape()
+    push(tmp_path)
+    with pytest.raises(CommandError, match="run ./manage.py publish_image --env stage TAG first"):
+        launch()
+    assert instances(states=ec2.LIVE_STATES) == []
+
+
+def test_unknown_env(aws):
+    with pytest.raises(CommandError, match="unknown environment 'qa'"):
+        call_command("launch_ec2", "--env", "qa", stdout=io.StringIO())
+
+
+def test_profile_gone_after_setup_is_caught_before_launch(ready):
+    iam = boto3.client("iam")
+    iam.remove_role_from_instance_profile(
+        InstanceProfileName=STAGE.instance_profile, RoleName=STAGE.role
+    )
+    iam.delete_instance_profile(InstanceProfileName=STAGE.instance_profile)
+    with pytest.raises(CommandError, match="no instance profile .*run ./manage.py setup_aws"):
+        launch()
+    assert instances(states=ec2.LIVE_STATES) == []
+
+
+def test_launch_failing_half_way_leaves_no_instance_running(ready):
+    client = boto3.client("ec2")
+    group_id, release = ec2.check_prerequisites(
+        s3=boto3.client("s3"), ec2=client, iam=boto3.client("iam"), landscape=STAGE
+    )
+    request = ec2.launch_request(
+        landscape=STAGE,
+        ami="ami-0123456789abcdef0",
+        instance_type="t3.small",
+        count=2,
+        group_id=group_id,
+        release=release,
+        client_token=ec2.new_client_token(),
+    )
+    request["IamInstanceProfile"] = {"Name": "no-such-profile"}
+    with pytest.raises(OpsError, match="launch failed .*no instance was left running"):
+        ec2.launch(ec2=client, landscape=STAGE, request=request)
+    assert instances(states=ec2.LIVE_STATES) == []
+
+
+def test_status_lists_state_address_release_and_launch_time(ready):
+    launch("--count", "2", "--ami", "ami-0123456789abcdef0")
+    out = io.StringIO()
+    call_command("ec2_status", "--env", "stage", stdout=out)
+    lines = out.getvalue().splitlines()
+    assert lines[0].split() == ["id", "state", "address", "release", "launched"]
+    for instance in instances():
+        row = next(line for line in lines if line.startswith(instance["InstanceId"]))
+        assert "running" in row and RELEASE in row and instance["PublicIpAddress"] in row
+    other = io.StringIO()
+    call_command("ec2_status", "--env", "prod", stdout=other)
+    assert other.getvalue().strip() == f"No instances of {PROJECT.name}-prod."
+
+
+def test_terminate_only_this_envs_instances(ready):
+    launch("--count", "2", "--ami", "ami-0123456789abcdef0")
+    first, second = (i["InstanceId"] for i in instances())
+    stranger = boto3.client("ec2").run_instances(
+        ImageId="ami-0123456789abcdef0", MinCount=1, MaxCount=1
+    )["Instances"][0]["InstanceId"]
+
+    with pytest.raises(CommandError, match=f"not a live instance of .*{stranger}; nothing"):
+        call_command("terminate_ec2", "--env", "stage", first, stranger, "--no-input")
+    with pytest.raises(CommandError, match="not a live instance"):
+        call_command("terminate_ec2", "--env", "prod", first, "--no-input")
+    assert len(instances()) == 2
+
+    out = io.StringIO()
+    call_command("terminate_ec2", "--env", "stage", first, "--no-input", stdout=out)
+    assert f"Terminated {first}" in out.getvalue()
+    assert [i["InstanceId"] for i in instances()] == [second]
+    state = boto3.client("ec2").describe_instances(InstanceIds=[stranger])
+    assert state["Reservations"][0]["Instances"][0]["State"]["Name"] == "running"

@@ -1,0 +1,220 @@
+"""Web-server instances: prerequisites, the launch request, launch, status, termination.
+
+Every instance carries the tags Name, Project, Env, Bootstrap (the S3 URI of its stage-2
+script, read by stage 1 through instance-metadata tags), Release (the image recorded when it
+was launched) and Launch (the launch's idempotency token). IMDSv2 is required; the hop limit
+of 2 lets the app's container reach instance metadata for the role's credentials.
+"""
+
+import uuid
+
+from botocore.exceptions import ClientError, WaiterError
+
+from www.ops import TEMPLATE_DIR, OpsError, Result, error_code
+from www.ops.config_push import current_object
+from www.ops.images import read_release
+from www.ops.landscape import bucket_exists, default_vpc, find_group, instance_profile_exists
+
+# Debian's own public parameter for its current stable release (Debian 13, "trixie").
+DEFAULT_AMI_PARAMETER = "/aws/service/debian/release/13/latest/amd64"
+USER_DATA_FILE = TEMPLATE_DIR / "user-data.sh"
+USER_DATA_LIMIT = 16 * 1024  # EC2's limit, before base64
+LIVE_STATES = ["pending", "running", "stopping", "stopped"]
+METADATA_OPTIONS = {
+    "HttpTokens": "required",
+    "HttpEndpoint": "enabled",
+    "HttpPutResponseHopLimit": 2,
+    "InstanceMetadataTags": "enabled",
+}
+
+
+def lookup_ami(*, ssm, parameter):
+    try:
+        return ssm.get_parameter(Name=parameter)["Parameter"]["Value"]
+    except ClientError as exc:
+        if error_code(exc) == "ParameterNotFound":
+            raise OpsError(
+                f"no AMI parameter {parameter} in this region: "
+                "pass --ami ami-... or --ami-parameter NAME"
+            ) from None
+        raise
+
+
+def user_data():
+    text = USER_DATA_FILE.read_text()
+    if len(text.encode()) > USER_DATA_LIMIT:
+        raise OpsError(f"{USER_DATA_FILE} is over EC2's 16 KB user-data limit")
+    return text
+
+
+def check_prerequisites(*, s3, ec2, iam, landscape):
+    """What a launch needs, in the order the commands make it; returns (group id, release)."""
+    env = landscape.env
+    setup = f"run ./manage.py setup_aws --env {env.name} first"
+    if not bucket_exists(s3, landscape.bucket):
+        raise OpsError(f"no bucket {landscape.bucket}: {setup}")
+    group = find_group(ec2, landscape.web_group, default_vpc(ec2))
+    if group is None:
+        raise OpsError(f"no security group {landscape.web_group}: {setup}")
+    if not instance_profile_exists(iam, landscape):
+        raise OpsError(f"no instance profile {landscape.instance_profile}: {setup}")
+    for key in (env.config_key, env.bootstrap_key):
+        if current_object(s3, env.bucket, key, env_name=env.name) is None:
+            raise OpsError(
+                f"no s3://{env.bucket}/{key}: run ./manage.py push_config --env {env.name} first"
+            )
+    release = read_release(s3=s3, env=env)
+    if not release or not release.get("IMAGE"):
+        raise OpsError(
+            f"no image published for {env.name}: "
+            f"run ./manage.py publish_image --env {env.name} TAG first"
+        )
+    return group["GroupId"], release
+
+
+def launch_request(*, landscape, ami, instance_type, count, group_id, release, client_token):
+    """The run_instances arguments; printed whole by --dry-run."""
+    env = landscape.env
+    tags = [
+        {"Key": "Name", "Value": f"{landscape.prefix}-web"},
+        *landscape.tags,
+        {"Key": "Bootstrap", "Value": env.bootstrap_uri},
+        {"Key": "Release", "Value": release["IMAGE"]},
+        {"Key": "Launch", "Value": client_token},
+    ]
+    return {
+        "ImageId": ami,
+        "InstanceType": instance_type,
+        "MinCount": count,
+        "MaxCount": count,
+        "SecurityGroupIds": [group_id],
+        "IamInstanceProfile": {"Name": landscape.instance_profile},
+        "UserData": user_data(),
+        "MetadataOptions": METADATA_OPTIONS,
+        "TagSpecifications": [
+            {"ResourceType": "instance", "Tags": tags},
+            {"ResourceType": "volume", "Tags": landscape.tags},
+        ],
+        "ClientToken": client_token,
+    }
+
+
+def new_client_token():
+    return str(uuid.uuid4())
+
+
+def environment_instances(*, ec2, landscape, states=LIVE_STATES, extra_filters=()):
+    filters = [
+        {"Name": "tag:Project", "Values": [landscape.project]},
+        {"Name": "tag:Env", "Values": [landscape.env.name]},
+        {"Name": "instance-state-name", "Values": list(states)},
+        *extra_filters,
+    ]
+    instances = []
+    for page in ec2.get_paginator("describe_instances").paginate(Filters=filters):
+        for reservation in page["Reservations"]:
+            instances.extend(reservation["Instances"])
+    return sorted(instances, key=lambda i: (i["LaunchTime"], i["InstanceId"]))
+
+
+def _abandon_launch(ec2, landscape, client_token):
+    """Terminate whatever this launch started; return how many."""
+    started = environment_instances(
+        ec2=ec2,
+        landscape=landscape,
+        states=["pending", "running", "stopping", "stopped"],
+        extra_filters=[{"Name": "tag:Launch", "Values": [client_token]}],
+    )
+    ids = [i["InstanceId"] for i in started]
+    if ids:
+        ec2.terminate_instances(InstanceIds=ids)
+    return len(ids)
+
+
+def launch(*, ec2, landscape, request, wait=False, wait_delay=5, wait_attempts=60):
+    """Run the request; on any failure terminate what it started, so nothing is left running."""
+    token = request["ClientToken"]
+    try:
+        reservation = ec2.run_instances(**request)
+        ids = [i["InstanceId"] for i in reservation["Instances"]]
+        if wait:
+            ec2.get_waiter("instance_running").wait(
+                InstanceIds=ids,
+                WaiterConfig={"Delay": wait_delay, "MaxAttempts": wait_attempts},
+            )
+    except (ClientError, WaiterError, KeyboardInterrupt) as exc:
+        terminated = _abandon_launch(ec2, landscape, token)
+        cleanup = (
+            f"terminated {terminated} instance(s) it had started"
+            if terminated
+            else ("no instance was left running")
+        )
+        if isinstance(exc, ClientError):
+            reason = f"{error_code(exc)}: {exc.response['Error'].get('Message', '')}"
+        else:
+            reason = exc.__class__.__name__
+        raise OpsError(f"launch failed ({reason}); {cleanup}") from None
+    return describe(ec2, ids)
+
+
+def describe(ec2, ids):
+    instances = []
+    for page in ec2.get_paginator("describe_instances").paginate(InstanceIds=ids):
+        for reservation in page["Reservations"]:
+            instances.extend(reservation["Instances"])
+    return instances
+
+
+def ensure_instances(*, ec2, landscape, request, dry_run=False, **launch_options):
+    """Launch until the env has request["MaxCount"] live instances; yield a Result each."""
+    existing = environment_instances(ec2=ec2, landscape=landscape)
+    wanted = request["MaxCount"]
+    for instance in existing[:wanted]:
+        yield Result("unchanged", f"instance {instance['InstanceId']}", detail=summary(instance))
+    missing = wanted - len(existing)
+    if missing <= 0:
+        return
+    request = {**request, "MinCount": missing, "MaxCount": missing}
+    if dry_run:
+        yield Result("create", f"{missing} instance(s) of {landscape.prefix}", True)
+        return
+    for instance in launch(ec2=ec2, landscape=landscape, request=request, **launch_options):
+        yield Result("create", f"instance {instance['InstanceId']}", detail=summary(instance))
+
+
+def tag(instance, key):
+    return next((t["Value"] for t in instance.get("Tags", []) if t["Key"] == key), "")
+
+
+def summary(instance):
+    address = instance.get("PublicIpAddress") or instance.get("PublicDnsName") or "no address"
+    return f"{instance['State']['Name']}, {address}"
+
+
+def status_rows(instances):
+    for i in instances:
+        yield {
+            "id": i["InstanceId"],
+            "state": i["State"]["Name"],
+            "address": i.get("PublicIpAddress") or i.get("PublicDnsName") or "-",
+            "release": tag(i, "Release") or "-",
+            "launched": i["LaunchTime"].strftime("%Y-%m-%d %H:%M:%SZ"),
+        }
+
+
+def terminate(*, ec2, landscape, ids):
+    """Terminate ids, all of which must be live instances of this env; else change nothing."""
+    ours = {
+        i["InstanceId"]
+        for i in environment_instances(
+            ec2=ec2, landscape=landscape, extra_filters=[{"Name": "instance-id", "Values": ids}]
+        )
+    }
+    foreign = [i for i in ids if i not in ours]
+    if foreign:
+        raise OpsError(
+            f"not a live instance of {landscape.project} {landscape.env.name}: "
+            f"{', '.join(foreign)}; nothing terminated"
+        )
+    changes = ec2.terminate_instances(InstanceIds=ids)["TerminatingInstances"]
+    return {c["InstanceId"]: c["CurrentState"]["Name"] for c in changes}
