@@ -37,6 +37,8 @@ as_postgres() {
 # Host directories and their owners; Postgres insists on owning its data directory alone.
 prepare_host() {
 	mkdir -p "$PGDATA" "$LOG_DIR" /host/media "$PG_SOCKET_DIR"
+	# postgres and app must pass through /host to reach their directories (search only).
+	chmod a+x /host /host/postgres
 	chown postgres:postgres /host/postgres "$PGDATA" "$PG_SOCKET_DIR"
 	chmod 0700 "$PGDATA"
 	chmod 2775 "$PG_SOCKET_DIR"

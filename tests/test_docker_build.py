@@ -1,0 +1,167 @@
+"""build_docker_image.sh as a release manager uses it, on a copy of this repository that is
+its own git repository: tags, labels, layer reuse, and what never gets into an image.
+"""
+
+import io
+import json
+import os
+import subprocess
+import tarfile
+import uuid
+
+import pytest
+
+from tests.docker_rig import BUILD_SCRIPT, ROOT, SESSION_TAG, build_image, remove_image
+from www import project
+
+pytestmark = pytest.mark.docker
+pytest_plugins = ["tests.docker_rig"]  # its fixtures: docker_client, release_image, dev_image
+
+CANARY = "canary-secret-" + uuid.uuid4().hex
+
+
+def git(repo, *args):
+    return subprocess.run(
+        ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path):
+    """This repository's files (tracked and untracked, not ignored) as a fresh git repo,
+    plus a local config holding a secret, ignored by git as real ones are."""
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    ).stdout.split(b"\0")
+    copy = tmp_path / "repo"
+    copy.mkdir()
+    archive = subprocess.run(
+        ["tar", "-C", str(ROOT), "--null", "-T", "-", "-cf", "-"],
+        input=b"\0".join(f for f in files if f and (ROOT / f.decode()).exists()),
+        capture_output=True,
+        check=True,
+    ).stdout
+    subprocess.run(["tar", "-C", str(copy), "-xf", "-"], input=archive, check=True)
+    git(copy, "init", "-q")
+    git(copy, "add", "-A")
+    git(copy, "commit", "-q", "-m", "release candidate")
+    (copy / "deploy" / "aws" / "config" / "stage.local.py").write_text(f'SECRET_KEY = "{CANARY}"\n')
+    return copy
+
+
+def run_script(repo, *args, env=None):
+    return subprocess.run(
+        [str(repo / BUILD_SCRIPT.name), *args],
+        cwd=repo,
+        env={k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None},
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+
+
+def test_help_explains_kinds_tag_and_override():
+    result = subprocess.run([str(BUILD_SCRIPT), "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    for words in ("{dev|release} TAG", "release/TAG", "ALLOW_UNRELEASED_BUILD=1", "--network host"):
+        assert words in result.stdout
+
+
+def test_release_refuses_untagged_or_dirty_tree_in_one_line(repo, docker_client):
+    tag = f"{SESSION_TAG}-refused"
+    untagged = run_script(repo, "release", tag, env={"ALLOW_UNRELEASED_BUILD": None})
+    assert untagged.returncode != 0
+    assert untagged.stderr.strip().splitlines() == [
+        f"build_docker_image.sh: error: release {tag} refused: HEAD is not the git tag "
+        f"release/{tag} (git tag release/{tag} on a clean commit, "
+        "or set ALLOW_UNRELEASED_BUILD=1 for a local trial)"
+    ]
+    git(repo, "tag", f"release/{tag}")
+    (repo / "www" / "urls.py").write_text((repo / "www" / "urls.py").read_text() + "# edit\n")
+    dirty = run_script(repo, "release", tag, env={"ALLOW_UNRELEASED_BUILD": None})
+    assert dirty.returncode != 0
+    assert "the working tree has uncommitted changes" in dirty.stderr
+    assert len(dirty.stderr.strip().splitlines()) == 1
+    image = project.load().image("release", tag)
+    assert not docker_client.images.list(name=image)
+
+
+def layer_tars(docker_client, image):
+    """Every layer of an image, as (name, TarFile) from `docker image save`."""
+    saved = io.BytesIO(b"".join(docker_client.images.get(image).save(named=True)))
+    with tarfile.open(fileobj=saved) as outer:
+        manifest = json.load(outer.extractfile("manifest.json"))
+        for layer in manifest[0]["Layers"]:
+            with tarfile.open(fileobj=outer.extractfile(layer)) as tar:
+                yield layer, tar
+
+
+def test_tagged_release_is_labelled_reuses_layers_and_holds_no_secret(
+    repo, docker_client, release_image
+):
+    # release_image: the session's build, so the base image exists and is reused here.
+    first_tag, second_tag = f"{SESSION_TAG}-a", f"{SESSION_TAG}-b"
+    images = []
+    try:
+        git(repo, "tag", f"release/{first_tag}")
+        first, output = build_image("release", first_tag, cwd=repo, env=no_override())
+        images.append(first)
+        assert f"Images built:\n  {project.load().image('base')}:" in output
+        assert first in output and "MB" in output
+        labels = docker_client.images.get(first).labels
+        assert labels["org.opencontainers.image.version"] == first_tag
+        assert labels["org.opencontainers.image.revision"] == git(repo, "rev-parse", "HEAD")
+        assert labels["org.opencontainers.image.created"].endswith("Z")
+
+        # A one-line code change: every layer but the code's is reused.
+        urls = repo / "www" / "urls.py"
+        urls.write_text(urls.read_text() + "# a one-line change\n")
+        git(repo, "commit", "-q", "-am", "one-line change")
+        git(repo, "tag", f"release/{second_tag}")
+        second, _ = build_image("release", second_tag, cwd=repo, env=no_override())
+        images.append(second)
+        layers_a = docker_client.images.get(first).attrs["RootFS"]["Layers"]
+        layers_b = docker_client.images.get(second).attrs["RootFS"]["Layers"]
+        assert len(layers_a) == len(layers_b)
+        assert layers_a[:-1] == layers_b[:-1] and layers_a[-1] != layers_b[-1]
+
+        # The local config with its secret, and git's metadata, stay out of every layer.
+        scanned = set()
+        for layer, tar in layer_tars(docker_client, second):
+            for member in tar:
+                scanned.add(member.name)
+                assert not member.name.endswith(".local.py"), (layer, member.name)
+                assert not member.name.startswith("var/www/.git/"), (layer, member.name)
+                if member.isfile() and member.size < 5_000_000:
+                    data = tar.extractfile(member).read()
+                    assert CANARY.encode() not in data, (layer, member.name)
+        assert {"var/www/www/urls.py", "var/www/deploy/release/start.sh"} <= scanned
+    finally:
+        for image in images:
+            remove_image(docker_client, image)
+
+
+def no_override():
+    return {"ALLOW_UNRELEASED_BUILD": ""}
+
+
+def test_image_metadata_holds_no_config_or_secret(docker_client, release_image, dev_image):
+    for image in (release_image, dev_image):
+        attrs = docker_client.images.get(image).attrs
+        env = dict(item.split("=", 1) for item in attrs["Config"]["Env"])
+        assert not {k for k in env if k.startswith("AWS_")}, env
+        assert "DJANGO_CONFIG_CACHE" not in env and "SECRET_KEY" not in env
+        history = docker_client.api.history(image)
+        text = "\n".join(step["CreatedBy"] for step in history)
+        for word in ("SECRET", "PASSWORD", "AWS_ACCESS_KEY", "TOKEN"):
+            assert word not in text.upper(), (image, word)
+    release_env = docker_client.images.get(release_image).attrs["Config"]
+    assert "DJANGO_CONFIG_URI" not in " ".join(release_env["Env"])
+    assert release_env["User"] == "10001:10001"

