@@ -91,16 +91,41 @@ def ecr_credentials(*, ecr):
 # --- pushing ----------------------------------------------------------------------------------
 
 
-def push_image(*, docker_client, source, repository, tag, auth_config=None):
-    """Tag the local image source as repository:tag, push it, and return its digest."""
+def local_image(docker_client, source):
     import docker.errors
 
     try:
-        image = docker_client.images.get(source)
+        return docker_client.images.get(source)
     except docker.errors.ImageNotFound:
         raise OpsError(
             f"no local image {source}: build it first (./build_docker_image.sh release TAG)"
         ) from None
+
+
+def pushed_digest(*, docker_client, image, repository, tag, auth_config=None):
+    """The digest repository:tag has in the registry if it is this very image, else None."""
+    import docker.errors
+
+    local = {
+        d.partition("@")[2]
+        for d in image.attrs.get("RepoDigests", [])
+        if d.startswith(f"{repository}@")
+    }
+    if not local:
+        return None
+    try:
+        remote = docker_client.images.get_registry_data(
+            f"{repository}:{tag}", auth_config=auth_config
+        )
+    except docker.errors.APIError:  # NotFound included: not pushed yet
+        return None
+    return remote.id if remote.id in local else None
+
+
+def push_image(*, docker_client, image, repository, tag, auth_config=None):
+    """Tag the local image as repository:tag, push it, and return its digest."""
+    import docker.errors
+
     image.tag(repository, tag)
     digest = None
     try:

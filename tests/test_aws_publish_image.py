@@ -1,0 +1,188 @@
+"""publish_image: a real push to Debian's docker-registry on loopback, recorded in moto's S3.
+
+The image pushed is a tiny one imported here from a tarball (not the release image, which
+other tests build), tagged <project>-release:<unique tag>, and removed by its id afterwards.
+"""
+
+import io
+import subprocess
+import tarfile
+import tempfile
+import uuid
+from pathlib import Path
+
+import boto3
+import docker
+import pytest
+import requests
+from django.core.management import CommandError, call_command
+
+from tests.servers import free_port, wait_until
+from www import project
+from www.ops import images
+from www.ops.landscape import Landscape
+
+PROJECT = project.load()
+STAGE = Landscape.of(PROJECT, "stage")
+REGISTRY_BINARY = "/usr/bin/docker-registry"
+
+
+class RegistryServer:
+    """Debian's docker-registry (distribution 2.x) on a free loopback port, in a temp dir."""
+
+    def __init__(self):
+        self.dir = Path(tempfile.mkdtemp(prefix="registry-test-"))
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.proc = None
+
+    def start(self):
+        config = self.dir / "config.yml"
+        config.write_text(
+            "version: 0.1\n"
+            "log:\n  level: warn\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {self.dir / 'data'}\n"
+            f"http:\n  addr: {self.address}\n"
+        )
+        self.log = open(self.dir / "log", "wb")  # noqa: SIM115 -- closed in stop()
+        self.proc = subprocess.Popen(
+            [REGISTRY_BINARY, "serve", str(config)], stdout=self.log, stderr=subprocess.STDOUT
+        )
+
+        def up():
+            try:
+                return requests.get(f"http://{self.address}/v2/", timeout=1).ok
+            except requests.ConnectionError:
+                return False
+
+        wait_until(up, timeout=30, what="docker-registry")
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        self.log.close()
+        subprocess.run(["rm", "-rf", str(self.dir)], check=True)
+
+
+@pytest.fixture(scope="module")
+def registry():
+    server = RegistryServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def docker_client():
+    client = docker.from_env()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def release_image(docker_client):
+    """A tiny image tagged <project>-release:<tag>; every tag of it removed afterwards."""
+    tag = f"test-{uuid.uuid4().hex[:10]}"
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as tar:
+        payload = f"release {tag}\n".encode()
+        info = tarfile.TarInfo("release.txt")
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    repository = PROJECT.image("release")
+    docker_client.api.import_image_from_data(data.getvalue(), repository=repository, tag=tag)
+    image = docker_client.images.get(f"{repository}:{tag}")
+    yield tag, image
+    docker_client.images.remove(image.id, force=True)
+
+
+def publish(*args):
+    out = io.StringIO()
+    call_command("publish_image", "--env", "stage", *args, stdout=out)
+    return out.getvalue()
+
+
+def release_env():
+    body = boto3.client("s3").get_object(Bucket=STAGE.bucket, Key=STAGE.env.release_key)
+    return body
+
+
+@pytest.fixture
+def landscape(aws):
+    call_command("setup_aws", "--env", "stage", stdout=io.StringIO())
+    return aws
+
+
+def test_push_records_the_digest_and_the_image_pulls_back(
+    landscape, registry, docker_client, release_image
+):
+    tag, image = release_image
+    target = f"{registry.address}/team"
+    out = publish(tag, "--registry", target)
+    repository = f"{target}/{PROJECT.name}-release"
+    obj = release_env()
+    assert obj["ServerSideEncryption"] == "AES256"
+    record = images.parse_release(obj["Body"].read().decode())
+    assert record["TAG"] == tag
+    name, _, digest = record["IMAGE"].partition("@")
+    assert name == repository and digest.startswith("sha256:")
+    assert f"Created image {repository}:{tag} ({digest})" in out
+
+    manifest = requests.get(
+        f"http://{registry.address}/v2/team/{PROJECT.name}-release/manifests/{digest}",
+        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+        timeout=10,
+    )
+    assert manifest.status_code == 200
+
+    docker_client.images.remove(image.id, force=True)  # every local tag: the pull must fetch
+    pulled = docker_client.images.pull(record["IMAGE"])
+    assert pulled.id == image.id
+    pulled.tag(PROJECT.image("release"), tag)  # so the fixture's cleanup finds it by id
+
+
+def test_second_publish_changes_nothing(landscape, registry, release_image):
+    tag, _ = release_image
+    target = f"{registry.address}/team"
+    publish(tag, "--registry", target)
+    versions = boto3.client("s3").list_object_versions(Bucket=STAGE.bucket)["Versions"]
+    out = publish(tag, "--registry", target)
+    lines = out.strip().splitlines()
+    assert len(lines) == 2 and all("exists, unchanged" in line for line in lines), out
+    assert boto3.client("s3").list_object_versions(Bucket=STAGE.bucket)["Versions"] == versions
+
+
+def test_dry_run_pushes_and_records_nothing(landscape, registry, release_image):
+    tag, _ = release_image
+    out = publish(tag, "--registry", f"{registry.address}/team", "--dry-run")
+    assert "Would create image" in out
+    tags = requests.get(
+        f"http://{registry.address}/v2/team/{PROJECT.name}-release/tags/list", timeout=10
+    )
+    assert tags.status_code == 404 or tag not in (tags.json().get("tags") or [])
+    assert "Contents" not in boto3.client("s3").list_objects_v2(Bucket=STAGE.bucket)
+
+
+def test_missing_local_image_is_a_clear_error(landscape, registry):
+    with pytest.raises(CommandError, match=r"no local image .*-release:no-such-tag: build it"):
+        publish("no-such-tag", "--registry", f"{registry.address}/team")
+
+
+def test_missing_bucket_says_run_setup_aws(aws, registry, release_image):
+    tag, _ = release_image
+    with pytest.raises(CommandError, match="run ./manage.py setup_aws --env stage first"):
+        publish(tag, "--registry", f"{registry.address}/team")
+
+
+def test_ecr_repository_is_created_once_and_token_gives_the_registry(aws):
+    ecr = boto3.client("ecr")
+    result, uri = images.ensure_ecr_repository(ecr=ecr, name=STAGE.release_repository)
+    assert str(result) == f"Created ECR repository {STAGE.release_repository}"
+    repo = ecr.describe_repositories(repositoryNames=[STAGE.release_repository])["repositories"][0]
+    assert repo["imageScanningConfiguration"] == {"scanOnPush": True}
+    again, same_uri = images.ensure_ecr_repository(ecr=ecr, name=STAGE.release_repository)
+    assert not again.changed and same_uri == uri
+    host, auth = images.ecr_credentials(ecr=ecr)
+    assert uri == f"{host}/{STAGE.release_repository}"
+    assert host.endswith(".amazonaws.com") and auth["username"] == "AWS" and auth["password"]
