@@ -31,9 +31,9 @@ on_error() {
 
 # Install Debian/Ubuntu packages, refreshing the package lists once.
 apt_install() {
-	if [[ -z ${APT_UPDATED:-} ]]; then
+	if [[ -z ${apt_updated:-} ]]; then
 		apt-get update -qq
-		APT_UPDATED=1
+		apt_updated=1
 	fi
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
 }

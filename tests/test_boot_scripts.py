@@ -1,0 +1,117 @@
+"""The two boot stages: shellcheck, the unrendered-template guard, and stage 1 run for real.
+
+Stage 1 runs here on the host, against moto (AWS_ENDPOINT_URL) and the IMDSv2 test server
+(IMDS_ENDPOINT) serving the metadata moto recorded for an instance launch_ec2 started. The
+host already has Docker, curl and the AWS CLI, so stage 1 installs nothing; a run without
+the AWS CLI on PATH would install Debian's awscli, so the test insists on it instead.
+With no release published, stage 2 stops at its first step with its own clear error, which
+shows stage 1 fetched and ran it. The full chain, image included, runs in the container that
+plays the instance (the boot-stage tests).
+"""
+
+import base64
+import io
+import os
+import shutil
+import subprocess
+
+import boto3
+import pytest
+from django.core.management import call_command
+
+from tests.imds import IMDSServer, InstanceMetadata
+from tests.test_aws_ec2 import MOTO_PUBLIC_AMI, RELEASE, STAGE, instances
+from tests.test_aws_push_config import filled_config
+from www.ops import ec2, images
+from www.ops.config_push import STAGE2_TEMPLATE
+
+STAGE1 = ec2.USER_DATA_FILE
+
+
+def shellcheck(path):
+    result = subprocess.run(["shellcheck", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_templates_pass_shellcheck():
+    shellcheck(STAGE1)
+    shellcheck(STAGE2_TEMPLATE)
+
+
+def test_unrendered_stage2_refuses_to_run():
+    result = subprocess.run(["bash", str(STAGE2_TEMPLATE)], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "unrendered template: upload it with ./manage.py push_config" in result.stderr
+
+
+@pytest.fixture
+def launched(aws, tmp_path):
+    """An instance of stage launched by the commands; its config and stage 2 in S3."""
+    call_command("setup_aws", "--env", "stage", stdout=io.StringIO())
+    call_command(
+        "push_config", "--env", "stage", str(filled_config(tmp_path)), stdout=io.StringIO()
+    )
+    # launch_ec2 needs a recorded release; it is withdrawn afterwards so that stage 2 stops
+    # at its first step here instead of pulling an image.
+    images.record_release(s3=boto3.client("s3"), env=STAGE.env, image=RELEASE, tag="1.0")
+    call_command(
+        "launch_ec2", "--env", "stage", "--ami-parameter", MOTO_PUBLIC_AMI, stdout=io.StringIO()
+    )
+    boto3.client("s3").delete_object(Bucket=STAGE.bucket, Key=STAGE.env.release_key)
+    (instance,) = instances()
+    return instance
+
+
+def test_user_data_sent_to_ec2_passes_shellcheck(launched, tmp_path):
+    attribute = boto3.client("ec2").describe_instance_attribute(
+        InstanceId=launched["InstanceId"], Attribute="userData"
+    )
+    path = tmp_path / "user-data.sh"
+    path.write_bytes(base64.b64decode(attribute["UserData"]["Value"]))
+    shellcheck(path)
+
+
+def run_stage1(tmp_path, metadata):
+    assert shutil.which("aws"), "the AWS CLI must be on PATH (stage 1 would install it)"
+    server = IMDSServer(metadata).start()
+    try:
+        return subprocess.run(
+            ["bash", str(STAGE1)],
+            env={
+                **os.environ,
+                "IMDS_ENDPOINT": server.url,
+                "BOOTSTRAP_LOG": str(tmp_path / "bootstrap.log"),
+                "BOOTSTRAP_DIR": str(tmp_path / "bootstrap"),
+            },
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+    finally:
+        server.stop()
+
+
+def test_stage1_reads_imds_downloads_stage2_and_runs_it(launched, tmp_path):
+    metadata = InstanceMetadata.from_ec2(boto3.client("ec2"), launched["InstanceId"])
+    result = run_stage1(tmp_path, metadata)
+    log = (tmp_path / "bootstrap.log").read_text()
+    assert result.returncode == 1, log
+    assert f"region eu-west-1, stage 2 from {STAGE.env.bootstrap_uri}" in log
+    assert "running stage 2" in log
+    # stage 2's own first step: the release record is missing
+    assert "run ./manage.py publish_image --env stage TAG" in log
+    assert "running stage 2" in result.stdout  # the console gets the log too
+    stage2 = tmp_path / "bootstrap" / "webserver.sh"
+    s3_copy = boto3.client("s3").get_object(Bucket=STAGE.bucket, Key=STAGE.env.bootstrap_key)
+    assert stage2.read_bytes() == s3_copy["Body"].read()
+    assert stage2.stat().st_mode & 0o777 == 0o700
+
+
+def test_stage1_without_bootstrap_tag_fails_loudly(launched, tmp_path):
+    metadata = InstanceMetadata.from_ec2(boto3.client("ec2"), launched["InstanceId"])
+    del metadata.paths["/latest/meta-data/tags/instance/Bootstrap"]
+    result = run_stage1(tmp_path, metadata)
+    assert result.returncode == 1
+    log = (tmp_path / "bootstrap.log").read_text()
+    assert "no Bootstrap tag readable" in log
+    assert not (tmp_path / "bootstrap" / "webserver.sh").exists()
