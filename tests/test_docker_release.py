@@ -78,6 +78,7 @@ def test_release_serves_health_and_admin_css_from_s3(
         uids = process_uids(app.container)
         assert any("gunicorn" in args for args in uids), uids
         assert set(uids.values()) == {"10001"}, uids
+        assert "[ERROR]" not in app.logs() and "Traceback" not in app.logs()
         host_log = (app.host_dir_path / "logs" / "container.log").read_text()
         assert "start.sh: starting" in host_log and "Collected static files" in host_log
 
@@ -186,6 +187,8 @@ def test_supervisord_restarts_gunicorn_and_docker_stop_is_clean(
 
         old = gunicorn_pid()
         assert old > 0
+        # The config is fetched once per start: a restarted gunicorn reads the start's copy.
+        aws_client().delete_object(Bucket=stage_bucket(), Key="config/stage.py")
         code, out = app.exec("bash", "-c", f"kill -KILL {old}")
         assert code == 0, out
         deadline = time.monotonic() + 60

@@ -14,6 +14,8 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT") or 30)
 graceful_timeout = 20
 # Heartbeat files on the container's own tmpfs, not the overlay filesystem.
 worker_tmp_dir = "/dev/shm"
+# gunicornc's socket; the default under $HOME (/var/www) is not writable by the app user.
+control_socket = "/tmp/gunicorn.ctl"
 accesslog = "-"
 errorlog = "-"
 # The proxy or load balancer in front sets X-Forwarded-Proto (SECURE_PROXY_SSL_HEADER).
