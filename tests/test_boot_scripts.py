@@ -115,3 +115,46 @@ def test_stage1_without_bootstrap_tag_fails_loudly(launched, tmp_path):
     log = (tmp_path / "bootstrap.log").read_text()
     assert "no Bootstrap tag readable" in log
     assert not (tmp_path / "bootstrap" / "webserver.sh").exists()
+
+
+def stage2_function(tmp_path, calls, env=None):
+    """Run functions of the stage-2 script push_config uploaded, sourced into bash."""
+    body = boto3.client("s3").get_object(Bucket=STAGE.bucket, Key=STAGE.env.bootstrap_key)
+    script = tmp_path / "webserver.sh"
+    script.write_bytes(body["Body"].read())
+    return subprocess.run(
+        ["bash", "-c", f'set -Eeuo pipefail; source "$0"; {calls}', str(script)],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_stage2_reads_the_release_record(aws, tmp_path):
+    call_command("setup_aws", "--env", "stage", stdout=io.StringIO())
+    call_command(
+        "push_config", "--env", "stage", str(filled_config(tmp_path)), stdout=io.StringIO()
+    )
+    missing = stage2_function(tmp_path, "release_image")
+    assert missing.returncode == 1
+    assert "run ./manage.py publish_image --env stage TAG" in missing.stderr
+    images.record_release(s3=boto3.client("s3"), env=STAGE.env, image=RELEASE, tag="1.0")
+    found = stage2_function(tmp_path, "release_image")
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.strip() == RELEASE
+
+
+def test_stage2_prepares_the_host_directory_for_the_app_user(aws, tmp_path):
+    call_command("setup_aws", "--env", "stage", stdout=io.StringIO())
+    call_command(
+        "push_config", "--env", "stage", str(filled_config(tmp_path)), stdout=io.StringIO()
+    )
+    root = tmp_path / "containers"
+    result = stage2_function(
+        tmp_path,
+        f'CONTAINERS_ROOT={root}; HOST_DIR="$CONTAINERS_ROOT/$PROJECT_NAME"; prepare_host_dir',
+    )
+    assert result.returncode == 0, result.stderr
+    for path in (root / STAGE.project, root / STAGE.project / "logs"):
+        assert (path.stat().st_uid, path.stat().st_gid) == (10001, 10001)
