@@ -134,7 +134,14 @@ def ensure_bucket(*, s3, landscape, region, dry_run=False):
 
     yield converge(f"bucket {bucket}", True if exists else None, True, create, dry_run=dry_run)
     if dry_run and not exists:
-        for item in ("public access block", "encryption", "versioning", "policy", "CORS"):
+        for item in (
+            "public access block",
+            "object ownership",
+            "encryption",
+            "versioning",
+            "policy",
+            "CORS",
+        ):
             yield Result("create", f"bucket {bucket} {item}", dry_run=True)
         return
 
@@ -277,13 +284,13 @@ def _ensure_group(ec2, *, name, description, vpc_id, rules_for, landscape, dry_r
             TagSpecifications=[{"ResourceType": "security-group", "Tags": landscape.tags}],
         )["GroupId"]
     group_id = group["GroupId"] if group else created_id
-    wanted = rules_for(group_id) if group_id else set()
+    wanted = rules_for(group_id)
     missing = wanted - _rules_of(group)
     if missing and not dry_run:
         ec2.authorize_security_group_ingress(
             GroupId=group_id, IpPermissions=[_permission(r) for r in sorted(missing)]
         )
-    described = ", ".join(f"{r[1]} from {r[3]}" for r in sorted(wanted)) or "its rules"
+    described = ", ".join(f"{r[1]} from {r[3]}" for r in sorted(wanted))
     if group is None:
         return Result("create", f"security group {name}", dry_run, described), group_id
     if missing:
