@@ -136,7 +136,7 @@ main() {
 	[[ "$tag" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] \
 		|| die "TAG $tag is not a valid docker tag (letters, digits, _ . -; at most 128)"
 
-	# shellcheck source=project.env
+	# shellcheck source=/dev/null # project.env: plain KEY=value lines
 	source "$ROOT/project.env"
 	: "${PROJECT_NAME:?project.env must set PROJECT_NAME}"
 	local os_image="${BASE_OS_IMAGE:-$(default_base_os_image)}"

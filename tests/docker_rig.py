@@ -5,8 +5,9 @@ Session fixtures (import them into a test module, or `pytest_plugins = ["tests.d
   docker_client   a docker SDK client
   release_image   "<project>-release:<session tag>", built with ALLOW_UNRELEASED_BUILD=1
   dev_image       "<project>-dev:<session tag>"
-Both tags are removed at teardown by that exact name; the base image and the intermediate
-layers stay behind as the build cache, so the next session builds in seconds.
+Both tags are removed at teardown by that exact name; the base image, and the dev image's
+intermediate layers (Postgres, dev requirements), stay behind as the build cache, so the
+next session builds in seconds.
 
 Helpers:
   stage_config(postgres_server, dbname, secret_key=...)   settings source from the stage
@@ -63,10 +64,11 @@ def build_image(kind, tag, *, cwd=ROOT, env=None):
     return project.load().image(kind, tag), output
 
 
-def remove_image(client, name):
-    """Untag exactly this name; noprune keeps the intermediate layers as the build cache."""
+def remove_image(client, name, *, keep_cache=False):
+    """Remove exactly this name, with the intermediate images only it used, unless
+    keep_cache: then they stay as the build cache (worth it where they are slow to build)."""
     with contextlib.suppress(docker.errors.ImageNotFound):
-        client.images.remove(name, noprune=True)
+        client.images.remove(name, noprune=keep_cache)
 
 
 @pytest.fixture(scope="session")
@@ -88,7 +90,7 @@ def release_image(docker_client):
 def dev_image(docker_client):
     name, _ = build_image("dev", SESSION_TAG)
     yield name
-    remove_image(docker_client, name)
+    remove_image(docker_client, name, keep_cache=True)  # Postgres and dev requirements
 
 
 def stage_config(postgres_server, dbname, *, secret_key=TEST_SECRET_KEY, **values):

@@ -19,6 +19,7 @@ from tests.docker_rig import (
     stage_bucket,
     stage_config,
 )
+from tests.servers import free_port
 from www import aws, project
 
 pytestmark = pytest.mark.docker
@@ -224,3 +225,20 @@ def test_a_command_given_to_docker_run_replaces_the_start_script(
     assert f"db is {db}" in logs
     assert "start.sh" not in logs
     assert public_tables(postgres_server, db) == []
+
+
+def test_unreachable_database_stops_the_start_after_db_wait_timeout(
+    aws, postgres_server, docker_client, release_image
+):
+    closed_port = free_port()  # nothing listens here
+    uri = put_s3_config(stage_config(postgres_server, "absent", DB_PORT=str(closed_port)))
+    started = time.monotonic()
+    with run_release(
+        docker_client, release_image, config_uri=uri, env={"DB_WAIT_TIMEOUT": "3"}
+    ) as app:
+        assert app.wait_exit(timeout=30) != 0
+        logs = app.logs()
+    assert time.monotonic() - started < 30
+    assert f"at 127.0.0.1:{closed_port} did not answer within 3s" in logs
+    assert "DB_WAIT_TIMEOUT" in [line for line in logs.splitlines() if "Error" in line][0]
+    assert postgres_server.password not in logs

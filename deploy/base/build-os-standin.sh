@@ -11,7 +11,8 @@
 # verify the package index through a TLS-inspecting proxy; it is not put under
 # /etc/ssl/certs, which installing Debian's ca-certificates package regenerates.
 #
-# Usage: deploy/base/build-os-standin.sh IMAGE      (needs root: debootstrap does)
+# Usage: deploy/base/build-os-standin.sh IMAGE [NAME]   (needs root: debootstrap does)
+#        tags the stand-in for IMAGE as IMAGE, or as NAME when given
 # Env:   DEBIAN_MIRROR   default http://deb.debian.org/debian
 #        HOST_CA_BUNDLE  default /etc/ssl/certs/ca-certificates.crt
 #        STANDIN_CACHE_DIR  default ${XDG_CACHE_HOME:-$HOME/.cache}/$PROJECT_NAME (project.env)
@@ -135,25 +136,25 @@ import_image() {
 	docker import \
 		--change "ENV PIP_CERT=$STANDIN_CA_PATH" \
 		--change 'CMD ["bash"]' \
-		--message "stand-in for $image, debootstrapped from Debian packages" \
+		--message "stand-in debootstrapped from Debian packages" \
 		"$work/rootfs.tar" "$image" >/dev/null
 	rm -rf "$work"
 	trap - EXIT
 }
 
 main() {
-	if [[ $# -ne 1 || "$1" == -h || "$1" == --help ]]; then
-		sed -n '2,/^set -Eeuo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2
-		[[ $# -eq 1 && ( "$1" == -h || "$1" == --help ) ]] && exit 0
-		exit 2
+	if [[ $# -ge 1 && ("$1" == -h || "$1" == --help) ]]; then
+		sed -n '2,/^set -Eeuo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
+		exit 0
 	fi
-	local image="$1"
+	[[ $# -ge 1 && $# -le 2 ]] || die "usage: build-os-standin.sh IMAGE [NAME] (--help for more)"
+	local image="$1" name="${2:-$1}"
 	local suite mirror ca_bundle cache_dir tarball
 	suite="$(suite_of "$image")"
 	mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 	ca_bundle="${HOST_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
 	if [[ -z "${STANDIN_CACHE_DIR:-}" ]]; then
-		# shellcheck source=project.env
+		# shellcheck source=/dev/null # project.env: plain KEY=value lines
 		source "$(dirname "${BASH_SOURCE[0]}")/../../project.env"
 	fi
 	cache_dir="${STANDIN_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/$PROJECT_NAME}"
@@ -167,8 +168,8 @@ main() {
 		command -v debootstrap >/dev/null || die "debootstrap missing: apt-get install debootstrap"
 		build_rootfs "$suite" "$mirror" "$tarball"
 	fi
-	import_image "$image" "$tarball" "$ca_bundle"
-	log "tagged $image (stand-in built from Debian $suite packages, PIP_CERT=$STANDIN_CA_PATH)"
+	import_image "$name" "$tarball" "$ca_bundle"
+	log "tagged $name (stand-in for $image built from Debian $suite packages, PIP_CERT=$STANDIN_CA_PATH)"
 }
 
 if ! (return 0 2>/dev/null); then

@@ -73,7 +73,7 @@ init_postgres_if_empty() {
 # Run by supervisord as `app`: the database first, then migrate, then runserver.
 run_django() {
 	cd "$APP_DIR"
-	python3 manage.py wait_for_db --timeout 60
+	python3 manage.py wait_for_db
 	python3 manage.py migrate --no-input
 	exec python3 manage.py runserver "0.0.0.0:${PORT:-8000}"
 }

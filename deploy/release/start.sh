@@ -54,6 +54,7 @@ check_environment() {
 	check_flag DJANGO_COLLECTSTATIC
 	check_int DB_WAIT_TIMEOUT 1 86400
 	check_int PORT 1 65535
+	export DB_WAIT_TIMEOUT
 	if [[ -n "${GUNICORN_WORKERS:-}" ]]; then
 		check_int GUNICORN_WORKERS 1 1000
 	fi
@@ -63,7 +64,7 @@ check_environment() {
 # The project's name, for the hint below, without letting project.env touch our environment.
 project_name() {
 	(
-		# shellcheck source=project.env
+		# shellcheck source=/dev/null # project.env: plain KEY=value lines
 		source "$APP_DIR/project.env"
 		echo "$PROJECT_NAME"
 	)
@@ -94,7 +95,7 @@ main() {
 	start_logging
 	log "starting $(date -u +%Y-%m-%dT%H:%M:%SZ) as uid $(id -u)"
 	fetch_config_once
-	manage wait_for_db --timeout "$DB_WAIT_TIMEOUT"
+	manage wait_for_db
 	if [[ "$DJANGO_MIGRATE" == 1 ]]; then
 		manage migrate_with_lock --no-input
 	else

@@ -1,3 +1,5 @@
+import os
+
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 
@@ -10,7 +12,10 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "--timeout", type=float, default=60, help="Seconds to wait (default 60)."
+            "--timeout",
+            type=float,
+            default=os.environ.get("DB_WAIT_TIMEOUT") or "60",
+            help="Seconds to wait (default: $DB_WAIT_TIMEOUT, else 60).",
         )
         parser.add_argument(
             "--database", default=DEFAULT_DB_ALIAS, help="Database alias (default: default)."
@@ -21,7 +26,7 @@ class Command(BaseCommand):
         try:
             waited = startup.wait_for_database(connection, timeout=timeout)
         except startup.DatabaseUnavailable as exc:
-            raise CommandError(str(exc)) from None
+            raise CommandError(f"{exc} (DB_WAIT_TIMEOUT or --timeout sets the wait)") from None
         if verbosity >= 1:
             self.stdout.write(
                 self.style.SUCCESS(
