@@ -9,6 +9,8 @@ absence is checked for its clear error.
 import base64
 import io
 import json
+import subprocess
+import sys
 
 import boto3
 import pytest
@@ -225,3 +227,20 @@ def test_terminate_only_this_envs_instances(ready):
     assert [i["InstanceId"] for i in instances()] == [second]
     state = boto3.client("ec2").describe_instances(InstanceIds=[stranger])
     assert state["Reservations"][0]["Instances"][0]["State"]["Name"] == "running"
+
+
+def test_terminate_asks_first_and_a_no_changes_nothing(ready):
+    launch()
+    (instance,) = instances()
+    result = subprocess.run(
+        [sys.executable, "manage.py", "terminate_ec2", "--env", "stage", instance["InstanceId"]],
+        cwd=project.BASE_DIR,
+        input="no\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert f"Terminate {instance['InstanceId']} of {STAGE.prefix}? Type 'yes'" in result.stdout
+    assert "Terminate cancelled; nothing changed." in result.stderr
+    assert [i["InstanceId"] for i in instances()] == [instance["InstanceId"]]
