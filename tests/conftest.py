@@ -11,6 +11,9 @@ import pytest
 
 from tests.servers import AWS_TEST_ENV, MotoServer, PostgresServer
 
+# The docker tier's session fixtures (docker_client, release_image, dev_image).
+pytest_plugins = ["tests.docker_rig"]
+
 # Nothing from the developer's own AWS setup may leak into the tests.
 for _var in (
     "AWS_PROFILE",

@@ -1,7 +1,7 @@
 """The docker tier's rig: the session's images, built once through build_docker_image.sh, and
 release containers on the host network against the session's Postgres and moto servers.
 
-Session fixtures (import them into a test module, or `pytest_plugins = ["tests.docker_rig"]`):
+Session fixtures (tests/conftest.py registers them for every test module):
   docker_client   a docker SDK client
   release_image   "<project>-release:<session tag>", built with ALLOW_UNRELEASED_BUILD=1
   dev_image       "<project>-dev:<session tag>"

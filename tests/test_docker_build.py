@@ -15,7 +15,6 @@ from tests.docker_rig import BUILD_SCRIPT, ROOT, SESSION_TAG, build_image, remov
 from www import project
 
 pytestmark = pytest.mark.docker
-pytest_plugins = ["tests.docker_rig"]  # its fixtures: docker_client, release_image, dev_image
 
 CANARY = "canary-secret-" + uuid.uuid4().hex
 

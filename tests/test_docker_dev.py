@@ -15,7 +15,6 @@ from tests.docker_rig import ROOT, SESSION_TAG
 from tests.servers import free_port
 
 pytestmark = pytest.mark.docker
-pytest_plugins = ["tests.docker_rig"]  # its fixtures: docker_client, dev_image
 
 
 def run_dev(client, image, host_dir, port):

@@ -23,7 +23,6 @@ from tests.servers import free_port
 from www import aws, project
 
 pytestmark = pytest.mark.docker
-pytest_plugins = ["tests.docker_rig"]  # its fixtures: docker_client, release_image
 
 SUPERVISORD_CONF = "/var/www/deploy/release/supervisord.conf"
 

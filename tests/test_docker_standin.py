@@ -12,7 +12,6 @@ from tests.docker_rig import ROOT, SESSION_TAG, remove_image
 from www import project
 
 pytestmark = pytest.mark.docker
-pytest_plugins = ["tests.docker_rig"]  # its fixtures: docker_client
 
 SCRIPT = ROOT / "deploy" / "base" / "build-os-standin.sh"
 HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
