@@ -102,6 +102,8 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": "INFO"},
+    # botocore narrates every credential and endpoint lookup at INFO.
+    "loggers": {"botocore": {"level": "WARNING"}},
 }
 
 CONFIG_URI = config.apply_from_environment(globals())
