@@ -1,0 +1,92 @@
+"""The commands the release start-script runs, on the session's real Postgres:
+wait_for_db, migrate_with_lock and collectstatic_once."""
+
+import os
+import subprocess
+import sys
+from io import StringIO
+
+import psycopg2
+import pytest
+from django.conf import settings as django_settings
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection
+
+from tests.docker_rig import ROOT
+from tests.servers import free_port
+from www import startup
+
+
+def run(*args, **options):
+    out = StringIO()
+    call_command(*args, stdout=out, stderr=StringIO(), **options)
+    return out.getvalue()
+
+
+@pytest.mark.django_db
+def test_wait_for_db_says_when_the_database_answered():
+    assert "answered after" in run("wait_for_db", timeout=5)
+
+
+def test_wait_for_db_gives_up_after_db_wait_timeout_in_one_line(postgres_server, tmp_path):
+    config = tmp_path / "settings.py"
+    db = {**postgres_server.django_settings("app"), "PORT": str(free_port())}
+    config.write_text(f"SECRET_KEY = 'x' * 50\nDATABASES = {{'default': {db!r}}}\n")
+    result = subprocess.run(
+        [sys.executable, "manage.py", "wait_for_db"],
+        cwd=ROOT,
+        env={**os.environ, "DJANGO_CONFIG_URI": str(config), "DB_WAIT_TIMEOUT": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"CommandError: postgresql app at 127.0.0.1:{db['PORT']} did not answer within 1s: "
+        f'connection to server at "127.0.0.1", port {db["PORT"]} failed: Connection refused '
+        "(DB_WAIT_TIMEOUT or --timeout sets the wait)"
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migrate_with_lock_holds_the_advisory_lock():
+    out = run("migrate_with_lock", interactive=False, verbosity=2)
+    assert f"Holding advisory lock '{django_settings.PROJECT.name}:migrate'" in out
+    assert "No migrations to apply" in out
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migrate_with_lock_waits_for_the_holder_at_most_lock_timeout(postgres_server):
+    holder = psycopg2.connect(**postgres_server.connect_kwargs(connection.settings_dict["NAME"]))
+    try:
+        with holder.cursor() as cur:
+            key = startup.lock_key(f"{django_settings.PROJECT.name}:migrate")
+            cur.execute("SELECT pg_advisory_lock(%s)", [key])
+        with pytest.raises(CommandError, match="still held by another process after 1s"):
+            run("migrate_with_lock", interactive=False, lock_timeout=1)
+    finally:
+        holder.close()
+
+
+def test_collectstatic_once_collects_once_per_fingerprint(settings, tmp_path):
+    settings.STATIC_ROOT = tmp_path / "static"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    dry = run("collectstatic_once", interactive=False, dry_run=True)
+    assert dry.startswith("Would collect static files")
+    assert not settings.STATIC_ROOT.exists()
+
+    first = run("collectstatic_once", interactive=False)
+    assert "Collected static files" in first
+    assert (settings.STATIC_ROOT / "admin" / "css" / "base.css").exists()
+    fingerprint = startup.static_fingerprint()
+    assert (settings.STATIC_ROOT / ".collected" / fingerprint).exists()
+
+    second = run("collectstatic_once", interactive=False)
+    assert second.strip() == (
+        f"Static files {fingerprint} already collected (.collected/{fingerprint} exists), "
+        "unchanged."
+    )
