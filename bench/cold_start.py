@@ -9,7 +9,9 @@ machine load; the medians are compared. Target: release <= 1.5x bare.
     .venv/bin/python -m bench.cold_start [--runs 7] [--image webapp-release:TAG]
 """
 
+import datetime
 import os
+import re
 import time
 
 from bench import common
@@ -17,22 +19,41 @@ from bench import common
 TARGET = 1.5
 
 
-def time_to_health(client, image, *, config_uri, bare_workers=None, env=None):
+def timeline(logs, started):
+    """The container's log lines, each with its seconds since `docker run` (wall clock)."""
+    lines = []
+    for line in logs.splitlines():
+        stamp, _, text = line.partition(" ")
+        match = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d{1,6})?\d*Z$", stamp)
+        if match:
+            when = datetime.datetime.fromisoformat(match.group(1) + (match.group(2) or ""))
+            when = when.replace(tzinfo=datetime.UTC).timestamp()
+            lines.append(f"  {when - started:6.2f}s  {text[:110]}")
+    return "\n".join(lines)
+
+
+def time_to_health(client, image, *, config_uri, bare_workers=None, env=None, steps=None):
     """Seconds from `docker run` (create + start) to the first 200 on /health.
 
     bare_workers: run bare gunicorn with that many workers instead of the image's CMD.
+    steps: a list to append the container's timestamped log to (where the time went).
     """
     port = common.free_port()
     command = None
     if bare_workers:
         command = ["gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", bare_workers]
         command.append("www.wsgi")
+    started = time.time()
     start = time.monotonic()
     with common.Container(
         client, image, config_uri=config_uri, command=command, env=env, port=port
     ) as c:
         c.wait_status("/health", timeout=180, interval=0.02)
-        return time.monotonic() - start
+        seconds = time.monotonic() - start
+        if steps is not None:
+            steps.append(timeline(c.container.logs(timestamps=True).decode(), started))
+            steps[-1] += f"\n  {seconds:6.2f}s  (first 200 on /health)"
+        return seconds
 
 
 def main():
@@ -55,14 +76,18 @@ def main():
         first = time_to_health(client, image, config_uri=config_uri, env=release_env)
         common.log(f"first start {first:.2f}s (not counted)")
 
-        release, bare = [], []
+        release, bare, steps = [], [], []
         for n in range(args.runs):
-            release.append(time_to_health(client, image, config_uri=config_uri, env=release_env))
+            release.append(
+                time_to_health(client, image, config_uri=config_uri, env=release_env, steps=steps)
+            )
             bare.append(time_to_health(client, image, config_uri=config_uri, bare_workers=workers))
             common.log(f"run {n + 1}: release {release[-1]:.2f}s, bare {bare[-1]:.2f}s")
     print(f"image: {image}; {args.runs} runs each, {workers} gunicorn workers")
     print(f"release runs: {common.spread(release, 's')}")
     print(f"bare runs:    {common.spread(bare, 's')}")
+    print(f"where the time went, last release run (seconds since docker run):\n{steps[-2]}")
+    print(f"last bare run:\n{steps[-1]}")
     ok = common.result(
         "cold start to first /health 200 (median)",
         baseline=common.median(bare),

@@ -99,11 +99,16 @@ def result(name, *, baseline, measured, unit, target, higher_is_better=False):
     return ok
 
 
-def absolute(name, *, measured, unit, limit, detail=""):
-    """Print a result checked against an absolute limit (measured <= limit)."""
+def absolute(name, *, measured, unit, limit, baseline=None, detail=""):
+    """Print a result checked against an absolute limit (measured <= limit), with its ratio
+    to a baseline when there is one. Returns True when the limit holds."""
     ok = measured <= limit
+    against = ""
+    if baseline is not None:
+        against = f"baseline {baseline:.2f}{unit}, "
+        detail = f", ratio {measured / baseline:.2f}x{detail}"
     print(
-        f"{name}: measured {measured:.2f}{unit} (target <= {limit:g}{unit}){detail} "
+        f"{name}: {against}measured {measured:.2f}{unit}{detail} (target <= {limit:g}{unit}) "
         f"{'OK' if ok else 'MISSED'}",
         flush=True,
     )

@@ -7,12 +7,15 @@ and wrk to the others (taskset), on 127.0.0.1, for a bounded time per path. Path
   /health   SELECT 1 through the health-check middleware
   /admin/   the admin index as a logged-in superuser: session, user and recent-actions
             queries, i.e. the DB-backed page
-Rounds go through every setting in turn so all see the same machine load; each setting's
-figure is its median over the rounds. Target: start-script >= 0.95x the best bare setting.
+All the servers run at once (idle ones cost nothing) and each round measures every setting
+in turn for a short time, so they all see the same machine load; each setting's figure is
+its median over the rounds (every other round goes in reverse order).
+Target: start-script >= 0.95x the best bare setting.
 
-    .venv/bin/python -m bench.throughput [--rounds 3] [--duration 10] [--image IMAGE]
+    .venv/bin/python -m bench.throughput [--rounds 7] [--duration 3] [--diagnose] [--image IMAGE]
 """
 
+import contextlib
 import os
 import re
 import subprocess
@@ -38,6 +41,12 @@ DIAGNOSTIC = [
     ("diag release conf", ["--config", RELEASE_CONF]),
     ("diag conf no-log", ["--config", RELEASE_CONF, "--access-logfile", "/dev/null"]),
 ]
+# The start-script itself with gunicorn's access log sent to /dev/null instead of through
+# supervisord and start.sh's tee (GUNICORN_CMD_ARGS overrides gunicorn.conf.py).
+DIAGNOSTIC_RELEASE = (
+    "diag start-script no-log",
+    {"GUNICORN_CMD_ARGS": "--access-logfile /dev/null"},
+)
 
 # Makes a superuser and a logged-in session for it; prints the session key.
 SESSION_CODE = """
@@ -56,14 +65,12 @@ print("SESSION " + session.session_key)
 """
 
 
-def wrk(url, *, duration, connections, cpus, cookie=None):
+def wrk(url, *, duration, cookie, args):
     """requests/s that wrk measured; fails on any non-2xx answer or socket error."""
-    command = ["taskset", "-c", cpus, "wrk", "-t1", f"-c{connections}", f"-d{duration}s"]
-    command += ["--timeout", "5s"]
-    if cookie:
-        command += ["-H", f"Cookie: {cookie}"]
+    command = ["taskset", "-c", args.client_cpus, "wrk", "-t1", f"-c{args.connections}"]
+    command += [f"-d{duration}s", "--timeout", "5s", "-H", f"Cookie: {cookie}", url]
     output = subprocess.run(
-        [*command, url], capture_output=True, text=True, check=True, timeout=duration + 60
+        command, capture_output=True, text=True, check=True, timeout=duration + 60
     ).stdout
     for bad in ("Non-2xx or 3xx responses", "Socket errors"):
         if bad in output:
@@ -71,22 +78,14 @@ def wrk(url, *, duration, connections, cpus, cookie=None):
     return float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
 
 
-def measure(container, paths, args, cookie):
-    """requests/s for each path on a running container, after a short warm-up each."""
-    rates = {}
+def check(container, paths, cookie):
+    """Every path answers 200 (the admin to the session's cookie), or the run stops."""
     for path in paths:
-        headers = {"Cookie": cookie} if path == "/admin/" else {}
         answer = requests.get(
-            container.url + path, headers=headers, allow_redirects=False, timeout=10
+            container.url + path, headers={"Cookie": cookie}, allow_redirects=False, timeout=10
         )
         if answer.status_code != 200:
-            raise SystemExit(f"error: {path} answered {answer.status_code}, not 200")
-        options = dict(connections=args.connections, cpus=args.client_cpus)
-        if path == "/admin/":
-            options["cookie"] = cookie
-        wrk(container.url + path, duration=2, **options)  # warm-up: connections, caches
-        rates[path] = wrk(container.url + path, duration=args.duration, **options)
-    return rates
+            raise SystemExit(f"error: {container.url}{path} answered {answer.status_code}")
 
 
 def cpu_split():
@@ -99,8 +98,8 @@ def cpu_split():
 def main():
     server_cpus, client_cpus = cpu_split()
     parser = common.arg_parser(__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
-    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=7, help="rounds (default 7)")
+    parser.add_argument("--duration", type=int, default=3, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
     parser.add_argument("--server-cpus", default=server_cpus, help="cpuset of the servers")
     parser.add_argument("--client-cpus", default=client_cpus, help="CPUs wrk runs on")
@@ -118,47 +117,70 @@ def main():
     client = common.docker_client()
     print(f"machine: {common.machine()}")
     extra = DIAGNOSTIC if args.diagnose else []
-    settings = [(RELEASE, None), *((name, ["gunicorn", *a]) for name, a in BARE + extra)]
-    rates = {name: {path: [] for path in paths} for name, _ in settings}
-    with common.Backends() as backends, common.release_image(client, args.image) as image:
+    # (name, command or None for the image's CMD, extra environment)
+    settings = [(RELEASE, None, {})]
+    settings += [(name, ["gunicorn", *a], {}) for name, a in BARE + extra]
+    if args.diagnose:
+        settings.append((DIAGNOSTIC_RELEASE[0], None, DIAGNOSTIC_RELEASE[1]))
+    rates = {name: {path: [] for path in paths} for name, _, _ in settings}
+    with (
+        common.Backends() as backends,
+        common.release_image(client, args.image) as image,
+        contextlib.ExitStack() as containers,
+    ):
         config_uri = backends.put_config(backends.new_database())
-        cookie = None
-        for n in range(args.rounds):
-            for name, bare in settings:
-                port = common.free_port()
-                command = None
-                if bare:
-                    command = [*bare, "--bind", f"127.0.0.1:{port}", "www.wsgi"]
-                with common.Container(
+        running = {}
+        for name, bare, env in settings:
+            port = common.free_port()
+            command = [*bare, "--bind", f"127.0.0.1:{port}", "www.wsgi"] if bare else None
+            running[name] = containers.enter_context(
+                common.Container(
                     client,
                     image,
                     config_uri=config_uri,
                     command=command,
+                    env=env,
                     port=port,
                     cpuset_cpus=args.server_cpus,
-                ) as container:
-                    container.wait_status("/health", timeout=180)
-                    if cookie is None:  # the first container has migrated the database
-                        output = common.run_once(
-                            client,
-                            image,
-                            config_uri=config_uri,
-                            command=["python3", "manage.py", "shell", "-c", SESSION_CODE],
-                        )
-                        key = next(ln for ln in output.splitlines() if ln.startswith("SESSION "))
-                        cookie = f"sessionid={key.split()[1]}"
-                    for path, rate in measure(container, paths, args, cookie).items():
-                        rates[name][path].append(rate)
-                common.log(
-                    f"round {n + 1} {name}: "
-                    + ", ".join(f"{p} {rates[name][p][-1]:.0f}/s" for p in paths)
                 )
+            )
+            # One at a time: the first (the start-script) migrates the new database.
+            running[name].wait_status("/health", timeout=180)
+        output = common.run_once(
+            client,
+            image,
+            config_uri=config_uri,
+            command=["python3", "manage.py", "shell", "-c", SESSION_CODE],
+        )
+        key = next(ln for ln in output.splitlines() if ln.startswith("SESSION "))
+        cookie = f"sessionid={key.split()[1]}"
+        for container in running.values():
+            check(container, paths, cookie)
+            for path in paths:  # warm-up: connections, caches, lazily loaded code
+                wrk(container.url + path, duration=2, cookie=cookie, args=args)
+        for n in range(args.rounds):
+            order = list(running.items())
+            if n % 2:  # every other round backwards, so a drift in load hits all alike
+                order.reverse()
+            for path in paths:
+                for name, container in order:
+                    rate = wrk(
+                        container.url + path, duration=args.duration, cookie=cookie, args=args
+                    )
+                    rates[name][path].append(rate)
+            common.log(
+                f"round {n + 1}: "
+                + "; ".join(
+                    f"{name} " + " ".join(f"{rates[name][p][-1]:.0f}" for p in paths)
+                    for name in running
+                )
+            )
     print(
         f"image: {image}; server cpuset {args.server_cpus}, wrk on CPUs {args.client_cpus}, "
         f"-t1 -c{args.connections} -d{args.duration}s, {args.rounds} rounds, medians (req/s)"
     )
     print(f"{'setting':<20}" + "".join(f"{p:>12}" for p in paths))
-    for name, _ in settings:
+    for name, _, _ in settings:
         print(f"{name:<20}" + "".join(f"{common.median(rates[name][p]):>12.0f}" for p in paths))
     ok = True
     for path in paths:
