@@ -3,17 +3,42 @@
 It answers only with a session token (PUT /latest/api/token first, then the token in
 X-aws-ec2-metadata-token), like an instance launched with HttpTokens=required, and serves
 the instance's id, region, tags (InstanceMetadataTags=enabled) and user-data as read back
-from the AWS emulator.
+from the AWS emulator, and, when the instance has a role, that role's credentials the way
+EC2 hands them out (iam/security-credentials/<role>): the AWS SDKs' default chain finds
+them there, so nothing on the "instance" is ever given a key. The credentials are the test
+ones the emulator accepts.
 """
 
 import base64
+import datetime
+import json
 import secrets
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from tests.servers import AWS_TEST_ENV
+
+CREDENTIALS_PATH = "/latest/meta-data/iam/security-credentials"
+
+
+def role_credentials():
+    """A credentials document as IMDS serves it for an instance role."""
+    now = datetime.datetime.now(datetime.UTC)
+    return json.dumps(
+        {
+            "Code": "Success",
+            "LastUpdated": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "Type": "AWS-HMAC",
+            "AccessKeyId": AWS_TEST_ENV["AWS_ACCESS_KEY_ID"],
+            "SecretAccessKey": AWS_TEST_ENV["AWS_SECRET_ACCESS_KEY"],
+            "Token": "test-session-token",
+            "Expiration": (now + datetime.timedelta(hours=6)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+    )
+
 
 class InstanceMetadata:
-    def __init__(self, *, instance_id, region, tags, user_data=b""):
+    def __init__(self, *, instance_id, region, tags, user_data=b"", role=None):
         self.paths = {
             "/latest/meta-data/instance-id": instance_id,
             "/latest/meta-data/placement/region": region,
@@ -21,20 +46,29 @@ class InstanceMetadata:
             "/latest/user-data": user_data,
             **{f"/latest/meta-data/tags/instance/{k}": v for k, v in tags.items()},
         }
+        if role:
+            self.paths[CREDENTIALS_PATH] = role
+            self.paths[f"{CREDENTIALS_PATH}/{role}"] = role_credentials()
 
     @classmethod
-    def from_ec2(cls, ec2, instance_id):
-        """Read what the emulator recorded for the instance."""
+    def from_ec2(cls, ec2, instance_id, *, iam=None):
+        """Read what the emulator recorded for the instance (its role too, given iam)."""
         instance = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0][
             "Instances"
         ][0]
         attr = ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")
         user_data = base64.b64decode(attr.get("UserData", {}).get("Value", ""))
+        role = None
+        profile_arn = instance.get("IamInstanceProfile", {}).get("Arn")
+        if iam is not None and profile_arn:
+            profile = iam.get_instance_profile(InstanceProfileName=profile_arn.split("/")[-1])
+            role = profile["InstanceProfile"]["Roles"][0]["RoleName"]
         return cls(
             instance_id=instance_id,
             region=instance["Placement"]["AvailabilityZone"][:-1],
             tags={t["Key"]: t["Value"] for t in instance.get("Tags", [])},
             user_data=user_data,
+            role=role,
         )
 
 

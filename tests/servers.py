@@ -1,4 +1,5 @@
-"""Real servers for the tests, on loopback: PostgreSQL and moto (the AWS endpoint).
+"""Real servers for the tests, on loopback: PostgreSQL, moto (the AWS endpoint) and an image
+registry (Debian's docker-registry).
 
 Each server is started by the fixture that owns it and stopped by that same object, by
 its own pid or data directory, never by a name match.
@@ -162,6 +163,47 @@ class MotoServer:
             self.proc.terminate()
             self.proc.wait(timeout=10)
         os.unlink(self.log_path)
+
+
+class RegistryServer:
+    """Debian's docker-registry (distribution 2.x) on a free loopback port, in a temp dir."""
+
+    def __init__(self):
+        self.dir = Path(tempfile.mkdtemp(prefix="registry-test-"))
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.proc = None
+
+    def start(self):
+        config = self.dir / "config.yml"
+        config.write_text(
+            "version: 0.1\n"
+            "log:\n  level: warn\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {self.dir / 'data'}\n"
+            f"http:\n  addr: {self.address}\n"
+        )
+        self.log = open(self.dir / "log", "wb")  # noqa: SIM115 -- closed in stop()
+        self.proc = subprocess.Popen(
+            ["/usr/bin/docker-registry", "serve", str(config)],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+        def up():
+            try:
+                return requests.get(f"http://{self.address}/v2/", timeout=1).ok
+            except requests.ConnectionError:
+                return False
+
+        wait_until(up, timeout=30, what="docker-registry")
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 AWS_TEST_ENV = {

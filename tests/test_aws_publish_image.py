@@ -5,11 +5,8 @@ other tests build), tagged <project>-release:<unique tag>, and removed by its id
 """
 
 import io
-import subprocess
 import tarfile
-import tempfile
 import uuid
-from pathlib import Path
 
 import boto3
 import docker
@@ -17,53 +14,13 @@ import pytest
 import requests
 from django.core.management import CommandError, call_command
 
-from tests.servers import free_port, wait_until
+from tests.servers import RegistryServer
 from www import project
 from www.ops import images
 from www.ops.landscape import Landscape
 
 PROJECT = project.load()
 STAGE = Landscape.of(PROJECT, "stage")
-REGISTRY_BINARY = "/usr/bin/docker-registry"
-
-
-class RegistryServer:
-    """Debian's docker-registry (distribution 2.x) on a free loopback port, in a temp dir."""
-
-    def __init__(self):
-        self.dir = Path(tempfile.mkdtemp(prefix="registry-test-"))
-        self.port = free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        self.proc = None
-
-    def start(self):
-        config = self.dir / "config.yml"
-        config.write_text(
-            "version: 0.1\n"
-            "log:\n  level: warn\n"
-            f"storage:\n  filesystem:\n    rootdirectory: {self.dir / 'data'}\n"
-            f"http:\n  addr: {self.address}\n"
-        )
-        self.log = open(self.dir / "log", "wb")  # noqa: SIM115 -- closed in stop()
-        self.proc = subprocess.Popen(
-            [REGISTRY_BINARY, "serve", str(config)], stdout=self.log, stderr=subprocess.STDOUT
-        )
-
-        def up():
-            try:
-                return requests.get(f"http://{self.address}/v2/", timeout=1).ok
-            except requests.ConnectionError:
-                return False
-
-        wait_until(up, timeout=30, what="docker-registry")
-        return self
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-        self.log.close()
-        subprocess.run(["rm", "-rf", str(self.dir)], check=True)
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,30 @@
 # container with one from the release currently recorded at s3://<bucket>/deploy/release.env
 # (written by `./manage.py publish_image`), so a rerun leaves exactly one healthy container.
 #
+# Replacing a running container (a new release, or a new config: both are read at start):
+#   1. the new container starts as <name>-trial on TRIAL_PORT, on 127.0.0.1 only, while the
+#      old one keeps serving; it migrates the database, so migrations must suit the release
+#      still serving (add columns first, drop them a release later);
+#   2. if the trial never answers /health, it is removed, the old container keeps serving,
+#      and the script fails with one line saying so;
+#   3. once it answers, it is removed, and the old container is renamed <name>-previous and
+#      stopped; the new release then starts under <name> on the serving port. A port Docker
+#      publishes cannot move to another container, so the site is down for this one start
+#      (seconds: the trial already migrated and collected the static files). Zero downtime
+#      needs two instances behind a load balancer;
+#   4. if that start fails, <name>-previous is renamed back and started again; once the new
+#      one answers, <name>-previous is removed. One container of the project remains.
+#
 # Settings, all optional; production on EC2 sets none of them:
 #   AWS_REGION          region of the bucket and registry (default: the rendered one)
 #   AWS_ENDPOINT_URL    AWS endpoint override (e.g. a local emulator); the container gets it too
 #   IMDS_ENDPOINT       instance metadata address, if not http://169.254.169.254; the container's
 #                       AWS SDK gets it as AWS_EC2_METADATA_SERVICE_ENDPOINT (instance role)
-#   CONTAINER_NETWORK   a Docker network for the container; "host" serves on port 8000 directly
-#   HOST_PORT           host port published for the site on the default network (default 80)
+#   CONTAINER_NAME      the container's name (default: the project's name)
+#   CONTAINER_NETWORK   a Docker network for the container; "host" makes the app listen on
+#                       HOST_PORT and TRIAL_PORT itself (ports below 1024 are then refused)
+#   HOST_PORT           port the site answers on (default 80; 8000 with CONTAINER_NETWORK=host)
+#   TRIAL_PORT          loopback port of a new container on trial (default 8001)
 #   HEALTH_TIMEOUT      seconds to wait for /health (default 300)
 #   CONTAINERS_ROOT     parent of the project's host directory (default /containers)
 set -Eeuo pipefail
@@ -89,59 +106,125 @@ prepare_host_dir() {
 	install -d -m 0750 -o "$APP_UID" -g "$APP_UID" "$HOST_DIR" "$HOST_DIR/logs"
 }
 
-# Stop and remove the project's previous container, if any, so one runs afterwards.
-remove_old_container() {
-	if docker container inspect "$PROJECT_NAME" >/dev/null 2>&1; then
-		log "replacing container $PROJECT_NAME"
-		docker container rm --force "$PROJECT_NAME" >/dev/null
+# Pull the image, saying which of the two usual causes stopped it.
+pull_image() {
+	local image=$1 output
+	if output=$(docker image pull --quiet "$image" 2>&1 >/dev/null); then
+		return 0
+	fi
+	output=${output//$'\n'/ }
+	case $output in
+	*"manifest unknown"* | *"not found"* | *"does not exist"*)
+		die "image $image is not in the registry ($output): publish it with ./manage.py publish_image --env $ENV_NAME TAG"
+		;;
+	*)
+		die "cannot pull $image from its registry ($output): check IMAGE_REGISTRY in project.env and that this instance reaches the registry"
+		;;
+	esac
+}
+
+container_exists() {
+	docker container inspect "$1" >/dev/null 2>&1
+}
+
+remove_container() {
+	if container_exists "$1"; then
+		docker container rm --force "$1" >/dev/null
 	fi
 }
 
-start_container() {
-	local image=$1
+# Start container $1 from image $2: "serving" on HOST_PORT with a restart policy, or "trial"
+# on TRIAL_PORT (loopback only) without one.
+run_container() {
+	local name=$1 image=$2 role=$3 port
 	local args=(
-		--detach --name "$PROJECT_NAME" --restart unless-stopped
-		--label "project=$PROJECT_NAME" --label "env=$ENV_NAME"
+		--detach --name "$name"
+		--label "project=$PROJECT_NAME" --label "env=$ENV_NAME" --label "bootstrap.role=$role"
 		--volume "$HOST_DIR:/host"
 		--env "DJANGO_CONFIG_URI=$CONFIG_URI"
 		--env "AWS_REGION=$AWS_REGION" --env "AWS_DEFAULT_REGION=$AWS_REGION"
 		--log-opt max-size=20m --log-opt max-file=5
 	)
+	if [[ $role == serving ]]; then
+		port=$HOST_PORT
+		args+=(--restart unless-stopped)
+	else
+		port=$TRIAL_PORT
+	fi
 	if [[ -n ${CONTAINER_NETWORK:-} ]]; then
 		args+=(--network "$CONTAINER_NETWORK")
 	fi
-	if [[ ${CONTAINER_NETWORK:-} != host ]]; then
-		args+=(--publish "$HOST_PORT:$APP_PORT")
+	if [[ ${CONTAINER_NETWORK:-} == host ]]; then
+		args+=(--env "PORT=$port")
+	elif [[ $role == serving ]]; then
+		args+=(--publish "$port:$APP_PORT")
+	else
+		args+=(--publish "127.0.0.1:$port:$APP_PORT")
 	fi
 	if [[ -n ${AWS_ENDPOINT_URL:-} ]]; then
 		args+=(--env "AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL")
 	fi
 	if [[ -n ${IMDS_ENDPOINT:-} ]]; then
-		args+=(--env "AWS_EC2_METADATA_SERVICE_ENDPOINT=$IMDS_ENDPOINT")
+		# with the slash: some botocore releases append paths to it without one
+		args+=(--env "AWS_EC2_METADATA_SERVICE_ENDPOINT=${IMDS_ENDPOINT%/}/")
 	fi
 	docker container run "${args[@]}" "$image" >/dev/null
-	log "started container $PROJECT_NAME from $image"
+	log "started $name from $image (port $port)"
 }
 
-# Poll /health until it answers 200, the container stops, or the time is up.
+# Poll container $1's /health on port $2 until it answers 200 (status 0), or the container
+# stops or the time is up (status 1, after its last log lines).
 wait_healthy() {
-	local port=$HOST_PORT
-	if [[ ${CONTAINER_NETWORK:-} == host ]]; then
-		port=$APP_PORT
-	fi
+	local name=$1 port=$2 state
 	local url="http://127.0.0.1:$port/health" deadline=$((SECONDS + HEALTH_TIMEOUT))
 	until curl --silent --fail --max-time 5 --output /dev/null "$url"; do
-		if [[ $(docker container inspect --format '{{.State.Running}}' "$PROJECT_NAME") != true ]]; then
-			docker container logs --tail 50 "$PROJECT_NAME" >&2 || true
-			die "container $PROJECT_NAME stopped before $url answered"
-		fi
-		if ((SECONDS >= deadline)); then
-			docker container logs --tail 50 "$PROJECT_NAME" >&2 || true
-			die "$url did not answer within ${HEALTH_TIMEOUT}s"
+		state=$(docker container inspect --format '{{.State.Status}}' "$name" 2>/dev/null || echo gone)
+		if [[ $state != running ]] || ((SECONDS >= deadline)); then
+			docker container logs --tail 50 "$name" >&2 || true
+			log "$name ($state) did not answer $url within ${HEALTH_TIMEOUT}s"
+			return 1
 		fi
 		sleep 2
 	done
-	log "$url answers: $PROJECT_NAME ($ENV_NAME) is up"
+	log "$url answers: $name ($ENV_NAME) is up"
+}
+
+# The first container on this host.
+start_first() {
+	local image=$1
+	run_container "$CONTAINER_NAME" "$image" serving
+	if ! wait_healthy "$CONTAINER_NAME" "$HOST_PORT"; then
+		remove_container "$CONTAINER_NAME"
+		die "$image did not become healthy: see its log lines above and $HOST_DIR/logs"
+	fi
+}
+
+# Replace the serving container with one from $1, as described at the top of this file.
+replace_running() {
+	local image=$1 old_image trial=$CONTAINER_NAME-trial previous=$CONTAINER_NAME-previous
+	old_image=$(docker container inspect --format '{{.Config.Image}}' "$CONTAINER_NAME")
+	remove_container "$trial"
+	log "trying $image as $trial while $CONTAINER_NAME keeps serving"
+	run_container "$trial" "$image" trial
+	if ! wait_healthy "$trial" "$TRIAL_PORT"; then
+		remove_container "$trial"
+		die "the new container did not become healthy: $CONTAINER_NAME keeps serving $old_image"
+	fi
+	docker container stop --time 30 "$trial" >/dev/null
+	remove_container "$trial"
+
+	remove_container "$previous"
+	docker container rename "$CONTAINER_NAME" "$previous"
+	docker container stop --time 30 "$previous" >/dev/null
+	log "stopped $previous ($old_image)"
+	run_container "$CONTAINER_NAME" "$image" serving
+	if ! wait_healthy "$CONTAINER_NAME" "$HOST_PORT"; then
+		remove_container "$CONTAINER_NAME"
+		docker container rename "$previous" "$CONTAINER_NAME"
+		docker container start "$CONTAINER_NAME" >/dev/null
+		die "$image passed its trial but failed on the serving port: rolled back to $old_image"
+	fi
+	remove_container "$previous"
 }
 
 main() {
@@ -151,18 +234,31 @@ main() {
 	export AWS_REGION AWS_DEFAULT_REGION=$AWS_REGION
 	CONTAINERS_ROOT=${CONTAINERS_ROOT:-/containers}
 	HOST_DIR="$CONTAINERS_ROOT/$PROJECT_NAME"
-	HOST_PORT=${HOST_PORT:-80}
+	CONTAINER_NAME=${CONTAINER_NAME:-$PROJECT_NAME}
+	if [[ ${CONTAINER_NETWORK:-} == host ]]; then
+		HOST_PORT=${HOST_PORT:-$APP_PORT}
+	else
+		HOST_PORT=${HOST_PORT:-80}
+	fi
+	TRIAL_PORT=${TRIAL_PORT:-8001}
 	HEALTH_TIMEOUT=${HEALTH_TIMEOUT:-300}
 
 	local image
-	image=$(release_image)
+	image=$(release_image) || exit 1 # release_image said why
 	log "release of $ENV_NAME: $image"
 	prepare_host_dir
 	registry_login "$image"
-	docker image pull --quiet "$image" >/dev/null
-	remove_old_container
-	start_container "$image"
-	wait_healthy
+	pull_image "$image"
+	# An interrupted replacement may have left the old container renamed: it is the one to replace.
+	if ! container_exists "$CONTAINER_NAME" && container_exists "$CONTAINER_NAME-previous"; then
+		docker container rename "$CONTAINER_NAME-previous" "$CONTAINER_NAME"
+		docker container start "$CONTAINER_NAME" >/dev/null
+	fi
+	if container_exists "$CONTAINER_NAME"; then
+		replace_running "$image"
+	else
+		start_first "$image"
+	fi
 }
 
 if ! (return 0 2>/dev/null); then

@@ -96,11 +96,13 @@ main() {
 	IMDS_URL=${IMDS_ENDPOINT:-http://169.254.169.254}
 	IMDS_URL=${IMDS_URL%/}
 	if [[ -n ${IMDS_ENDPOINT:-} ]]; then
-		export AWS_EC2_METADATA_SERVICE_ENDPOINT=$IMDS_URL
+		# with the slash: some botocore releases append paths to it without one
+		export AWS_EC2_METADATA_SERVICE_ENDPOINT=$IMDS_URL/
 	fi
-	IMDS_TOKEN=$(imds_token)
 	local region bootstrap_uri
-	region=$(imds placement/region)
+	if ! IMDS_TOKEN=$(imds_token) || ! region=$(imds placement/region); then
+		die "instance metadata at $IMDS_URL does not answer: on EC2, launch with ./manage.py launch_ec2 (IMDSv2, hop limit 2)"
+	fi
 	if ! bootstrap_uri=$(imds tags/instance/Bootstrap); then
 		die "no Bootstrap tag readable: launch with ./manage.py launch_ec2 (metadata tags on)"
 	fi
@@ -109,7 +111,9 @@ main() {
 	log "region $region, stage 2 from $bootstrap_uri"
 
 	install -d -m 0700 "$BOOTSTRAP_DIR"
-	aws s3 cp --only-show-errors "$bootstrap_uri" "$BOOTSTRAP_DIR/webserver.sh"
+	if ! aws s3 cp --only-show-errors "$bootstrap_uri" "$BOOTSTRAP_DIR/webserver.sh"; then
+		die "cannot download stage 2 from $bootstrap_uri: upload it with ./manage.py push_config --env ENV (and check the instance role)"
+	fi
 	chmod 0700 "$BOOTSTRAP_DIR/webserver.sh"
 	log "running stage 2"
 	exec bash "$BOOTSTRAP_DIR/webserver.sh"

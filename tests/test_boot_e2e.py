@@ -1,0 +1,449 @@
+"""The whole pipeline, offline: from setup_aws to a healthy release container on an "instance".
+
+The commands run as a developer runs them (call_command): setup_aws, publish_image of the
+session's release image to Debian's docker-registry on loopback, push_config of a filled-in
+stage config (the session's Postgres, static files on the emulator's S3), launch_ec2. Then a
+container plays the instance moto recorded: it runs the user-data moto holds for it, exactly
+as cloud-init would, with the IMDSv2 test server answering for that instance (token, region,
+tags, the role's credentials) and the host's Docker engine, reached through its socket,
+doing stage 2's work. Nothing on the instance is given an AWS key: the AWS CLI there and the
+app in the release container get the role's credentials from instance metadata.
+
+Everything is on the host's loopback (--network host). Stage 2 creates its host directory,
+CONTAINERS_ROOT/<project>, inside the instance container, while the engine mounts that path
+from the host into the release container: so a per-test host directory is mounted at the
+same path in the instance container and named as CONTAINERS_ROOT. The release container gets
+a unique name (CONTAINER_NAME) and free ports (HOST_PORT, TRIAL_PORT), and is removed at
+teardown by those names.
+
+The instance image is the Debian release of the project's base OS with the docker CLI, the
+AWS CLI and curl from Debian's archive already in it, so stage 1 installs nothing here (its
+install path costs a minute of downloads per run).
+"""
+
+import contextlib
+import io
+import re
+import shutil
+import tarfile
+import tempfile
+import time
+import uuid
+
+import boto3
+import docker
+import psycopg2
+import pytest
+import requests
+from django.core.management import call_command
+
+from tests.docker_rig import SESSION_TAG, stage_config
+from tests.imds import IMDSServer, InstanceMetadata
+from tests.servers import RegistryServer, free_port
+from tests.test_aws_ec2 import MOTO_PUBLIC_AMI
+from www import project
+from www.ops import images
+from www.ops.landscape import Landscape
+from www.project import BASE_DIR
+
+pytestmark = pytest.mark.docker
+
+PROJECT = project.load()
+STAGE = Landscape.of(PROJECT, "stage")
+USER_DATA_PATH = "/var/lib/cloud/instance/user-data.txt"  # where cloud-init keeps it
+BOOTSTRAP_LOG = "/var/log/bootstrap.log"
+HEALTH_TIMEOUT = 150  # stage 2's wait for /health, per container
+REGISTRY_PATH = "e2e"
+MARKER_SETTING = "E2E_DEPLOYED_BY"
+ERROR_LINE = re.compile(r"^\S+ (bootstrap|bootstrap-webserver): error: .*$", re.MULTILINE)
+
+
+def base_os_image():
+    """The OS image the project's base image is built from (deploy/base/Dockerfile's default)."""
+    text = (BASE_DIR / "deploy" / "base" / "Dockerfile").read_text()
+    return re.search(r"^ARG BASE_OS_IMAGE=(\S+)$", text, re.MULTILINE).group(1)
+
+
+INSTANCE_DOCKERFILE = """\
+FROM {os_image}
+RUN apt-get update -q \\
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \\
+      awscli ca-certificates curl docker-cli \\
+ && rm -rf /var/lib/apt/lists/*
+LABEL org.opencontainers.image.title="an EC2 instance for the boot tests ({tag})"
+"""
+
+
+@pytest.fixture(scope="session")
+def instance_image(docker_client, release_image):
+    """The instance's OS with its tools; release_image first, as it makes the OS image exist
+    (pulled, or the stand-in built from Debian packages)."""
+    name = f"{PROJECT.name}-e2e-instance:{SESSION_TAG}"
+    dockerfile = INSTANCE_DOCKERFILE.format(os_image=base_os_image(), tag=SESSION_TAG)
+    docker_client.images.build(
+        fileobj=io.BytesIO(dockerfile.encode()),
+        tag=name,
+        network_mode="host",
+        rm=True,
+        forcerm=True,
+        timeout=600,
+    )
+    yield name
+    # The tag and its LABEL layer go; the apt layer under it stays as the next session's cache.
+    with contextlib.suppress(docker.errors.ImageNotFound):
+        docker_client.images.remove(name, noprune=True)
+
+
+@pytest.fixture(scope="module")
+def registry():
+    server = RegistryServer().start()
+    yield server
+    server.stop()
+
+
+def command(name, *args):
+    out = io.StringIO()
+    call_command(name, "--env", "stage", *args, stdout=out)
+    return out.getvalue()
+
+
+def recorded_image():
+    return images.read_release(s3=boto3.client("s3"), env=STAGE.env)["IMAGE"]
+
+
+class Rig:
+    """One test's world: database, host directory, IMDS server, instance container, and the
+    names of everything created, removed at teardown by those names."""
+
+    def __init__(self, docker_client, postgres_server, moto_server, registry, tmp_path):
+        self.docker = docker_client
+        self.postgres = postgres_server
+        self.moto = moto_server
+        self.registry = registry
+        self.tmp_path = tmp_path
+        self.id = uuid.uuid4().hex[:8]
+        self.container_name = f"{PROJECT.name}-e2e-{self.id}"
+        self.host_port = free_port()
+        self.trial_port = free_port()
+        self.root = tempfile.mkdtemp(prefix="boot-e2e-")  # CONTAINERS_ROOT on both sides
+        self.images = []  # references this test created, removed at teardown
+        self.imds = None
+        self.instance = None
+        self.dbname = None
+
+    # --- the developer's side -------------------------------------------------------------
+
+    def database(self):
+        self.dbname = self.postgres.create_database(f"e2e_{self.id}")
+        return self.dbname
+
+    def config_file(self, **settings):
+        source = stage_config(self.postgres, self.dbname)
+        source += "".join(f"\n{name} = {value!r}\n" for name, value in settings.items())
+        path = self.tmp_path / "stage.local.py"
+        path.write_text(source)
+        return path
+
+    def derived_release(self, tag, *instructions):
+        """<project>-release:TAG built FROM the session's release image, in seconds."""
+        from_image = self.release_image
+        dockerfile = "\n".join([f"FROM {from_image}", f"LABEL e2e.release={tag}", *instructions])
+        name = PROJECT.image("release", tag)
+        self.images.append(name)
+        self.docker.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=name, rm=True)
+        return self.docker.images.get(name)
+
+    def publish(self, tag):
+        repository = f"{self.registry.address}/{REGISTRY_PATH}/{PROJECT.name}-release"
+        self.images.append(f"{repository}:{tag}")
+        target = f"{self.registry.address}/{REGISTRY_PATH}"
+        out = command("publish_image", tag, "--registry", target)
+        self.images.append(recorded_image())  # the by-digest reference stage 2 pulls
+        return out
+
+    # --- the instance's side --------------------------------------------------------------
+
+    def launch_instance(self):
+        """The instance moto launched, played by a container: its metadata served by IMDS."""
+        ec2 = boto3.client("ec2")
+        (reservation,) = ec2.describe_instances(Filters=[{"Name": "tag:Env", "Values": ["stage"]}])[
+            "Reservations"
+        ]
+        (instance,) = reservation["Instances"]
+        metadata = InstanceMetadata.from_ec2(ec2, instance["InstanceId"], iam=boto3.client("iam"))
+        self.imds = IMDSServer(metadata).start()
+        self.instance = self.docker.containers.run(
+            self.instance_image,
+            ["sleep", "infinity"],
+            name=f"{self.container_name}-instance",
+            detach=True,
+            init=True,
+            network_mode="host",
+            environment={
+                "IMDS_ENDPOINT": self.imds.url,
+                "AWS_ENDPOINT_URL": self.moto.url,
+                "CONTAINERS_ROOT": self.root,
+                "CONTAINER_NAME": self.container_name,
+                "CONTAINER_NETWORK": "host",
+                "HOST_PORT": str(self.host_port),
+                "TRIAL_PORT": str(self.trial_port),
+                "HEALTH_TIMEOUT": str(HEALTH_TIMEOUT),
+            },
+            volumes={
+                "/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "rw"},
+                self.root: {"bind": self.root, "mode": "rw"},
+            },
+            labels={"tests.session": SESSION_TAG},
+        )
+        self._put_user_data(metadata.paths["/latest/user-data"])
+        return metadata
+
+    def _put_user_data(self, user_data):
+        data = io.BytesIO()
+        with tarfile.open(fileobj=data, mode="w") as tar:
+            for directory in ("var/lib/cloud", "var/lib/cloud/instance"):
+                info = tarfile.TarInfo(directory)
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            info = tarfile.TarInfo(USER_DATA_PATH.lstrip("/"))
+            info.size, info.mode = len(user_data), 0o700
+            tar.addfile(info, io.BytesIO(user_data))
+        assert self.instance.put_archive("/", data.getvalue())
+
+    def boot(self):
+        """Run the user-data as cloud-init does; (exit status, what it printed)."""
+        result = self.instance.exec_run([USER_DATA_PATH])
+        return result.exit_code, result.output.decode(errors="replace")
+
+    def bootstrap_log(self):
+        result = self.instance.exec_run(["cat", BOOTSTRAP_LOG])
+        return result.output.decode(errors="replace")
+
+    # --- what runs ------------------------------------------------------------------------
+
+    def containers(self):
+        """The project's containers this test's stage 2 started, by their exact names."""
+        names = (self.container_name, f"{self.container_name}-trial")
+        names += (f"{self.container_name}-previous",)
+        found = []
+        for name in names:
+            with contextlib.suppress(docker.errors.NotFound):
+                found.append(self.docker.containers.get(name))
+        return found
+
+    def app(self):
+        return self.docker.containers.get(self.container_name)
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.host_port}{path}"
+
+    def health(self):
+        try:
+            return requests.get(self.url("/health"), timeout=5).status_code
+        except requests.RequestException:
+            return None
+
+    def teardown(self):
+        for container in self.containers():
+            container.remove(force=True)
+        if self.instance is not None:
+            self.instance.remove(force=True)
+        if self.imds is not None:
+            self.imds.stop()
+        for name in reversed(self.images):
+            with contextlib.suppress(docker.errors.ImageNotFound):
+                self.docker.images.remove(name)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture
+def rig(aws, docker_client, postgres_server, registry, release_image, instance_image, tmp_path):
+    rig = Rig(docker_client, postgres_server, aws, registry, tmp_path)
+    rig.release_image = release_image
+    rig.instance_image = instance_image
+    yield rig
+    rig.teardown()
+
+
+def deploy_and_boot(rig):
+    """The walk-through of docs/deployment.md, in order; the commands' outputs."""
+    tag = rig.release_image.partition(":")[2]
+    outputs = {
+        "setup_aws": command("setup_aws"),
+        "publish_image": rig.publish(tag),
+    }
+    rig.database()
+    outputs["push_config"] = command(
+        "push_config", str(rig.config_file(**{MARKER_SETTING: f"boot-e2e {rig.id}"}))
+    )
+    outputs["launch_ec2"] = command("launch_ec2", "--ami-parameter", MOTO_PUBLIC_AMI)
+    rig.launch_instance()
+    status, output = rig.boot()
+    assert status == 0, output
+    return outputs, output
+
+
+def error_lines(log):
+    """The boot stages' own error lines (not the lines of a container's log they replay)."""
+    return [match.group(0) for match in ERROR_LINE.finditer(log)]
+
+
+def test_pipeline_from_setup_aws_to_a_healthy_instance(rig):
+    outputs, console = deploy_and_boot(rig)
+    assert "Created" in outputs["publish_image"] and "Created" in outputs["launch_ec2"]
+
+    log = rig.bootstrap_log()
+    assert f"stage 2 from {STAGE.env.bootstrap_uri}" in log
+    assert f"release of stage: {recorded_image()}" in log
+    assert f"{rig.container_name} (stage) is up" in log
+    assert "running stage 2" in console  # cloud-init's console gets the log too
+
+    # The site answers, with the settings of the config pushed to S3: DEBUG off, this host
+    # allowed, the admin's CSS linked from (and served by) the bucket's static/ prefix.
+    assert rig.health() == 200
+    login = requests.get(rig.url("/admin/login/"), timeout=10)
+    assert login.status_code == 200
+    css = re.search(r'href="([^"]+/static/admin/css/base\.css)"', login.text).group(1)
+    assert css.startswith(f"{rig.moto.url}/{STAGE.bucket}/static/")
+    assert requests.get(css, timeout=10).status_code == 200
+    (app,) = rig.containers()
+    code, out = app.exec_run(
+        [
+            "python3",
+            "manage.py",
+            "shell",
+            "-c",
+            f"from django.conf import settings as s; print(s.{MARKER_SETTING})",
+        ]
+    )
+    assert (code, out.decode().strip().splitlines()[-1]) == (0, f"boot-e2e {rig.id}")
+
+    # The image publish_image recorded, by digest; the role's credentials came from instance
+    # metadata, as no key was given to the instance or the app.
+    app.reload()
+    assert app.attrs["Config"]["Image"] == recorded_image()
+    assert app.image.id == rig.docker.images.get(rig.release_image).id
+    for env in (app.attrs["Config"]["Env"], rig.instance.attrs["Config"]["Env"]):
+        assert not [v for v in env if v.startswith(("AWS_ACCESS_KEY_ID=", "AWS_SECRET"))]
+    assert f"DJANGO_CONFIG_URI={STAGE.env.config_uri}" in app.attrs["Config"]["Env"]
+
+    # Postgres on loopback holds the migrated schema; /host is the host's directory.
+    conn = psycopg2.connect(**rig.postgres.connect_kwargs(rig.dbname))
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM django_migrations WHERE app = 'auth'")
+            assert cur.fetchone()[0] > 0
+    finally:
+        conn.close()
+    container_log = f"{rig.root}/{PROJECT.name}/logs/container.log"
+    with open(container_log) as f:
+        assert "starting supervisord" in f.read()
+
+
+def test_new_release_replaces_the_container_only_once_healthy(rig):
+    deploy_and_boot(rig)
+    first = rig.app()
+
+    # A new release reaches the running instance: publish it, run the boot again.
+    second_image = rig.derived_release(f"{SESSION_TAG}-2")
+    rig.publish(f"{SESSION_TAG}-2")
+    status, output = rig.boot()
+    assert status == 0, output
+    (app,) = rig.containers()
+    assert app.name == rig.container_name and app.id != first.id
+    assert app.image.id == second_image.id
+    assert rig.health() == 200
+    log = rig.bootstrap_log()
+    trial_up = log.index(f"{rig.container_name}-trial (stage) is up")
+    old_stopped = log.index(f"stopped {rig.container_name}-previous")
+    assert trial_up < old_stopped
+
+    # A release that never becomes healthy: the running container keeps serving.
+    rig.derived_release(f"{SESSION_TAG}-bad", "ENV DJANGO_MIGRATE=maybe")
+    rig.publish(f"{SESSION_TAG}-bad")
+    status, output = rig.boot()
+    assert status != 0
+    assert error_lines(output)[-1].endswith(
+        f"bootstrap-webserver: error: the new container did not become healthy: "
+        f"{rig.container_name} keeps serving {app.attrs['Config']['Image']}"
+    ), output
+    assert "DJANGO_MIGRATE=maybe: set it to 1 or 0" in output  # the trial's own last words
+    (still,) = rig.containers()
+    assert still.id == app.id and rig.health() == 200
+
+
+def stage_failure(rig, breakage):
+    """Launch with a release recorded, break one thing, boot: (status, console)."""
+    command("setup_aws")
+    rig.database()
+    command("push_config", str(rig.config_file()))
+    images.record_release(
+        s3=boto3.client("s3"),
+        env=STAGE.env,
+        image=f"{rig.registry.address}/{REGISTRY_PATH}/{PROJECT.name}-release@sha256:" + "0" * 64,
+        tag="missing",
+    )
+    command("launch_ec2", "--ami-parameter", MOTO_PUBLIC_AMI)
+    metadata = rig.launch_instance()
+    breakage(rig, metadata)
+    return rig.boot()
+
+
+def no_bootstrap_tag(rig, metadata):
+    del metadata.paths["/latest/meta-data/tags/instance/Bootstrap"]
+
+
+def stage2_missing(rig, metadata):
+    boto3.client("s3").delete_object(Bucket=STAGE.bucket, Key=STAGE.env.bootstrap_key)
+
+
+def registry_unreachable(rig, metadata):
+    nowhere = f"127.0.0.1:{free_port()}/{REGISTRY_PATH}/{PROJECT.name}-release@sha256:" + "1" * 64
+    images.record_release(s3=boto3.client("s3"), env=STAGE.env, image=nowhere, tag="x")
+
+
+def image_missing(rig, metadata):
+    pass  # the recorded digest was never pushed to the (running) registry
+
+
+@pytest.mark.parametrize(
+    ("breakage", "expected", "cause"),
+    [
+        (
+            no_bootstrap_tag,
+            r"bootstrap: error: no Bootstrap tag readable: launch with",
+            r"error: 404",
+        ),
+        (
+            stage2_missing,
+            r"bootstrap: error: cannot download stage 2 from s3://[^ ]+/deploy/webserver\.sh: "
+            r"upload it with \./manage\.py push_config",
+            r"\(404\).*does not exist",
+        ),
+        (
+            registry_unreachable,
+            r"bootstrap-webserver: error: cannot pull 127\.0\.0\.1:\d+/\S+ from its registry "
+            r"\(.*connection refused.*\): check IMAGE_REGISTRY",
+            r"release of stage: 127\.0\.0\.1",
+        ),
+        (
+            image_missing,
+            r"bootstrap-webserver: error: image \S+ is not in the registry \(.*\): "
+            r"publish it with \./manage\.py publish_image --env stage TAG",
+            r"manifest unknown",
+        ),
+    ],
+    ids=["no-bootstrap-tag", "stage2-missing", "registry-unreachable", "image-missing"],
+)
+def test_each_failure_says_where_it_stopped(rig, breakage, expected, cause):
+    started = time.monotonic()
+    status, console = stage_failure(rig, breakage)
+    assert status == 1, console
+    log = rig.bootstrap_log()
+    lines = error_lines(log)
+    assert len(lines) == 1, log  # one clear line, not a trace of every caller
+    assert re.search(expected, lines[0]), log
+    assert re.search(cause, log), log  # it stopped for that reason, not another
+    assert lines[0] in console
+    assert rig.containers() == []  # nothing half-started
+    assert time.monotonic() - started < 180
