@@ -23,6 +23,7 @@ install path costs a minute of downloads per run).
 
 import contextlib
 import io
+import json
 import re
 import shutil
 import tarfile
@@ -243,6 +244,12 @@ class Rig:
         except requests.RequestException:
             return None
 
+    def wait_healthy(self, timeout=120):
+        deadline = time.monotonic() + timeout
+        while self.health() != 200 and time.monotonic() < deadline:
+            time.sleep(1)
+        return self.health()
+
     def teardown(self):
         for container in self.containers():
             container.remove(force=True)
@@ -370,6 +377,23 @@ def test_new_release_replaces_the_container_only_once_healthy(rig):
     assert "DJANGO_MIGRATE=maybe: set it to 1 or 0" in output  # the trial's own last words
     (still,) = rig.containers()
     assert still.id == app.id and rig.health() == 200
+
+    # A release that passes its trial but fails on the serving port: the old one comes back.
+    script = (
+        f"if [ $PORT = {rig.host_port} ]; then echo refusing port $PORT; exit 1; fi; "
+        "exec /var/www/deploy/release/start.sh"
+    )
+    refuse_serving_port = "CMD " + json.dumps(["bash", "-c", script])
+    rig.derived_release(f"{SESSION_TAG}-flaky", refuse_serving_port)
+    rig.publish(f"{SESSION_TAG}-flaky")
+    status, output = rig.boot()
+    assert status != 0
+    assert error_lines(output)[-1].endswith(
+        f"failed on the serving port: rolled back to {app.attrs['Config']['Image']}"
+    ), output
+    (rolled_back,) = rig.containers()
+    assert rolled_back.id == app.id and rolled_back.name == rig.container_name
+    assert rig.wait_healthy() == 200
 
 
 def stage_failure(rig, breakage):

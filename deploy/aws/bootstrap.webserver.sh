@@ -179,9 +179,14 @@ wait_healthy() {
 	local url="http://127.0.0.1:$port/health" deadline=$((SECONDS + HEALTH_TIMEOUT))
 	until curl --silent --fail --max-time 5 --output /dev/null "$url"; do
 		state=$(docker container inspect --format '{{.State.Status}}' "$name" 2>/dev/null || echo gone)
-		if [[ $state != running ]] || ((SECONDS >= deadline)); then
+		if [[ $state != running ]]; then
 			docker container logs --tail 50 "$name" >&2 || true
-			log "$name ($state) did not answer $url within ${HEALTH_TIMEOUT}s"
+			log "$name stopped ($state) before $url answered"
+			return 1
+		fi
+		if ((SECONDS >= deadline)); then
+			docker container logs --tail 50 "$name" >&2 || true
+			log "$name did not answer $url within ${HEALTH_TIMEOUT}s (HEALTH_TIMEOUT)"
 			return 1
 		fi
 		sleep 2
@@ -210,12 +215,11 @@ replace_running() {
 		remove_container "$trial"
 		die "the new container did not become healthy: $CONTAINER_NAME keeps serving $old_image"
 	fi
-	docker container stop --time 30 "$trial" >/dev/null
-	remove_container "$trial"
+	remove_container "$trial" # it served nothing but the health check: no need to drain it
 
 	remove_container "$previous"
 	docker container rename "$CONTAINER_NAME" "$previous"
-	docker container stop --time 30 "$previous" >/dev/null
+	docker container stop --time 30 "$previous" >/dev/null # lets requests in flight finish
 	log "stopped $previous ($old_image)"
 	run_container "$CONTAINER_NAME" "$image" serving
 	if ! wait_healthy "$CONTAINER_NAME" "$HOST_PORT"; then
