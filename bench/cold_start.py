@@ -76,18 +76,24 @@ def main():
         first = time_to_health(client, image, config_uri=config_uri, env=release_env)
         common.log(f"first start {first:.2f}s (not counted)")
 
-        release, bare, steps = [], [], []
+        release, bare, release_steps, bare_steps = [], [], [], []
         for n in range(args.runs):
             release.append(
-                time_to_health(client, image, config_uri=config_uri, env=release_env, steps=steps)
+                time_to_health(
+                    client, image, config_uri=config_uri, env=release_env, steps=release_steps
+                )
             )
-            bare.append(time_to_health(client, image, config_uri=config_uri, bare_workers=workers))
+            bare.append(
+                time_to_health(
+                    client, image, config_uri=config_uri, bare_workers=workers, steps=bare_steps
+                )
+            )
             common.log(f"run {n + 1}: release {release[-1]:.2f}s, bare {bare[-1]:.2f}s")
     print(f"image: {image}; {args.runs} runs each, {workers} gunicorn workers")
     print(f"release runs: {common.spread(release, 's')}")
     print(f"bare runs:    {common.spread(bare, 's')}")
-    print(f"where the time went, last release run (seconds since docker run):\n{steps[-2]}")
-    print(f"last bare run:\n{steps[-1]}")
+    print(f"where the time went, last release run (seconds since docker run):\n{release_steps[-1]}")
+    print(f"last bare run:\n{bare_steps[-1]}")
     ok = common.result(
         "cold start to first /health 200 (median)",
         baseline=common.median(bare),

@@ -108,7 +108,7 @@ def absolute(name, *, measured, unit, limit, baseline=None, detail=""):
         against = f"baseline {baseline:.2f}{unit}, "
         detail = f", ratio {measured / baseline:.2f}x{detail}"
     print(
-        f"{name}: {against}measured {measured:.2f}{unit}{detail} (target <= {limit:g}{unit}) "
+        f"{name}: {against}measured {measured:.2f}{unit}{detail} (target <= {limit:.2f}{unit}) "
         f"{'OK' if ok else 'MISSED'}",
         flush=True,
     )

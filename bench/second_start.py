@@ -91,7 +91,7 @@ def main():
             )
     print(f"image: {image}; {args.runs} timed runs")
     print(f"first start {first_line!r}; second start {second_line!r}")
-    print(f"uploads per timed first+second pair: {sorted(set(uploads))} (first start alone)")
+    print(f"static writes per timed pair (first + second run): {sorted(set(uploads))}")
     print(f"process first:  {common.spread(process[1], 's')}")
     print(f"process second: {common.spread(process[2], 's')}")
     print(f"in-process first:  {common.spread(inprocess[1], 's')}")
