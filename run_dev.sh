@@ -5,11 +5,10 @@
 # Extra arguments go to `docker build` (for example --network host).
 set -Eeuo pipefail
 
-cd "$(dirname "${BASH_SOURCE[0]}")"
-# shellcheck source=project.env
-source project.env
-
 main() {
+	cd "$(dirname "${BASH_SOURCE[0]}")"
+	# shellcheck source=project.env
+	source project.env
 	local host_dir="${DEV_HOST_DIR:-$HOME/containers/$PROJECT_NAME}"
 	local port="${DEV_PORT:-8000}"
 	local tag="${DEV_TAG:-latest}"

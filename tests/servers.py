@@ -5,6 +5,7 @@ Each server is started by the fixture that owns it and stopped by that same obje
 its own pid or data directory, never by a name match.
 """
 
+import contextlib
 import glob
 import os
 import shutil
@@ -57,7 +58,11 @@ class PostgresServer:
         cmd = [str(self.bindir / argv[0]), *argv[1:]]
         if os.geteuid() == 0:
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
-        subprocess.run(cmd, check=True, capture_output=True, text=True)
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if result.returncode != 0:
+            log = self.dir / "log"
+            tail = log.read_text()[-2000:] if log.exists() else ""
+            raise RuntimeError(f"{argv[0]} failed: {result.stderr.strip()}\n{tail}")
 
     def start(self):
         if not self.datadir.exists():
@@ -152,7 +157,11 @@ class MotoServer:
             except requests.ConnectionError:
                 return False
 
-        wait_until(up, timeout=30, what="moto server")
+        try:
+            wait_until(up, timeout=30, what="moto server")
+        except TimeoutError:
+            self.stop()
+            raise
         return self
 
     def reset(self):
@@ -162,7 +171,8 @@ class MotoServer:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=10)
-        os.unlink(self.log_path)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.log_path)
 
 
 class RegistryServer:
@@ -195,7 +205,11 @@ class RegistryServer:
             except requests.ConnectionError:
                 return False
 
-        wait_until(up, timeout=30, what="docker-registry")
+        try:
+            wait_until(up, timeout=30, what="docker-registry")
+        except TimeoutError:
+            self.stop()
+            raise
         return self
 
     def stop(self):

@@ -1,6 +1,7 @@
 """DJANGO_CONFIG_URI: the overlay's schemes, its one-line errors, and its per-start cache."""
 
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import boto3
 import pytest
 
 from tests.servers import MotoServer, free_port
-from www import config
+from www import aws, config, project
 from www.config import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -17,13 +18,13 @@ SECRET = "s3cr3t-value-that-must-not-leak"
 
 
 def s3():
-    return boto3.client("s3")
+    return aws.client("s3")
 
 
 def put_config(bucket, key, source):
     client = s3()
     client.create_bucket(
-        Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+        Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": project.aws_region()}
     )
     client.put_object(Bucket=bucket, Key=key, Body=source.encode())
     return f"s3://{bucket}/{key}"
@@ -56,7 +57,7 @@ def test_s3_overlay_replaces_and_extends_defaults(aws):
 
 def test_diffsettings_shows_the_s3_overlay(aws):
     uri = put_config(
-        "webapp-stage",
+        project.load().environment("stage").bucket,
         "config/stage.py",
         'ALLOWED_HOSTS = ["stage.example.com"]\nSECRET_KEY = "k" * 50\n'
         'TIME_ZONE = "Europe/Paris"\n',
@@ -140,7 +141,7 @@ def test_no_credentials(aws, monkeypatch):
         config.apply("s3://cfg-bucket/config/stage.py", {})
 
 
-def test_endpoint_unreachable_fails_fast(monkeypatch):
+def test_endpoint_unreachable(monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
     with pytest.raises(ConfigError, match=r"S3 endpoint unreachable \(EndpointConnectionError\)"):
         config.apply("s3://cfg-bucket/config/stage.py", {})
@@ -193,3 +194,44 @@ def test_config_without_secret_key_is_refused(tmp_path):
     assert result.returncode != 0
     expected = f"error: DJANGO_CONFIG_URI={path}: the config must set SECRET_KEY"
     assert result.stderr.strip() == expected
+
+
+def test_endpoint_that_never_answers_ends_with_one_line():
+    """An endpoint that accepts connections but never replies: bounded, no hang."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        result = manage(
+            "check",
+            env={"AWS_ENDPOINT_URL": url, "DJANGO_CONFIG_URI": "s3://cfg-bucket/config/stage.py"},
+        )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "error: DJANGO_CONFIG_URI=s3://cfg-bucket/config/stage.py: "
+        "S3 endpoint unreachable (ReadTimeoutError)"
+    )
+
+
+def test_config_that_is_not_text(tmp_path):
+    path = tmp_path / "c.py"
+    path.write_bytes(b"SECRET_KEY = '\xff\xfe'\n")
+    with pytest.raises(ConfigError, match="not UTF-8 text$"):
+        config.apply(str(path), {})
+
+
+def test_cache_that_cannot_be_written(tmp_path):
+    path = tmp_path / "c.py"
+    path.write_text("X = 1\n")
+    (tmp_path / "file").write_text("")
+    cache = tmp_path / "file" / "config.py"  # its "directory" is a file
+    with pytest.raises(ConfigError, match=f"DJANGO_CONFIG_CACHE={cache}: cannot write"):
+        config.apply(str(path), {}, cache=str(cache))
+
+
+def test_empty_secret_key_is_refused(tmp_path):
+    path = tmp_path / "c.py"
+    path.write_text("SECRET_KEY = ''\n")
+    result = manage("check", env={"DJANGO_CONFIG_URI": str(path)})
+    assert result.returncode != 0
+    assert result.stderr.strip().endswith("the config must set SECRET_KEY")

@@ -5,10 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import boto3
 import pytest
 
 from www import project
+from www.aws import client as aws_client
 from www.config import PLACEHOLDER
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,6 +47,14 @@ def manage(*args, env):
 def test_template_has_placeholders_and_no_secrets(env):
     text = (TEMPLATES / f"{env}.py").read_text()
     assert {"SECRET_KEY", "DB_PASSWORD", "DB_HOST", "HOSTNAME"} <= set(PLACEHOLDER.findall(text))
+    # Every secret-bearing assignment holds a placeholder, never a value.
+    secret_lines = [
+        line
+        for line in text.splitlines()
+        if any(word in line for word in ("SECRET_KEY =", '"PASSWORD":'))
+    ]
+    assert len(secret_lines) == 2
+    assert all(PLACEHOLDER.search(line) for line in secret_lines)
 
 
 def test_filled_prod_passes_check_deploy_with_zero_warnings(tmp_path):
@@ -63,8 +71,10 @@ def test_filled_prod_passes_check_deploy_with_zero_warnings(tmp_path):
 
 def test_collectstatic_puts_admin_css_in_the_environment_bucket(aws, tmp_path):
     bucket = project.load().environment("stage").bucket
-    s3 = boto3.client("s3")
-    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    s3 = aws_client("s3")
+    s3.create_bucket(
+        Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": project.aws_region()}
+    )
     result = manage(
         "collectstatic",
         "--no-input",

@@ -32,15 +32,16 @@ def test_run_dev_serves_the_checkout_on_localhost(dev_image, docker_client, tmp_
         "DEV_TAG": SESSION_TAG,  # the session's dev image: the build is all cache hits
         "DEV_CONTAINER_NAME": name,
     }
-    proc = subprocess.Popen(
-        ["./run_dev.sh", "--network", "host"],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    output = tmp_path / "run_dev.out"
+    with open(output, "wb") as out:  # a file, not a pipe nobody reads while we wait
+        proc = subprocess.Popen(
+            ["./run_dev.sh", "--network", "host"],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
 
         def home():
@@ -54,7 +55,7 @@ def test_run_dev_serves_the_checkout_on_localhost(dev_image, docker_client, tmp_
         assert page.status_code == 200 and "It works." in page.text
         assert (tmp_path / "host" / "postgres" / "data" / "PG_VERSION").exists()
         docker_client.containers.get(name).stop(timeout=20)
-        assert proc.wait(timeout=60) == 0, proc.stdout.read()[-3000:]
+        assert proc.wait(timeout=60) == 0, output.read_text()[-3000:]
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
         if proc.poll() is None:

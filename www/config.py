@@ -45,7 +45,8 @@ def fetch_s3(uri):
     if not bucket or not key:
         raise ConfigError(f"DJANGO_CONFIG_URI={uri}: expected s3://BUCKET/KEY")
     try:
-        body = aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+        s3 = aws.client("s3", config=aws.STARTUP_CONFIG)
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     except ClientError as exc:
         code = exc.response["Error"]["Code"]
         reasons = {
@@ -67,12 +68,19 @@ def fetch_s3(uri):
         ) from None
     except BotoCoreError as exc:
         raise ConfigError(f"DJANGO_CONFIG_URI={uri}: {exc.__class__.__name__}") from None
-    return body.decode()
+    return decode(uri, body)
+
+
+def decode(uri, data):
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        raise ConfigError(f"DJANGO_CONFIG_URI={uri}: not UTF-8 text") from None
 
 
 def fetch_file(uri, path):
     try:
-        return Path(path).read_text()
+        return decode(uri, Path(path).read_bytes())
     except FileNotFoundError:
         raise ConfigError(f"DJANGO_CONFIG_URI={uri}: no such file {path}") from None
     except OSError as exc:
@@ -97,7 +105,7 @@ def fetch(uri):
 def read_cache(cache, uri):
     try:
         text = Path(cache).read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError):
         return None
     header, _, source = text.partition("\n")
     return source if header == CACHE_HEADER + uri else None
@@ -124,7 +132,12 @@ def source_for(uri, cache=None):
             return source
     source = fetch(uri)
     if cache:
-        write_cache(cache, uri, source)
+        try:
+            write_cache(cache, uri, source)
+        except OSError as exc:
+            raise ConfigError(
+                f"DJANGO_CONFIG_CACHE={cache}: cannot write the local copy ({exc.strerror})"
+            ) from None
     return source
 
 

@@ -108,7 +108,7 @@ LOGGING = {
 
 CONFIG_URI = config.apply_from_environment(globals())
 
-if "SECRET_KEY" not in globals():
+if not globals().get("SECRET_KEY"):
     if CONFIG_URI:
         raise config.ConfigError(f"DJANGO_CONFIG_URI={CONFIG_URI}: the config must set SECRET_KEY")
     # Default mode only: generated on first use, kept beside the local database.

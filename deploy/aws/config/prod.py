@@ -22,7 +22,7 @@ DATABASES = {
         "PASSWORD": "<<DB_PASSWORD>>",
         "CONN_MAX_AGE": 60,
         "CONN_HEALTH_CHECKS": True,
-        "OPTIONS": {"connect_timeout": 5, "sslmode": "prefer"},
+        "OPTIONS": {"connect_timeout": 5, "sslmode": "require"},
     }
 }
 
