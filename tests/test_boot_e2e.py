@@ -189,6 +189,7 @@ class Rig:
                 "HOST_PORT": str(self.host_port),
                 "TRIAL_PORT": str(self.trial_port),
                 "HEALTH_TIMEOUT": str(HEALTH_TIMEOUT),
+                "REDEPLOY_EVERY": "off",  # no systemd here: the test reruns the boot itself
             },
             volumes={
                 "/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "rw"},
@@ -295,6 +296,21 @@ def error_lines(log):
     return [match.group(0) for match in ERROR_LINE.finditer(log)]
 
 
+def marker(app):
+    """The marker setting as the app in container `app` sees it (its config from S3)."""
+    code, out = app.exec_run(
+        [
+            "python3",
+            "manage.py",
+            "shell",
+            "-c",
+            f"from django.conf import settings; print(settings.{MARKER_SETTING})",
+        ]
+    )
+    assert code == 0, out.decode(errors="replace")
+    return out.decode().strip().splitlines()[-1]
+
+
 def test_pipeline_from_setup_aws_to_a_healthy_instance(rig):
     outputs, console = deploy_and_boot(rig)
     assert "Created" in outputs["publish_image"] and "Created" in outputs["launch_ec2"]
@@ -314,16 +330,7 @@ def test_pipeline_from_setup_aws_to_a_healthy_instance(rig):
     assert css.startswith(f"{rig.moto.url}/{STAGE.bucket}/static/")
     assert requests.get(css, timeout=10).status_code == 200
     (app,) = rig.containers()
-    code, out = app.exec_run(
-        [
-            "python3",
-            "manage.py",
-            "shell",
-            "-c",
-            f"from django.conf import settings as s; print(s.{MARKER_SETTING})",
-        ]
-    )
-    assert (code, out.decode().strip().splitlines()[-1]) == (0, f"boot-e2e {rig.id}")
+    assert marker(app) == f"boot-e2e {rig.id}"
 
     # The image publish_image recorded, by digest; the role's credentials came from instance
     # metadata, as no key was given to the instance or the app.
@@ -351,6 +358,14 @@ def test_new_release_replaces_the_container_only_once_healthy(rig):
     deploy_and_boot(rig)
     first = rig.app()
 
+    # Nothing published or pushed since: a rerun (the redeploy timer's) leaves it alone.
+    status, output = rig.boot()
+    assert status == 0, output
+    assert (
+        f"{rig.container_name} runs {recorded_image()} with the current config, unchanged" in output
+    )
+    assert [c.id for c in rig.containers()] == [first.id]
+
     # A new release reaches the running instance: publish it, run the boot again.
     second_image = rig.derived_release(f"{SESSION_TAG}-2")
     rig.publish(f"{SESSION_TAG}-2")
@@ -364,6 +379,13 @@ def test_new_release_replaces_the_container_only_once_healthy(rig):
     trial_up = log.index(f"{rig.container_name}-trial (stage) is up")
     old_stopped = log.index(f"stopped {rig.container_name}-previous")
     assert trial_up < old_stopped
+
+    # A new config alone (push_config) is picked up too: the container is replaced.
+    command("push_config", str(rig.config_file(**{MARKER_SETTING: "config 2"})))
+    status, output = rig.boot()
+    assert status == 0, output
+    (app,) = rig.containers()
+    assert app.image.id == second_image.id and marker(app) == "config 2"
 
     # A release that never becomes healthy: the running container keeps serving.
     rig.derived_release(f"{SESSION_TAG}-bad", "ENV DJANGO_MIGRATE=maybe")

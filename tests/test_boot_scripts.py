@@ -82,6 +82,7 @@ def run_stage1(tmp_path, metadata):
                 "IMDS_ENDPOINT": server.url,
                 "BOOTSTRAP_LOG": str(tmp_path / "bootstrap.log"),
                 "BOOTSTRAP_DIR": str(tmp_path / "bootstrap"),
+                "REDEPLOY_EVERY": "off",  # never a timer on the machine running the tests
             },
             capture_output=True,
             text=True,

@@ -8,6 +8,10 @@
 # container with one from the release currently recorded at s3://<bucket>/deploy/release.env
 # (written by `./manage.py publish_image`), so a rerun leaves exactly one healthy container.
 #
+# A rerun with the same release and the same config (its S3 ETag, kept as a container label)
+# leaves a healthy container alone and says "unchanged"; stage 1's timer reruns it every few
+# minutes, so a published release or a pushed config reaches the instance by itself.
+#
 # Replacing a running container (a new release, or a new config: both are read at start):
 #   1. the new container starts as <name>-trial on TRIAL_PORT, on 127.0.0.1 only, while the
 #      old one keeps serving; it migrates the database, so migrations must suit the release
@@ -85,6 +89,16 @@ release_image() {
 	printf '%s\n' "$image"
 }
 
+# The config's version (its S3 ETag); also the check that the config is there at all.
+config_etag() {
+	local path=${CONFIG_URI#s3://} etag
+	if ! etag=$(aws s3api head-object --bucket "${path%%/*}" --key "${path#*/}" \
+		--query ETag --output text); then
+		die "cannot read $CONFIG_URI: run ./manage.py push_config --env $ENV_NAME (and check the instance role)"
+	fi
+	printf '%s\n' "${etag//\"/}"
+}
+
 # ECR wants a short-lived token; any other registry is reached without a login.
 registry_login() {
 	local registry=${1%%/*}
@@ -140,6 +154,7 @@ run_container() {
 	local args=(
 		--detach --name "$name"
 		--label "project=$PROJECT_NAME" --label "env=$ENV_NAME" --label "bootstrap.role=$role"
+		--label "bootstrap.config-etag=$CONFIG_ETAG"
 		--volume "$HOST_DIR:/host"
 		--env "DJANGO_CONFIG_URI=$CONFIG_URI"
 		--env "AWS_REGION=$AWS_REGION" --env "AWS_DEFAULT_REGION=$AWS_REGION"
@@ -192,6 +207,16 @@ wait_healthy() {
 		sleep 2
 	done
 	log "$url answers: $name ($ENV_NAME) is up"
+}
+
+# Whether the serving container already runs image $1 with the current config, healthy.
+up_to_date() {
+	local running
+	running=$(docker container inspect --format \
+		'{{.State.Running}} {{.Config.Image}} {{index .Config.Labels "bootstrap.config-etag"}}' \
+		"$CONTAINER_NAME" 2>/dev/null) || return 1
+	[[ $running == "true $1 $CONFIG_ETAG" ]] &&
+		curl --silent --fail --max-time 5 --output /dev/null "http://127.0.0.1:$HOST_PORT/health"
 }
 
 # The first container on this host.
@@ -249,7 +274,12 @@ main() {
 
 	local image
 	image=$(release_image) || exit 1 # release_image said why
+	CONFIG_ETAG=$(config_etag) || exit 1
 	log "release of $ENV_NAME: $image"
+	if up_to_date "$image"; then
+		log "$CONTAINER_NAME runs $image with the current config, unchanged"
+		return 0
+	fi
 	prepare_host_dir
 	registry_login "$image"
 	pull_image "$image"

@@ -7,6 +7,12 @@
 # downloads that script and runs it. Everything goes to /var/log/bootstrap.log and to the
 # console (cloud-init's output); the first failing command stops the boot with its line.
 #
+# On a systemd host it also installs a timer (bootstrap-redeploy.timer) that runs a copy of
+# this script every few minutes: stage 2 leaves an up-to-date container alone, so a release
+# published with `./manage.py publish_image` or a config pushed with `./manage.py push_config`
+# reaches every instance within minutes, with no login and no new launch. Those runs log to
+# the journal (journalctl -u bootstrap-redeploy). A lock keeps two runs from overlapping.
+#
 # Settings, all optional; production on EC2 sets none of them. They let both stages run
 # outside EC2, e.g. in a container that plays the instance:
 #   IMDS_ENDPOINT     instance metadata address (default http://169.254.169.254); the AWS CLI
@@ -14,6 +20,8 @@
 #   AWS_ENDPOINT_URL  AWS endpoint override, honoured by the AWS CLI and passed on to stage 2
 #   BOOTSTRAP_LOG     log file (default /var/log/bootstrap.log)
 #   BOOTSTRAP_DIR     where stage 2 is kept, for reruns by hand (default /var/lib/bootstrap)
+#   REDEPLOY_EVERY    how often the timer reruns the stages (systemd time span, default 3min);
+#                     "off" installs no timer (e.g. when trying this script on a workstation)
 set -Eeuo pipefail
 
 log() {
@@ -69,6 +77,33 @@ ensure_docker_running() {
 	die "the Docker daemon is not running"
 }
 
+# Rerun this script every few minutes (see the top of the file); systemd hosts only.
+install_redeploy_timer() {
+	local copy="$BOOTSTRAP_DIR/user-data.sh" units=/etc/systemd/system
+	[[ -d /run/systemd/system && $REDEPLOY_EVERY != off ]] || return 0
+	install -m 0700 "${BASH_SOURCE[0]}" "$copy"
+	cat >"$units/bootstrap-redeploy.service" <<-EOF
+		[Unit]
+		Description=Web server boot stages again: pick up a new release or config
+		After=docker.service
+		[Service]
+		Type=oneshot
+		Environment=BOOTSTRAP_LOG=/dev/null
+		ExecStart=$copy
+	EOF
+	cat >"$units/bootstrap-redeploy.timer" <<-EOF
+		[Unit]
+		Description=Run bootstrap-redeploy.service every few minutes
+		[Timer]
+		OnActiveSec=5min
+		OnUnitInactiveSec=$REDEPLOY_EVERY
+		[Install]
+		WantedBy=timers.target
+	EOF
+	systemctl daemon-reload
+	systemctl enable --now bootstrap-redeploy.timer
+}
+
 # An IMDSv2 session token; instances launched by launch_ec2 accept no other kind of request.
 imds_token() {
 	curl --silent --show-error --fail --max-time 5 --retry 5 --retry-connrefused \
@@ -85,13 +120,17 @@ imds() {
 
 main() {
 	: "${BOOTSTRAP_LOG:=/var/log/bootstrap.log}"
-	: "${BOOTSTRAP_DIR:=/var/lib/bootstrap}"
+	: "${BOOTSTRAP_DIR:=/var/lib/bootstrap}" "${REDEPLOY_EVERY:=3min}"
 	exec > >(tee -a "$BOOTSTRAP_LOG") 2>&1
 	trap 'on_error $? $LINENO "$BASH_COMMAND"' ERR
 	log "stage 1 starting"
+	install -d -m 0700 "$BOOTSTRAP_DIR"
+	exec 9>"$BOOTSTRAP_DIR/lock"
+	flock --wait 900 9 || die "another boot run held $BOOTSTRAP_DIR/lock for 15 minutes"
 
 	install_tools
 	ensure_docker_running
+	install_redeploy_timer
 
 	IMDS_URL=${IMDS_ENDPOINT:-http://169.254.169.254}
 	IMDS_URL=${IMDS_URL%/}
@@ -110,7 +149,6 @@ main() {
 	export AWS_REGION=$region AWS_DEFAULT_REGION=$region
 	log "region $region, stage 2 from $bootstrap_uri"
 
-	install -d -m 0700 "$BOOTSTRAP_DIR"
 	if ! aws s3 cp --only-show-errors "$bootstrap_uri" "$BOOTSTRAP_DIR/webserver.sh"; then
 		die "cannot download stage 2 from $bootstrap_uri: upload it with ./manage.py push_config --env ENV (and check the instance role)"
 	fi
