@@ -81,6 +81,7 @@ ensure_docker_running() {
 install_redeploy_timer() {
 	local copy="$BOOTSTRAP_DIR/user-data.sh" units=/etc/systemd/system
 	[[ -d /run/systemd/system && $REDEPLOY_EVERY != off ]] || return 0
+	[[ ! ${BASH_SOURCE[0]} -ef $copy ]] || return 0 # the timer's own run: all in place
 	install -m 0700 "${BASH_SOURCE[0]}" "$copy"
 	cat >"$units/bootstrap-redeploy.service" <<-EOF
 		[Unit]
