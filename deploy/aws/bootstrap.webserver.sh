@@ -64,6 +64,12 @@ on_error() {
 	log "error: line $2: '$3' failed with exit status $1"
 }
 
+# The AWS CLI, pointed at AWS_ENDPOINT_URL when it is set: CLI releases before 2.13 (e.g.
+# Debian 12's) ignore that variable.
+aws_cli() {
+	aws ${AWS_ENDPOINT_URL:+--endpoint-url "$AWS_ENDPOINT_URL"} "$@"
+}
+
 # push_config fills in the facts above; running the template itself is a mistake.
 check_rendered() {
 	local fact
@@ -77,7 +83,7 @@ check_rendered() {
 # The image this environment runs, from the IMAGE= line publish_image recorded.
 release_image() {
 	local release line image=''
-	if ! release=$(aws s3 cp --only-show-errors "$RELEASE_URI" -); then
+	if ! release=$(aws_cli s3 cp --only-show-errors "$RELEASE_URI" -); then
 		die "cannot read $RELEASE_URI: run ./manage.py publish_image --env $ENV_NAME TAG"
 	fi
 	while IFS= read -r line; do
@@ -92,7 +98,7 @@ release_image() {
 # The config's version (its S3 ETag); also the check that the config is there at all.
 config_etag() {
 	local path=${CONFIG_URI#s3://} etag
-	if ! etag=$(aws s3api head-object --bucket "${path%%/*}" --key "${path#*/}" \
+	if ! etag=$(aws_cli s3api head-object --bucket "${path%%/*}" --key "${path#*/}" \
 		--query ETag --output text); then
 		die "cannot read $CONFIG_URI: run ./manage.py push_config --env $ENV_NAME (and check the instance role)"
 	fi
@@ -105,7 +111,7 @@ registry_login() {
 	case $registry in
 	*.dkr.ecr.*.amazonaws.com | *.dkr.ecr.*.amazonaws.com.cn)
 		log "logging in to $registry"
-		aws ecr get-login-password --region "$AWS_REGION" |
+		aws_cli ecr get-login-password --region "$AWS_REGION" |
 			docker login --username AWS --password-stdin "$registry" >/dev/null
 		;;
 	*)

@@ -63,6 +63,12 @@ install_tools() {
 	fi
 }
 
+# The AWS CLI, pointed at AWS_ENDPOINT_URL when it is set: CLI releases before 2.13 (e.g.
+# Debian 12's) ignore that variable.
+aws_cli() {
+	aws ${AWS_ENDPOINT_URL:+--endpoint-url "$AWS_ENDPOINT_URL"} "$@"
+}
+
 # Docker's daemon: started by systemd on an instance, already running elsewhere.
 ensure_docker_running() {
 	local attempt
@@ -150,7 +156,7 @@ main() {
 	export AWS_REGION=$region AWS_DEFAULT_REGION=$region
 	log "region $region, stage 2 from $bootstrap_uri"
 
-	if ! aws s3 cp --only-show-errors "$bootstrap_uri" "$BOOTSTRAP_DIR/webserver.sh"; then
+	if ! aws_cli s3 cp --only-show-errors "$bootstrap_uri" "$BOOTSTRAP_DIR/webserver.sh"; then
 		die "cannot download stage 2 from $bootstrap_uri: upload it with ./manage.py push_config --env ENV (and check the instance role)"
 	fi
 	chmod 0700 "$BOOTSTRAP_DIR/webserver.sh"
