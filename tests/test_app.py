@@ -21,6 +21,18 @@ def test_home_page_links_its_stylesheet(client):
 
 
 @pytest.mark.django_db
+def test_home_page_shows_published_announcements_from_the_database(client):
+    from www.models import Announcement
+
+    assert b"No announcements yet" in client.get("/").content
+    Announcement.objects.create(title="Launch day", body="We are live.")
+    Announcement.objects.create(title="Draft news", published=False)
+    page = client.get("/").content.decode()
+    assert "<h2>Launch day</h2>" in page and "We are live." in page
+    assert "Draft news" not in page
+
+
+@pytest.mark.django_db
 def test_admin_login_renders(client):
     response = client.get("/admin/login/")
     assert response.status_code == 200
