@@ -7,15 +7,20 @@ absence is checked for its clear error.
 """
 
 import base64
+import http.client
+import http.server
 import io
 import json
 import subprocess
 import sys
+import threading
+from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
 from django.core.management import CommandError, call_command
 
+from tests.servers import free_port
 from tests.test_aws_push_config import filled_config
 from www import project
 from www.ops import OpsError, ec2, images
@@ -130,13 +135,13 @@ def test_dry_run_prints_the_request_and_launches_nothing(ready):
     assert request["UserData"].startswith("#!/usr/bin/env bash")
     assert request["ClientToken"]
     assert f"Would create 1 instance(s) of {STAGE.prefix}" in out
-    assert instances(states=ec2.LIVE_STATES) == []
+    assert instances(states=ec2.EXISTING_STATES) == []
 
 
 def test_default_ami_parameter_missing_is_a_clear_error(ready):
     with pytest.raises(CommandError, match=r"no AMI parameter /aws/service/debian/.*pass --ami"):
         call_command("launch_ec2", "--env", "stage", stdout=io.StringIO())
-    assert instances(states=ec2.LIVE_STATES) == []
+    assert instances(states=ec2.EXISTING_STATES) == []
 
 
 def test_no_landscape(aws):
@@ -155,7 +160,7 @@ def test_no_image_published(aws, tmp_path):
     push(tmp_path)
     with pytest.raises(CommandError, match="run ./manage.py publish_image --env stage TAG first"):
         launch()
-    assert instances(states=ec2.LIVE_STATES) == []
+    assert instances(states=ec2.EXISTING_STATES) == []
 
 
 def test_unknown_env(aws):
@@ -171,7 +176,7 @@ def test_profile_gone_after_setup_is_caught_before_launch(ready):
     iam.delete_instance_profile(InstanceProfileName=STAGE.instance_profile)
     with pytest.raises(CommandError, match="no instance profile .*run ./manage.py setup_aws"):
         launch()
-    assert instances(states=ec2.LIVE_STATES) == []
+    assert instances(states=ec2.EXISTING_STATES) == []
 
 
 def test_launch_failing_half_way_leaves_no_instance_running(ready):
@@ -191,7 +196,7 @@ def test_launch_failing_half_way_leaves_no_instance_running(ready):
     request["IamInstanceProfile"] = {"Name": "no-such-profile"}
     with pytest.raises(OpsError, match="launch failed .*no instance was left running"):
         ec2.launch(ec2=client, landscape=STAGE, request=request)
-    assert instances(states=ec2.LIVE_STATES) == []
+    assert instances(states=ec2.EXISTING_STATES) == []
 
 
 def test_status_lists_state_address_release_and_launch_time(ready):
@@ -244,3 +249,132 @@ def test_terminate_asks_first_and_a_no_changes_nothing(ready):
     assert f"Terminate {instance['InstanceId']} of {STAGE.prefix}? Type 'yes'" in result.stdout
     assert "Terminate cancelled; nothing changed." in result.stderr
     assert [i["InstanceId"] for i in instances()] == [instance["InstanceId"]]
+
+
+def test_terminate_with_no_answer_on_stdin_changes_nothing(ready):
+    launch()
+    (instance,) = instances()
+    result = subprocess.run(
+        [sys.executable, "manage.py", "terminate_ec2", "--env", "stage", instance["InstanceId"]],
+        cwd=project.BASE_DIR,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "CommandError: no answer on stdin; pass --no-input to terminate without asking"
+    ]
+    assert [i["InstanceId"] for i in instances()] == [instance["InstanceId"]]
+
+
+def test_rerun_with_a_stopped_instance_says_start_or_terminate_it(ready):
+    launch()
+    (instance,) = instances()
+    instance_id = instance["InstanceId"]
+    boto3.client("ec2").stop_instances(InstanceIds=[instance_id])
+    out = launch()
+    assert out.strip() == (
+        f"instance {instance_id} exists, stopped, serving nothing: start it "
+        f"(aws ec2 start-instances --instance-ids {instance_id}) or terminate it "
+        f"(./manage.py terminate_ec2 --env stage {instance_id})"
+    )
+    assert [i["InstanceId"] for i in instances(states=ec2.EXISTING_STATES)] == [instance_id]
+    status = io.StringIO()
+    call_command("ec2_status", "--env", "stage", stdout=status)
+    row = next(line for line in status.getvalue().splitlines() if line.startswith(instance_id))
+    assert row.split()[1] == "stopped"
+
+
+# --- failures between the client and EC2 -------------------------------------------------------
+
+
+class DroppingProxy(http.server.ThreadingHTTPServer):
+    """An HTTP proxy on loopback in front of moto that passes each request on, and for the
+    EC2 actions drop(action) picks, hangs up instead of answering, as a connection lost
+    after AWS has acted would. Records the actions it saw."""
+
+    def __init__(self, upstream, drop):
+        self.upstream = urlsplit(upstream)
+        self.drop = drop
+        self.actions = []
+        super().__init__(("127.0.0.1", free_port()), _ProxyHandler)
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.shutdown()
+        self.server_close()
+        self.thread.join(timeout=10)
+
+
+class _ProxyHandler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def _relay(self):
+        proxy = self.server
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        action = parse_qs(body.decode(errors="replace")).get("Action", [""])[0]
+        proxy.actions.append(action)
+        upstream = http.client.HTTPConnection(
+            proxy.upstream.hostname, proxy.upstream.port, timeout=30
+        )
+        try:
+            upstream.request(self.command, self.path, body, dict(self.headers))
+            response = upstream.getresponse()
+            payload = response.read()
+        finally:
+            upstream.close()
+        if proxy.drop(action, proxy.actions):
+            self.close_connection = True  # no answer: the client sees the connection close
+            return
+        self.send_response(response.status)
+        for name, value in response.getheaders():
+            if name.lower() not in ("transfer-encoding", "connection", "content-length"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _relay
+
+
+def emulator_instances(aws):
+    """The env's instances as moto holds them, asked directly (not through the proxy)."""
+    return ec2.environment_instances(ec2=boto3.client("ec2", endpoint_url=aws.url), landscape=STAGE)
+
+
+def test_connection_lost_after_run_instances_terminates_what_it_started(ready, monkeypatch):
+    with DroppingProxy(ready.url, drop=lambda action, _: action == "RunInstances") as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        with pytest.raises(CommandError) as excinfo:
+            launch()
+    started = proxy.actions.count("RunInstances")  # botocore retries: each one launched
+    assert started >= 1
+    assert str(excinfo.value) == (
+        f"launch failed (ConnectionClosedError); terminated {started} instance(s) it had started"
+    )
+    assert emulator_instances(ready) == []
+
+
+def test_a_failing_clean_up_still_reports_why_the_launch_failed(ready, monkeypatch):
+    def after_run_instances(action, seen):
+        return "RunInstances" in seen
+
+    with DroppingProxy(ready.url, drop=after_run_instances) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        with pytest.raises(CommandError) as excinfo:
+            launch()
+    message = str(excinfo.value)
+    assert message.startswith(
+        "launch failed (ConnectionClosedError); the clean-up failed too (ConnectionClosedError): "
+        "instances may be running; see ./manage.py ec2_status --env stage"
+    )
+    (instance,) = emulator_instances(ready)[:1]
+    assert f"tag Launch={tags_of(instance)['Launch']}" in message

@@ -123,11 +123,31 @@ def test_syntax_error_is_refused_without_echoing_the_line(landscape, tmp_path):
     assert SECRET not in str(excinfo.value)
 
 
-def test_settings_django_rejects_are_refused(landscape, tmp_path):
+CANARY = "hunter2-canary"
+
+
+@pytest.mark.parametrize(
+    ("addition", "reason"),
+    [
+        # raised by the config file itself: its class and line, as www/config.py says it
+        (f'\nDB_PORT = int("{CANARY}")\n', r"ValueError at line \d+"),
+        # raised by Django while it sets up: the message would name the app
+        (f'\nINSTALLED_APPS += ["{CANARY.replace("-", "_")}"]\n', "ModuleNotFoundError"),
+        # a system check whose message quotes the value: its id only
+        (f'\nSTATICFILES_DIRS = [("{CANARY}/", "/tmp")]\n', r"system check staticfiles\.E003"),
+    ],
+)
+def test_settings_django_rejects_are_refused_without_their_values(
+    landscape, tmp_path, addition, reason
+):
     path = filled_config(tmp_path)
-    path.write_text(path.read_text() + '\nINSTALLED_APPS += ["no_such_app_anywhere"]\n')
-    with pytest.raises(CommandError, match="Django rejects these settings: .*no_such_app"):
+    path.write_text(path.read_text() + addition)
+    with pytest.raises(CommandError) as excinfo:
         push_config(str(path))
+    message = str(excinfo.value)
+    assert re.search(f"Django rejects these settings: {reason} \\(DJANGO_CONFIG_URI=", message)
+    assert CANARY not in message and CANARY.replace("-", "_") not in message
+    assert SECRET not in message and "\n" not in message
     assert "Contents" not in boto3.client("s3").list_objects_v2(Bucket=STAGE.bucket)
 
 

@@ -1,12 +1,17 @@
 """setup_aws against moto's server: what the emulator holds afterwards, reruns, dry runs."""
 
+import fnmatch
 import io
 import json
+import os
+import subprocess
+import sys
 
 import boto3
 import pytest
 from django.core.management import CommandError, call_command
 
+from tests.test_aws_push_config import filled_config
 from www import project
 from www.ops.landscape import Landscape
 
@@ -167,3 +172,49 @@ def test_with_rds_keeps_the_password_in_ssm_only(aws):
     assert len(parameter["Value"]) >= 32
     assert parameter["Value"] not in out
     assert f"RDS database {STAGE.database} exists, unchanged" in setup_aws("--with-rds")
+
+
+# Stores one uploaded file through the settings' default (media) storage; prints its name.
+SAVE_MEDIA = (
+    "from django.core.files.base import ContentFile;"
+    "from django.core.files.storage import default_storage;"
+    "print(default_storage.save('probe.txt', ContentFile(b'x')))"
+)
+
+
+def test_where_the_settings_store_files_is_where_the_policies_open(aws, tmp_path):
+    """collectstatic's keys and an upload's key fall under the bucket policy's public read and
+    the instance role's write, and nothing else in the bucket is public."""
+    setup_aws()
+    config = filled_config(tmp_path)
+    env = {**os.environ, "DJANGO_CONFIG_URI": str(config)}
+    for args in (["collectstatic", "--no-input"], ["shell", "-c", SAVE_MEDIA]):
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=project.BASE_DIR,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr
+    s3 = boto3.client("s3")
+    bucket = STAGE.bucket
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert "media/probe.txt" in keys and "static/admin/css/base.css" in keys
+
+    policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
+    public = {r for s in policy["Statement"] if s["Principal"] == "*" for r in s["Resource"]}
+    role = boto3.client("iam").get_role_policy(
+        RoleName=STAGE.role, PolicyName="s3-config-and-files"
+    )["PolicyDocument"]
+    writable = {
+        r for s in role["Statement"] if "s3:PutObject" in s["Action"] for r in s["Resource"]
+    }
+    assert public == writable
+    for key in keys:
+        arn = f"arn:aws:s3:::{bucket}/{key}"
+        assert any(fnmatch.fnmatchcase(arn, pattern) for pattern in public), key
+    for private in (STAGE.env.config_key, STAGE.env.bootstrap_key):
+        arn = f"arn:aws:s3:::{bucket}/{private}"
+        assert not any(fnmatch.fnmatchcase(arn, pattern) for pattern in public)

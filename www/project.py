@@ -12,6 +12,11 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 PROJECT_FILE = BASE_DIR / "project.env"
+# The key prefixes of a bucket the public may read: collectstatic's output and uploaded files.
+# The config templates store under them (ENV.static_prefix, ENV.media_prefix) and the policy
+# templates in deploy/aws/ are rendered with them ({{static_prefix}}, {{media_prefix}}).
+STATIC_PREFIX = "static"
+MEDIA_PREFIX = "media"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +45,14 @@ class Environment:
     def release_key(self):
         """Where publish_image records the image this environment runs."""
         return "deploy/release.env"
+
+    @property
+    def static_prefix(self):
+        return STATIC_PREFIX
+
+    @property
+    def media_prefix(self):
+        return MEDIA_PREFIX
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,15 +26,34 @@ CHECK_TIMEOUT = 120
 
 # Run in a subprocess on the config under test: Django's checks, then a fingerprint of every
 # setting (a hash per name, never a value) on stdout's last line. CONFIG_URI names the file
-# the settings came from (a temporary copy here), not something the file sets.
+# the settings came from (a temporary copy here), not something the file sets. A failure is
+# reported the same way, as {"rejected": ...}, and by its kind only: an exception's message
+# (or a check's) may quote a setting's value, so it never leaves this process.
 FINGERPRINT = """
-import hashlib, json, sys
+import hashlib, json, os, sys
 import django
 from django.conf import settings
-from django.core.management import call_command
-django.setup()
-if sys.argv[1] == "check":
-    call_command("check")
+from django.core import checks
+from www.config import ConfigError, line_of_error
+
+def rejected(reason):
+    print(json.dumps({"rejected": reason}))
+    sys.exit(1)
+
+uri = os.environ["DJANGO_CONFIG_URI"]
+try:
+    django.setup()
+    if sys.argv[1] == "check":
+        errors = [
+            m for m in checks.run_checks() if m.level >= checks.ERROR and not m.is_silenced()
+        ]
+        if errors:
+            rejected("system check " + ", ".join(sorted({m.id or "error" for m in errors})))
+except ConfigError as exc:  # www.config's own line: the file's error class and line, no value
+    rejected(str(exc).removeprefix(f"DJANGO_CONFIG_URI={uri}: "))
+except Exception as exc:
+    line = line_of_error(exc, uri)
+    rejected(exc.__class__.__name__ + (f" at line {line}" if line else ""))
 names = {
     name: hashlib.sha256(repr(getattr(settings, name)).encode()).hexdigest()
     for name in dir(settings._wrapped) if name.isupper() and name != "CONFIG_URI"
@@ -60,14 +79,13 @@ def _settings_subprocess(path, mode):
     )
 
 
-def _why_rejected(stderr):
-    """The lines of Django's complaint that say what is wrong (never a traceback's source)."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    issues = [line for line in lines if re.match(r"^\S*: \([a-z_.]+\.[EW]\d+\)", line)]
-    if issues:
-        return "; ".join(issues)
-    errors = [line for line in lines if re.match(r"^[\w.]+(Error|Exception|Configured)\b", line)]
-    return errors[-1] if errors else (lines[-1] if lines else "no output")
+def _why_rejected(result):
+    """What the settings check reported: a kind of failure, never a message or a value."""
+    lines = result.stdout.strip().splitlines()
+    try:
+        return json.loads(lines[-1])["rejected"]
+    except (IndexError, ValueError, KeyError, TypeError):
+        return f"the settings check exited with status {result.returncode}"
 
 
 def validate_config(path):
@@ -90,7 +108,10 @@ def validate_config(path):
         )
     result = _settings_subprocess(path, "check")
     if result.returncode != 0:
-        raise OpsError(f"{path}: Django rejects these settings: {_why_rejected(result.stderr)}")
+        raise OpsError(
+            f"{path}: Django rejects these settings: {_why_rejected(result)} "
+            f"(DJANGO_CONFIG_URI={Path(path).resolve()} ./manage.py check shows it in full)"
+        )
     return source, json.loads(result.stdout.strip().splitlines()[-1])
 
 

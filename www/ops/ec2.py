@@ -8,7 +8,7 @@ of 2 lets the app's container reach instance metadata for the role's credentials
 
 import uuid
 
-from botocore.exceptions import ClientError, WaiterError
+from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
 from www.ops import TEMPLATE_DIR, OpsError, Result, error_code
 from www.ops.config_push import current_object
@@ -19,7 +19,10 @@ from www.ops.landscape import bucket_exists, default_vpc, find_group, instance_p
 DEFAULT_AMI_PARAMETER = "/aws/service/debian/release/13/latest/amd64"
 USER_DATA_FILE = TEMPLATE_DIR / "user-data.sh"
 USER_DATA_LIMIT = 16 * 1024  # EC2's limit, before base64
-LIVE_STATES = ["pending", "running", "stopping", "stopped"]
+# Every state an instance can be left in: a launch counts these toward --count, so a rerun
+# never starts a second instance beside a stopped one; it tells the operator instead.
+EXISTING_STATES = ["pending", "running", "stopping", "stopped"]
+STOPPED_STATES = ("stopping", "stopped")
 METADATA_OPTIONS = {
     "HttpTokens": "required",
     "HttpEndpoint": "enabled",
@@ -103,7 +106,7 @@ def new_client_token():
     return str(uuid.uuid4())
 
 
-def environment_instances(*, ec2, landscape, states=LIVE_STATES, extra_filters=()):
+def environment_instances(*, ec2, landscape, states=EXISTING_STATES, extra_filters=()):
     filters = [
         {"Name": "tag:Project", "Values": [landscape.project]},
         {"Name": "tag:Env", "Values": [landscape.env.name]},
@@ -122,7 +125,6 @@ def _abandon_launch(ec2, landscape, client_token):
     started = environment_instances(
         ec2=ec2,
         landscape=landscape,
-        states=["pending", "running", "stopping", "stopped"],
         extra_filters=[{"Name": "tag:Launch", "Values": [client_token]}],
     )
     ids = [i["InstanceId"] for i in started]
@@ -131,8 +133,18 @@ def _abandon_launch(ec2, landscape, client_token):
     return len(ids)
 
 
+def _failure(exc):
+    if isinstance(exc, ClientError):
+        return error_code(exc)
+    return exc.__class__.__name__
+
+
 def launch(*, ec2, landscape, request, wait=False, wait_delay=5, wait_attempts=60):
-    """Run the request; on any failure terminate what it started, so nothing is left running."""
+    """Run the request; on any failure terminate what it started, so nothing is left running.
+
+    A timeout or dropped connection may come after EC2 started the instances, so those are
+    cleaned up too: they are found by the launch's token (the Launch tag), not by the reply.
+    """
     token = request["ClientToken"]
     try:
         reservation = ec2.run_instances(**request)
@@ -142,18 +154,26 @@ def launch(*, ec2, landscape, request, wait=False, wait_delay=5, wait_attempts=6
                 InstanceIds=ids,
                 WaiterConfig={"Delay": wait_delay, "MaxAttempts": wait_attempts},
             )
-    except (ClientError, WaiterError, KeyboardInterrupt) as exc:
-        terminated = _abandon_launch(ec2, landscape, token)
-        cleanup = (
-            f"terminated {terminated} instance(s) it had started"
-            if terminated
-            else ("no instance was left running")
-        )
+    except (ClientError, BotoCoreError, WaiterError, KeyboardInterrupt) as exc:
         if isinstance(exc, ClientError):
             reason = f"{error_code(exc)}: {exc.response['Error'].get('Message', '')}"
         else:
             reason = exc.__class__.__name__
-        raise OpsError(f"launch failed ({reason}); {cleanup}") from None
+        try:
+            terminated = _abandon_launch(ec2, landscape, token)
+        except (ClientError, BotoCoreError) as cleanup_exc:
+            cleanup = (
+                f"the clean-up failed too ({_failure(cleanup_exc)}): instances may be running; "
+                f"see ./manage.py ec2_status --env {landscape.env.name} and terminate those "
+                f"with tag Launch={token}"
+            )
+        else:
+            cleanup = (
+                f"terminated {terminated} instance(s) it had started"
+                if terminated
+                else "no instance was left running"
+            )
+        raise OpsError(f"launch failed ({reason}); {cleanup}") from exc
     return describe(ec2, ids)
 
 
@@ -166,11 +186,15 @@ def describe(ec2, ids):
 
 
 def ensure_instances(*, ec2, landscape, request, dry_run=False, **launch_options):
-    """Launch until the env has request["MaxCount"] live instances; yield a Result each."""
+    """Launch until the env has request["MaxCount"] instances; yield a Result each.
+
+    Stopped instances count: a rerun says to start or terminate them rather than launching
+    more beside them.
+    """
     existing = environment_instances(ec2=ec2, landscape=landscape)
     wanted = request["MaxCount"]
     for instance in existing[:wanted]:
-        yield Result("unchanged", f"instance {instance['InstanceId']}", detail=summary(instance))
+        yield _existing(instance, landscape)
     missing = wanted - len(existing)
     if missing <= 0:
         return
@@ -180,6 +204,21 @@ def ensure_instances(*, ec2, landscape, request, dry_run=False, **launch_options
         return
     for instance in launch(ec2=ec2, landscape=landscape, request=request, **launch_options):
         yield Result("create", f"instance {instance['InstanceId']}", detail=summary(instance))
+
+
+def _existing(instance, landscape):
+    instance_id, state = instance["InstanceId"], instance["State"]["Name"]
+    if state in STOPPED_STATES:
+        return Result(
+            "attention",
+            f"instance {instance_id}",
+            detail=(
+                f"exists, {state}, serving nothing: start it "
+                f"(aws ec2 start-instances --instance-ids {instance_id}) or terminate it "
+                f"(./manage.py terminate_ec2 --env {landscape.env.name} {instance_id})"
+            ),
+        )
+    return Result("unchanged", f"instance {instance_id}", detail=summary(instance))
 
 
 def tag(instance, key):

@@ -123,7 +123,7 @@ def _get_or_none(call, missing_codes, pick):
 
 def ensure_bucket(*, s3, landscape, region, dry_run=False):
     """The bucket, private and encrypted and versioned, with the policy and CORS templates."""
-    bucket = landscape.bucket
+    bucket, env = landscape.bucket, landscape.env
     exists = bucket_exists(s3, bucket)
 
     def create():
@@ -209,7 +209,7 @@ def ensure_bucket(*, s3, landscape, region, dry_run=False):
         policy,
         lambda: s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy)),
         dry_run=dry_run,
-        detail="public read on static/ and media/ only",
+        detail=f"public read on {env.static_prefix}/ and {env.media_prefix}/ only",
     )
     cors = json_template("cors.json")
     yield converge(

@@ -26,23 +26,23 @@ DATABASES = {
     }
 }
 
-# Static and media files in the environment's bucket. Only these two prefixes are ever
-# readable by the public (deploy/aws/bucket-policy.json); config/ and deploy/ stay private.
-STATIC_PREFIX, MEDIA_PREFIX = "static", "media"
+# Static and media files in the environment's bucket, under the two prefixes the public may
+# read (ENV.static_prefix, ENV.media_prefix: www/project.py, which the bucket policy in
+# deploy/aws/bucket-policy.json is rendered with); config/ and deploy/ stay private.
 _s3 = {"bucket_name": ENV.bucket, "default_acl": None}
 STORAGES = {
     "default": {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
             **_s3,
-            "location": MEDIA_PREFIX,
+            "location": ENV.media_prefix,
             "file_overwrite": False,
             "querystring_auth": False,
         },
     },
     "staticfiles": {
         "BACKEND": "storages.backends.s3.S3Storage",
-        "OPTIONS": {**_s3, "location": STATIC_PREFIX, "querystring_auth": False},
+        "OPTIONS": {**_s3, "location": ENV.static_prefix, "querystring_auth": False},
     },
 }
 

@@ -1,11 +1,14 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
 from www import aws, project
-from www.ops import OpsError, ec2, landscape
+from www.ops import command_errors, ec2, landscape
 
 
 class Command(BaseCommand):
-    help = "List an environment's instances: id, state, address, release, launch time."
+    help = (
+        "List an environment's instances: id, state, address, release, launch time. "
+        "A stopped instance is listed, and serves nothing until it is started."
+    )
     requires_system_checks = []
 
     def add_arguments(self, parser):
@@ -15,12 +18,12 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        try:
+        states = ec2.EXISTING_STATES + (["shutting-down", "terminated"] if options["all"] else [])
+        with command_errors():
             land = landscape.Landscape.of(project.load(), options["env"])
-        except OpsError as exc:
-            raise CommandError(str(exc)) from None
-        states = ec2.LIVE_STATES + (["shutting-down", "terminated"] if options["all"] else [])
-        instances = ec2.environment_instances(ec2=aws.client("ec2"), landscape=land, states=states)
+            instances = ec2.environment_instances(
+                ec2=aws.client("ec2"), landscape=land, states=states
+            )
         if not instances:
             self.stdout.write(f"No instances of {land.prefix}.")
             return

@@ -3,15 +3,16 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from www import aws, project
-from www.ops import OpsError, ec2, landscape
+from www.ops import command_errors, ec2, landscape
 
 
 class Command(BaseCommand):
     help = (
         "Launch an environment's web servers: a current Debian AMI (from SSM public "
         "parameters), its security group and instance profile, deploy/aws/user-data.sh as "
-        "user-data, IMDSv2 only. Launches until the environment has --count live instances, "
-        "so a rerun launches nothing. --dry-run prints the full request."
+        "user-data, IMDSv2 only. Launches until the environment has --count instances, so a "
+        "rerun launches nothing; a stopped one counts, and the rerun says to start or "
+        "terminate it. --dry-run prints the full request."
     )
     requires_system_checks = []
 
@@ -39,7 +40,7 @@ class Command(BaseCommand):
         if options["count"] < 1:
             raise CommandError("--count must be 1 or more")
         proj = project.load()
-        try:
+        with command_errors():
             land = landscape.Landscape.of(proj, options["env"])
             ec2_client = aws.client("ec2")
             group_id, release = ec2.check_prerequisites(
@@ -67,8 +68,8 @@ class Command(BaseCommand):
                 wait=options["wait"],
                 wait_delay=options["wait_delay"],
             ):
-                if options["verbosity"] >= 1:
+                if result.verb == "attention":
+                    self.stdout.write(self.style.WARNING(str(result)))
+                elif options["verbosity"] >= 1:
                     style = self.style.SUCCESS if result.changed and not result.dry_run else str
                     self.stdout.write(style(str(result)))
-        except OpsError as exc:
-            raise CommandError(str(exc)) from None

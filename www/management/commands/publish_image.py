@@ -1,7 +1,17 @@
+import contextlib
+
 from django.core.management.base import BaseCommand, CommandError
 
 from www import aws, project
-from www.ops import OpsError, Result, images, landscape
+from www.ops import Result, command_errors, images, landscape
+
+
+@contextlib.contextmanager
+def docker_errors(docker):
+    try:
+        yield
+    except docker.errors.DockerException as exc:
+        raise CommandError(f"Docker: {exc}") from None
 
 
 class Command(BaseCommand):
@@ -29,7 +39,7 @@ class Command(BaseCommand):
         proj = project.load()
         tag, dry_run = options["tag"], options["dry_run"]
         registry = options["registry"] or proj.registry
-        try:
+        with command_errors(), docker_errors(docker):
             land = landscape.Landscape.of(proj, options["env"])
             s3 = aws.client("s3")
             images.read_release(s3=s3, env=land.env)  # the bucket must exist before any push
@@ -79,10 +89,6 @@ class Command(BaseCommand):
                 ),
                 options,
             )
-        except OpsError as exc:
-            raise CommandError(str(exc)) from None
-        except docker.errors.DockerException as exc:
-            raise CommandError(f"Docker: {exc}") from None
 
     def report(self, result, options):
         if options["verbosity"] >= 1:

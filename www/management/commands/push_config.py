@@ -1,7 +1,7 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
 from www import aws, project
-from www.ops import OpsError, config_push, environment
+from www.ops import command_errors, config_push, environment
 
 
 class Command(BaseCommand):
@@ -23,7 +23,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         proj = project.load()
-        try:
+        with command_errors():
             env = environment(proj, options["env"])
             results = config_push.push_config(
                 s3=aws.client("s3"),
@@ -37,5 +37,3 @@ class Command(BaseCommand):
                 if options["verbosity"] >= 1:
                     style = self.style.SUCCESS if result.changed and not result.dry_run else str
                     self.stdout.write(style(str(result)))
-        except OpsError as exc:
-            raise CommandError(str(exc)) from None

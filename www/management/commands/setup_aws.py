@@ -1,7 +1,7 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
 from www import aws, project
-from www.ops import OpsError, landscape
+from www.ops import command_errors, landscape
 
 
 class Command(BaseCommand):
@@ -28,7 +28,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         proj = project.load()
         dry_run = options["dry_run"]
-        try:
+        with command_errors():
             land = landscape.Landscape.of(proj, options["env"])
             if options["ssh_cidr"]:  # before any change: nothing half-done
                 landscape.check_ssh_cidr(options["ssh_cidr"])
@@ -66,8 +66,6 @@ class Command(BaseCommand):
             for step in steps:
                 for result in step:
                     self.report(result, options["verbosity"])
-        except OpsError as exc:
-            raise CommandError(str(exc)) from None
 
     def report(self, result, verbosity):
         if verbosity < 1:

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from www import aws, project
-from www.ops import OpsError, ec2, landscape
+from www.ops import command_errors, ec2, landscape
 
 
 class Command(BaseCommand):
@@ -21,15 +21,21 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         ids = options["instance_ids"]
-        try:
+        with command_errors():
             land = landscape.Landscape.of(project.load(), options["env"])
             if options["interactive"]:
-                answer = input(f"Terminate {', '.join(ids)} of {land.prefix}? Type 'yes': ")
-                if answer.strip() != "yes":
-                    raise CommandError("Terminate cancelled; nothing changed.")
+                self.confirm(f"Terminate {', '.join(ids)} of {land.prefix}? Type 'yes': ")
             states = ec2.terminate(ec2=aws.client("ec2"), landscape=land, ids=ids)
-        except OpsError as exc:
-            raise CommandError(str(exc)) from None
         for instance_id, state in states.items():
             if options["verbosity"] >= 1:
                 self.stdout.write(self.style.SUCCESS(f"Terminated {instance_id} ({state})"))
+
+    def confirm(self, question):
+        try:
+            answer = input(question)
+        except EOFError:
+            raise CommandError(
+                "no answer on stdin; pass --no-input to terminate without asking"
+            ) from None
+        if answer.strip() != "yes":
+            raise CommandError("Terminate cancelled; nothing changed.")
