@@ -131,7 +131,7 @@ def _failed_call(exc):
     Every client call goes through BaseClient._make_api_call(self, operation_name, ...), so
     its frame names both; a failure raised anywhere else is just "AWS".
     """
-    call = "AWS"
+    call = f"AWS {exc.operation_name}" if isinstance(exc, aws_errors.ClientError) else "AWS"
     tb = exc.__traceback__
     while tb is not None:
         frame = tb.tb_frame
