@@ -2,13 +2,19 @@
 # Build the project's images: <project>-base (OS + Python requirements, no code), then
 # <project>-dev:TAG or <project>-release:TAG FROM it. Names come from project.env.
 #
-# Usage: ./build_docker_image.sh {dev|release} TAG [DOCKER_BUILD_ARG...]
+# Usage: ./build_docker_image.sh [--dry-run] {dev|release} TAG [DOCKER_BUILD_ARG...]
 #
 #   dev TAG      the development image: Postgres, dev requirements, runserver (deploy/dev/)
 #   release TAG  the production image: gunicorn under supervisord (deploy/release/). Built only
 #                from a clean tree whose HEAD is the git tag release/TAG, and labelled with
-#                that version and commit (OCI labels).
+#                that version and commit (OCI labels). Its build context is exactly the files
+#                git holds for that commit (git archive), never the working directory, so
+#                untracked or ignored files (local settings, keys) cannot reach the image.
+#   --dry-run    print the docker commands it would run; pull and build nothing
 #   DOCKER_BUILD_ARG...  passed on to every `docker build`, e.g. --network host
+#
+# .dockerignore is an allow-list (manage.py, project.env, requirements/, deploy/, www/), so
+# tests, benchmarks and docs stay out of both images.
 #
 # The base image is tagged <project>-base:<hash of deploy/base/Dockerfile, requirements/base.txt
 # and the base OS image name> (and :latest) and is built only when no image has that hash.
@@ -19,13 +25,21 @@
 # Environment:
 #   BASE_OS_IMAGE=IMAGE        another base OS image than the Dockerfile's default
 #   REBUILD_BASE=1             rebuild the base image even if one with its hash exists
-#                              (e.g. weekly, to take Debian's security updates)
+#                              (e.g. weekly, to take Debian's security updates): without the
+#                              build cache (--no-cache), pulling the base OS image afresh
+#                              (--pull) unless it is the stand-in built from Debian packages
 #   ALLOW_UNRELEASED_BUILD=1   build a release image from any commit or a dirty tree, for
-#                              local trials only; it prints a warning and labels the image so
+#                              local trials only; it prints a warning and labels the image so.
+#                              The image gets the tracked files as they are in the working
+#                              tree (uncommitted edits included); untracked and ignored files
+#                              never go in
 set -Eeuo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 readonly ROOT
+# The import message deploy/base/build-os-standin.sh gives its images.
+readonly STANDIN_COMMENT="stand-in debootstrapped from Debian packages"
+DRY_RUN=0
 
 die() {
 	echo "build_docker_image.sh: error: $*" >&2
@@ -40,6 +54,15 @@ usage() {
 	sed -n '2,/^set -Eeuo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
 }
 
+# Run a command that changes what docker holds; with --dry-run only say what it would be.
+run() {
+	if [[ "$DRY_RUN" == 1 ]]; then
+		log "would run: $*"
+		return 0
+	fi
+	"$@"
+}
+
 # The Dockerfile owns the default base OS image; read it from there.
 default_base_os_image() {
 	sed -n 's/^ARG BASE_OS_IMAGE=//p' "$ROOT/deploy/base/Dockerfile"
@@ -51,40 +74,64 @@ ensure_base_os_image() {
 	if docker image inspect "$image" >/dev/null 2>&1; then
 		return
 	fi
-	if docker pull "$image" >/dev/null 2>&1; then
+	if [[ "$DRY_RUN" == 1 ]]; then
+		log "would run: docker pull $image (or build a stand-in from Debian packages if that fails)"
+		return
+	fi
+	local output
+	if output="$(docker pull "$image" 2>&1)"; then
 		log "pulled $image"
 		return
 	fi
-	log "cannot pull $image (no registry reachable): using a stand-in built from Debian packages"
+	log "cannot pull $image: $(tail -n 1 <<<"$output")"
+	log "no registry has $image for this machine: using a stand-in built from Debian packages (deploy/base/build-os-standin.sh)"
 	PROJECT_NAME="$PROJECT_NAME" "$ROOT/deploy/base/build-os-standin.sh" "$image"
+}
+
+# Whether image $1 is the stand-in deploy/base/build-os-standin.sh built (no registry has it).
+is_standin() {
+	[[ "$(docker image inspect --format '{{.Comment}}' "$1" 2>/dev/null)" == "$STANDIN_COMMENT" ]]
 }
 
 # A short hash of everything the base image is built from.
 base_hash() {
-	local os_image="$1"
+	local os_image="$1" context="$2"
 	{
 		echo "$os_image"
-		cat "$ROOT/deploy/base/Dockerfile" "$ROOT/requirements/base.txt"
+		cat "$context/deploy/base/Dockerfile" "$context/requirements/base.txt"
 	} | sha256sum | cut -c1-12
 }
 
-# Build <project>-base:<hash> unless it exists; print its name.
+# Build <project>-base:<hash> from context $2 unless it exists; print its name.
 build_base() {
-	local os_image="$1"
-	shift
+	local os_image="$1" context="$2"
+	shift 2
 	local image
-	image="$PROJECT_NAME-base:$(base_hash "$os_image")"
-	if [[ "${REBUILD_BASE:-0}" != 1 ]] && docker image inspect "$image" >/dev/null 2>&1; then
+	image="$PROJECT_NAME-base:$(base_hash "$os_image" "$context")"
+	local -a fresh=()
+	if [[ "${REBUILD_BASE:-0}" == 1 ]]; then
+		ensure_base_os_image "$os_image"
+		# Without --no-cache docker would reuse the cached apt-get upgrade and pip layers.
+		fresh=(--no-cache)
+		if is_standin "$os_image"; then
+			log "REBUILD_BASE=1: rebuilding $image without the build cache; $os_image is the stand-in built from Debian packages, so it is not pulled"
+		else
+			fresh+=(--pull)
+			log "REBUILD_BASE=1: rebuilding $image without the build cache, pulling $os_image afresh"
+		fi
+	elif docker image inspect "$image" >/dev/null 2>&1; then
 		log "base image $image is up to date"
+		echo "$image"
+		return
 	else
 		ensure_base_os_image "$os_image"
 		log "building $image"
-		docker build \
-			--file "$ROOT/deploy/base/Dockerfile" \
-			--build-arg "BASE_OS_IMAGE=$os_image" \
-			--tag "$image" --tag "$PROJECT_NAME-base:latest" \
-			"$@" "$ROOT" >&2
 	fi
+	run docker build "${fresh[@]}" \
+		--file "$context/deploy/base/Dockerfile" \
+		--build-arg "BASE_OS_IMAGE=$os_image" \
+		--tag "$image" --tag "$PROJECT_NAME-base:latest" \
+		"$@" "$context" >&2
 	echo "$image"
 }
 
@@ -108,6 +155,36 @@ release_revision() {
 	echo "$head${dirty:+-dirty}"
 }
 
+# The git tree of the tracked files as they are in the working tree now (staged or not),
+# made on a copy of the index: git's own index and the working tree stay as they are.
+working_tree_tree() {
+	local index
+	index="$(mktemp "${TMPDIR:-/tmp}/build-index.XXXXXX")"
+	cp "$(cd "$ROOT" && realpath "$(git rev-parse --git-path index)")" "$index"
+	GIT_INDEX_FILE="$index" git -C "$ROOT" add --update
+	GIT_INDEX_FILE="$index" git -C "$ROOT" write-tree
+	rm -f "$index"
+}
+
+# A new file a trial needs must be added to git first: name those a trial leaves out.
+warn_untracked() {
+	local -a untracked
+	mapfile -t untracked < <(git -C "$ROOT" ls-files --others --exclude-standard)
+	local more=""
+	if ((${#untracked[@]} > 5)); then
+		more=" and $((${#untracked[@]} - 5)) more"
+	fi
+	if ((${#untracked[@]} > 0)); then
+		log "left out, as git does not track them (git add them to include them): ${untracked[*]:0:5}$more"
+	fi
+}
+
+# Fill directory $2 with exactly the files git holds for commit or tree $1.
+export_tree() {
+	local treeish="$1" dir="$2"
+	git -C "$ROOT" archive --format=tar "$treeish" | tar -x -C "$dir"
+}
+
 # Where the code comes from (OCI source label): the origin remote without any credentials.
 source_url() {
 	git -C "$ROOT" remote get-url origin 2>/dev/null | sed -E 's#^([a-z+]+://)[^@/]*@#\1#' || true
@@ -115,6 +192,7 @@ source_url() {
 
 # Print name and size of each image built.
 report() {
+	[[ "$DRY_RUN" == 1 ]] && return
 	echo "Images built:"
 	local image
 	for image in "$@"; do
@@ -124,12 +202,16 @@ report() {
 }
 
 main() {
-	if [[ $# -ge 1 && ( "$1" == -h || "$1" == --help ) ]]; then
+	if [[ $# -ge 1 && ("$1" == -h || "$1" == --help) ]]; then
 		usage
 		exit 0
 	fi
-	if [[ $# -lt 2 || ( "$1" != dev && "$1" != release ) ]]; then
-		die "usage: ./build_docker_image.sh {dev|release} TAG [DOCKER_BUILD_ARG...] (--help for more)"
+	if [[ $# -ge 1 && "$1" == --dry-run ]]; then
+		DRY_RUN=1
+		shift
+	fi
+	if [[ $# -lt 2 || ("$1" != dev && "$1" != release) ]]; then
+		die "usage: ./build_docker_image.sh [--dry-run] {dev|release} TAG [DOCKER_BUILD_ARG...] (--help for more)"
 	fi
 	local kind="$1" tag="$2"
 	shift 2
@@ -141,6 +223,8 @@ main() {
 	: "${PROJECT_NAME:?project.env must set PROJECT_NAME}"
 	local os_image="${BASE_OS_IMAGE:-$(default_base_os_image)}"
 	local image="$PROJECT_NAME-$kind:$tag"
+	# The dev image's context is the checkout (a developer mounts it over the code anyway).
+	local context="$ROOT"
 	local -a target_args=()
 	if [[ "$kind" == release ]]; then
 		local revision
@@ -151,17 +235,27 @@ main() {
 			--build-arg "CREATED=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 			--build-arg "SOURCE=$(source_url)"
 		)
+		context="$(mktemp -d "${TMPDIR:-/tmp}/release-context.XXXXXX")"
+		# shellcheck disable=SC2064 # expand now: the trap must remove this very directory
+		trap "rm -rf '$context'" EXIT
+		if [[ "$revision" == *-dirty ]]; then
+			log "release $tag gets the tracked files as they are in the working tree; untracked and ignored files stay out"
+			warn_untracked
+			export_tree "$(working_tree_tree)" "$context"
+		else
+			export_tree "$revision" "$context"
+		fi
 	fi
 
 	local base
-	base="$(build_base "$os_image" "$@")"
+	base="$(build_base "$os_image" "$context" "$@")"
 	log "building $image FROM $base"
-	docker build \
-		--file "$ROOT/deploy/$kind/Dockerfile" \
+	run docker build \
+		--file "$context/deploy/$kind/Dockerfile" \
 		--build-arg "BASE_IMAGE=$base" \
 		"${target_args[@]}" \
 		--tag "$image" \
-		"$@" "$ROOT" >&2
+		"$@" "$context" >&2
 	report "$base" "$image"
 }
 

@@ -64,6 +64,14 @@ def build_image(kind, tag, *, cwd=ROOT, env=None):
     return project.load().image(kind, tag), output
 
 
+def default_base_os_image():
+    """The base OS image deploy/base/Dockerfile names (ARG BASE_OS_IMAGE's default)."""
+    for line in (ROOT / "deploy" / "base" / "Dockerfile").read_text().splitlines():
+        if line.startswith("ARG BASE_OS_IMAGE="):
+            return line.partition("=")[2]
+    raise AssertionError("deploy/base/Dockerfile has no ARG BASE_OS_IMAGE default")
+
+
 def remove_image(client, name, *, keep_cache=False):
     """Remove exactly this name, with the intermediate images only it used, unless
     keep_cache: then they stay as the build cache (worth it where they are slow to build)."""
@@ -229,23 +237,37 @@ def container_env(config_uri, port, env):
     return {k: v for k, v in values.items() if v is not None}
 
 
-def run_release(client, image, *, config_uri, env=None, host_dir=None, port=None, command=None):
+def run_release(
+    client, image, *, config_uri, env=None, host_dir=None, port=None, command=None, **run_options
+):
     """Start a release container (detached) on the host network; a ReleaseContainer.
 
     config_uri=None leaves DJANGO_CONFIG_URI unset; env entries set to None are removed.
+    run_options go to containers.create (e.g. nano_cpus).
     The Docker health check runs every second here (the image's interval is 15s).
     """
     port = port or free_port()
     own_host_dir = host_dir is None
     host_dir = host_dir or make_host_dir()
-    container = client.containers.run(
-        image,
-        command=command,
-        detach=True,
-        network_mode="host",
-        environment=container_env(config_uri, port, env),
-        volumes={host_dir: {"bind": "/host", "mode": "rw"}},
-        healthcheck={"interval": 1_000_000_000, "start_period": 60_000_000_000},
-        labels={"tests.session": SESSION_TAG},
-    )
+    container = None
+    try:
+        # create, then start: a container that fails to start is still ours to remove.
+        container = client.containers.create(
+            image,
+            command=command,
+            network_mode="host",
+            environment=container_env(config_uri, port, env),
+            volumes={host_dir: {"bind": "/host", "mode": "rw"}},
+            healthcheck={"interval": 1_000_000_000, "start_period": 60_000_000_000},
+            labels={"tests.session": SESSION_TAG},
+            **run_options,
+        )
+        container.start()
+    except BaseException:
+        if container is not None:
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True)
+        if own_host_dir:
+            shutil.rmtree(host_dir, ignore_errors=True)
+        raise
     return ReleaseContainer(client, container, port, host_dir, own_host_dir)

@@ -11,12 +11,20 @@ import uuid
 
 import pytest
 
-from tests.docker_rig import BUILD_SCRIPT, ROOT, SESSION_TAG, build_image, remove_image
+from tests.docker_rig import (
+    BUILD_SCRIPT,
+    ROOT,
+    SESSION_TAG,
+    build_image,
+    default_base_os_image,
+    remove_image,
+)
 from www import project
 
 pytestmark = pytest.mark.docker
 
 CANARY = "canary-secret-" + uuid.uuid4().hex
+NEVER_SHIPPED = tuple(f"var/www/{d}/" for d in (".git", "tests", "bench", "docs", ".venv"))
 
 
 def git(repo, *args):
@@ -52,6 +60,12 @@ def repo(tmp_path):
     git(copy, "add", "-A")
     git(copy, "commit", "-q", "-m", "release candidate")
     (copy / "deploy" / "aws" / "config" / "stage.local.py").write_text(f'SECRET_KEY = "{CANARY}"\n')
+    # Ignored only by this clone's .git/info/exclude (as by a global gitignore): no
+    # .dockerignore rule knows it, and `git status` shows the tree clean.
+    with open(copy / ".git" / "info" / "exclude", "a") as exclude:
+        exclude.write("/www/private_settings.py\n")
+    (copy / "www" / "private_settings.py").write_text(f'API_TOKEN = "{CANARY}"\n')
+    assert git(copy, "status", "--porcelain") == ""
     return copy
 
 
@@ -131,17 +145,25 @@ def test_tagged_release_is_labelled_reuses_layers_and_holds_no_secret(
         assert len(layers_a) == len(layers_b)
         assert layers_a[:-1] == layers_b[:-1] and layers_a[-1] != layers_b[-1]
 
-        # The local config with its secret, and git's metadata, stay out of every layer.
+        # The ignored files with their secret, git's metadata, and what production does not
+        # run (tests, benchmarks, docs) stay out of every layer.
         scanned = set()
         for layer, tar in layer_tars(docker_client, second):
             for member in tar:
                 scanned.add(member.name)
                 assert not member.name.endswith(".local.py"), (layer, member.name)
-                assert not member.name.startswith("var/www/.git/"), (layer, member.name)
+                assert not member.name.startswith(NEVER_SHIPPED), (layer, member.name)
                 if member.isfile() and member.size < 5_000_000:
                     data = tar.extractfile(member).read()
                     assert CANARY.encode() not in data, (layer, member.name)
-        assert {"var/www/www/urls.py", "var/www/deploy/release/start.sh"} <= scanned
+        assert {
+            "var/www/manage.py",
+            "var/www/project.env",
+            "var/www/www/urls.py",
+            "var/www/deploy/release/start.sh",
+            "var/www/requirements/base.txt",
+        } <= scanned
+        assert "var/www/www/private_settings.py" not in scanned
     finally:
         for image in images:
             remove_image(docker_client, image)
@@ -164,3 +186,74 @@ def test_image_metadata_holds_no_config_or_secret(docker_client, release_image, 
     release_env = docker_client.images.get(release_image).attrs["Config"]
     assert "DJANGO_CONFIG_URI" not in " ".join(release_env["Env"])
     assert release_env["User"] == "10001:10001"
+
+
+def test_unreleased_trial_gets_tracked_files_as_edited_and_nothing_untracked(
+    repo, docker_client, release_image
+):
+    tag = f"{SESSION_TAG}-trial"
+    urls = repo / "www" / "urls.py"
+    urls.write_text(urls.read_text() + "# uncommitted trial edit\n")
+    (repo / "www" / "scratch.py").write_text(f'NOTE = "{CANARY}"\n')  # untracked, not ignored
+    image = None
+    try:
+        image, output = build_image("release", tag, cwd=repo, env={"ALLOW_UNRELEASED_BUILD": "1"})
+        assert "WARNING: ALLOW_UNRELEASED_BUILD=1" in output
+        assert "untracked and ignored files stay out" in output
+        labels = docker_client.images.get(image).labels
+        assert (
+            labels["org.opencontainers.image.revision"] == git(repo, "rev-parse", "HEAD") + "-dirty"
+        )
+        code = code_layer_files(docker_client, image)
+        assert code["var/www/www/urls.py"].endswith(b"# uncommitted trial edit\n")
+        assert "var/www/www/scratch.py" not in code
+        assert "var/www/www/private_settings.py" not in code
+        assert not any(CANARY.encode() in data for data in code.values())
+    finally:
+        if image:
+            remove_image(docker_client, image)
+    # The trial went through a copy of git's index: the clone's own is untouched.
+    assert git(repo, "status", "--porcelain") == "M www/urls.py\n?? www/scratch.py"
+
+
+def code_layer_files(docker_client, image):
+    """Name -> content of each file under var/www/ in the image's last layer (the code)."""
+    files = {}
+    for _, tar in layer_tars(docker_client, image):
+        files = {
+            m.name: tar.extractfile(m).read()
+            for m in tar
+            if m.isfile() and m.name.startswith("var/www/")
+        }
+    return files
+
+
+def test_dry_run_prints_the_plan_and_rebuild_base_skips_the_cache(docker_client, release_image):
+    """REBUILD_BASE=1 rebuilds base without docker's build cache (which would reuse the old
+    apt-get upgrade), pulling the base OS image afresh unless it is the local stand-in."""
+    tag = f"{SESSION_TAG}-plan"
+    base_os = default_base_os_image()
+    standin = docker_client.images.get(base_os).attrs.get("Comment", "").startswith("stand-in")
+
+    cached = run_script(ROOT, "--dry-run", "dev", tag, "--network", "host")
+    assert cached.returncode == 0, cached.stderr
+    assert "is up to date" in cached.stderr
+    assert "--no-cache" not in cached.stderr
+
+    rebuild = run_script(
+        ROOT, "--dry-run", "dev", tag, "--network", "host", env={"REBUILD_BASE": "1"}
+    )
+    assert rebuild.returncode == 0, rebuild.stderr
+    base_build = next(
+        line
+        for line in rebuild.stderr.splitlines()
+        if line.startswith("build_docker_image.sh: would run: docker build")
+        and "deploy/base/Dockerfile" in line
+    )
+    assert "--no-cache" in base_build
+    assert ("--pull" in base_build) is not standin
+    plan = "not pulled" if standin else f"pulling {base_os} afresh"
+    assert f"REBUILD_BASE=1: rebuilding {project.load().image('base')}:" in rebuild.stderr
+    assert plan in rebuild.stderr
+    assert "deploy/dev/Dockerfile" in rebuild.stderr.splitlines()[-1]
+    assert not docker_client.images.list(name=project.load().image("dev", tag))

@@ -7,6 +7,7 @@ container on the same host directory.
 import shutil
 import tempfile
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -66,11 +67,16 @@ def test_dev_container_serves_and_keeps_postgres_data_across_containers(
 ):
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
+    # What a first start that died halfway through initialising Postgres leaves behind.
+    partial = Path(host_dir) / "postgres" / "data.partial"
+    partial.mkdir(parents=True)
+    (partial / "PG_VERSION").write_text("17\n")
     first = run_dev(docker_client, dev_image, host_dir, port)
     try:
         assert wait_serving(first, url).status_code == 200
         logs = first.logs().decode(errors="replace")
         assert "initialising PostgreSQL in /host/postgres/data" in logs
+        assert not partial.exists()
         shell(
             first,
             "from django.contrib.auth.models import User; User.objects.create(username='kept')",
@@ -83,6 +89,10 @@ def test_dev_container_serves_and_keeps_postgres_data_across_containers(
 
         first.stop(timeout=30)
         assert first.wait(timeout=10)["StatusCode"] == 0
+        # supervisord's last line reaches /host/logs too: the start-script waits for its tee.
+        last_line = first.logs().decode(errors="replace").splitlines()[-1]
+        host_log = (Path(host_dir) / "logs" / "container.log").read_text()
+        assert host_log.splitlines()[-1] == last_line
     finally:
         first.remove(force=True)
 

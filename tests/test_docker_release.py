@@ -5,6 +5,7 @@ own per test) and moto's server (reset per test by the `aws` fixture).
 """
 
 import re
+import socket
 import time
 import uuid
 
@@ -13,6 +14,7 @@ import pytest
 import requests
 
 from tests.docker_rig import (
+    APP_UID,
     TEST_SECRET_KEY,
     put_s3_config,
     run_release,
@@ -158,8 +160,10 @@ def test_three_containers_on_one_empty_database_migrate_once(
 ):
     db = new_database(postgres_server)
     uri = put_s3_config(stage_config(postgres_server, db))
-    apps = [run_release(docker_client, release_image, config_uri=uri) for _ in range(3)]
+    apps = []
     try:
+        for _ in range(3):
+            apps.append(run_release(docker_client, release_image, config_uri=uri))
         for app in apps:
             app.wait_healthy(timeout=240)
         rows = query(postgres_server, db, "SELECT app, name FROM django_migrations")
@@ -237,7 +241,97 @@ def test_unreachable_database_stops_the_start_after_db_wait_timeout(
     ) as app:
         assert app.wait_exit(timeout=30) != 0
         logs = app.logs()
+        host_log = (app.host_dir_path / "logs" / "container.log").read_text()
     assert time.monotonic() - started < 30
-    assert f"at 127.0.0.1:{closed_port} did not answer within 3s" in logs
-    assert "DB_WAIT_TIMEOUT" in [line for line in logs.splitlines() if "Error" in line][0]
+    last_line = logs.splitlines()[-1]
+    assert f"at 127.0.0.1:{closed_port} did not answer within 3s" in last_line, logs
+    assert "DB_WAIT_TIMEOUT" in last_line
+    # The last line reaches /host/logs too: the start-script waits for its tee.
+    assert host_log.splitlines()[-1] == last_line
     assert postgres_server.password not in logs
+
+
+def gunicorn_workers(app, expected, timeout=30):
+    """The number of gunicorn worker processes (children of the master), once it is
+    `expected` or after timeout."""
+
+    def count():
+        rows = app.container.top(ps_args="-o pid,ppid,args")["Processes"]
+        gunicorns = {pid: ppid for pid, ppid, args in rows if "gunicorn" in args}
+        masters = [pid for pid, ppid in gunicorns.items() if ppid not in gunicorns]
+        return sum(ppid in masters for ppid in gunicorns.values())
+
+    deadline = time.monotonic() + timeout
+    while (found := count()) != expected and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return found
+
+
+def test_migrate_switch_workers_and_data_dir(aws, postgres_server, docker_client, release_image):
+    """DJANGO_MIGRATE=0 leaves an empty database empty; the worker count follows the CPU
+    quota (--cpus 1: 2 x 1 + 1) unless GUNICORN_WORKERS says; a fork on SQLite keeps its
+    database in the host directory (DJANGO_DATA_DIR=/host/data)."""
+    db = new_database(postgres_server)
+    postgres_uri = put_s3_config(stage_config(postgres_server, db))
+    sqlite_uri = put_s3_config(
+        f'SECRET_KEY = "{TEST_SECRET_KEY}"\nALLOWED_HOSTS = ["127.0.0.1"]\n',
+        key="config/sqlite.py",
+    )
+    quick = {"DJANGO_COLLECTSTATIC": "0"}
+    with (
+        run_release(
+            docker_client,
+            release_image,
+            config_uri=postgres_uri,
+            env={**quick, "DJANGO_MIGRATE": "0", "GUNICORN_WORKERS": None},
+            nano_cpus=1_000_000_000,
+        ) as unmigrated,
+        run_release(
+            docker_client,
+            release_image,
+            config_uri=sqlite_uri,
+            env={**quick, "GUNICORN_WORKERS": "4"},
+        ) as on_sqlite,
+    ):
+        unmigrated.wait_healthy()
+        on_sqlite.wait_healthy()
+        assert gunicorn_workers(unmigrated, 3) == 3
+        assert gunicorn_workers(on_sqlite, 4) == 4
+
+        assert "DJANGO_MIGRATE=0: not migrating" in unmigrated.logs()
+        assert "Applying" not in unmigrated.logs()
+        assert public_tables(postgres_server, db) == []
+
+        database = on_sqlite.host_dir_path / "data" / "db.sqlite3"
+        assert "Applying auth.0001_initial" in on_sqlite.logs()
+        assert database.stat().st_size > 0 and database.stat().st_uid == APP_UID
+
+
+def test_gunicorn_that_cannot_start_stops_the_container_with_one_line(
+    aws, postgres_server, docker_client, release_image
+):
+    db = new_database(postgres_server)
+    uri = put_s3_config(stage_config(postgres_server, db))
+    port = free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        with run_release(
+            docker_client,
+            release_image,
+            config_uri=uri,
+            port=port,
+            env={"DJANGO_COLLECTSTATIC": "0"},
+        ) as app:
+            status = app.wait_exit(timeout=120)
+            logs = app.logs()
+            host_log = (app.host_dir_path / "logs" / "container.log").read_text()
+    assert status != 0
+    assert "Connection in use" in logs
+    expected = (
+        "start.sh: error: gunicorn could not be started (supervisord gave up: FATAL; "
+        "its own error is above): stopping the container"
+    )
+    assert logs.splitlines()[-1] == expected, logs
+    assert host_log.splitlines()[-1] == expected
+    assert [line for line in logs.splitlines() if line.startswith("start.sh: error")] == [expected]

@@ -12,6 +12,9 @@ readonly APP_DIR=/var/www
 readonly PGDATA=/host/postgres/data
 readonly PG_SOCKET_DIR=/run/postgresql
 readonly LOG_DIR=/host/logs
+TEE_PID=""
+SUPERVISORD_PID=""
+FORWARDED=0
 
 die() {
 	echo "start.sh: error: $*" >&2
@@ -46,6 +49,8 @@ prepare_host() {
 }
 
 # initdb and create the app's role and database, only when the data directory is empty.
+# All of it happens in a directory beside $PGDATA that is renamed into place at the end: a
+# start that dies halfway leaves $PGDATA empty, and the next start begins again.
 init_postgres_if_empty() {
 	local bin="$1"
 	if [[ -s "$PGDATA/PG_VERSION" ]]; then
@@ -59,15 +64,20 @@ init_postgres_if_empty() {
 	if [[ -n "$(ls -A "$PGDATA")" ]]; then
 		die "$PGDATA is not empty but holds no PostgreSQL data: empty it, or mount another host directory at /host"
 	fi
+	local partial="$PGDATA.partial"
 	log "initialising PostgreSQL in $PGDATA"
+	rm -rf "$partial"
+	install -d -o postgres -g postgres -m 0700 "$partial"
 	# Only processes inside this container reach the socket; Postgres listens on no TCP port.
-	as_postgres "$bin/initdb" -D "$PGDATA" --username=postgres --encoding=UTF8 \
+	as_postgres "$bin/initdb" -D "$partial" --username=postgres --encoding=UTF8 \
 		--auth-local=trust --auth-host=scram-sha-256 >/dev/null
-	as_postgres "$bin/pg_ctl" -D "$PGDATA" -w -l /dev/null \
+	as_postgres "$bin/pg_ctl" -D "$partial" -w -l /dev/null \
 		-o "-c listen_addresses= -c unix_socket_directories=$PG_SOCKET_DIR" start >/dev/null
 	as_postgres "$bin/psql" -h "$PG_SOCKET_DIR" -U postgres -d postgres -v ON_ERROR_STOP=1 -q \
 		-c "CREATE ROLE app LOGIN CREATEDB" -c "CREATE DATABASE app OWNER app"
-	as_postgres "$bin/pg_ctl" -D "$PGDATA" -w -m fast stop >/dev/null
+	as_postgres "$bin/pg_ctl" -D "$partial" -w -m fast stop >/dev/null
+	# rename(2) replaces the empty $PGDATA in one step.
+	mv -T "$partial" "$PGDATA"
 }
 
 # Run by supervisord as `app`: the database first, then migrate, then runserver.
@@ -78,6 +88,40 @@ run_django() {
 	exec python3 manage.py runserver "0.0.0.0:${PORT:-8000}"
 }
 
+# From here on, everything goes to stdout and to $LOG_DIR/container.log, through tee. The
+# shell stays tee's parent to the end (supervisord runs as its child, not exec'd), so on
+# exit it can close its output and wait for tee to write the last line: otherwise the
+# container would end with tee and lose it.
+start_logging() {
+	exec > >(tee -a "$LOG_DIR/container.log") 2>&1
+	TEE_PID=$!
+	trap finish_logging EXIT
+}
+
+finish_logging() {
+	if [[ -n "$TEE_PID" ]]; then
+		exec >&- 2>&-
+		wait "$TEE_PID" || true
+	fi
+}
+
+# supervisord in the foreground as this shell's child, with docker stop's SIGTERM (which
+# tini hands to this shell) passed on; exits with supervisord's status.
+run_supervisord() {
+	supervisord --nodaemon --configuration "$APP_DIR/deploy/dev/supervisord.conf" &
+	SUPERVISORD_PID=$!
+	trap 'FORWARDED=1; kill -TERM "$SUPERVISORD_PID" 2>/dev/null || true' TERM INT
+	local status
+	while :; do
+		FORWARDED=0
+		status=0
+		wait "$SUPERVISORD_PID" || status=$?
+		# A forwarded signal ends `wait` early (128+N): wait on for supervisord's own exit.
+		((status > 128 && FORWARDED == 1)) || break
+	done
+	exit "$status"
+}
+
 main() {
 	if [[ "${1:-}" == django ]]; then
 		run_django
@@ -85,12 +129,12 @@ main() {
 	[[ "$(id -u)" -eq 0 ]] || die "run the dev image as root (its default user): start.sh prepares /host, then drops privileges"
 	[[ "${PORT:-8000}" =~ ^[0-9]{1,5}$ ]] || die "PORT=$PORT: set it to a port number"
 	prepare_host
-	exec > >(tee -a "$LOG_DIR/container.log") 2>&1
+	start_logging
 	local bin
 	bin="$(pg_bin)"
 	init_postgres_if_empty "$bin"
 	export PG_BIN="$bin"
-	exec supervisord --nodaemon --configuration "$APP_DIR/deploy/dev/supervisord.conf"
+	run_supervisord
 }
 
 if ! (return 0 2>/dev/null); then

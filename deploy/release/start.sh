@@ -9,13 +9,20 @@
 #   DJANGO_COLLECTSTATIC=1  0: do not collect static files
 #   DB_WAIT_TIMEOUT=60    seconds to wait for the database to answer a query
 #   PORT=8000             port gunicorn binds (all interfaces)
-#   GUNICORN_WORKERS      worker processes (default 2 x CPUs + 1)
-# Output goes to stdout and to /host/logs/container.log.
+#   GUNICORN_WORKERS      worker processes (default 2 x CPUs + 1, the --cpus quota counted)
+#   DJANGO_DATA_DIR=/host/data  SQLite and local files, if the config uses them
+# Output goes to stdout and to /host/logs/container.log. A program supervisord can't start
+# (FATAL) stops the container with a non-zero exit.
 set -Eeuo pipefail
 
 readonly APP_DIR=/var/www
 readonly LOG_DIR=/host/logs
 readonly SUPERVISORD_CONF="$APP_DIR/deploy/release/supervisord.conf"
+# deploy/release/exit_on_fatal.py writes the name of a program gone FATAL here.
+export SUPERVISORD_FATAL_FILE=/tmp/supervisord-fatal
+TEE_PID=""
+SUPERVISORD_PID=""
+FORWARDED=0
 
 die() {
 	echo "start.sh: error: $*" >&2
@@ -70,12 +77,53 @@ project_name() {
 	)
 }
 
-# From here on, everything goes to stdout and to $LOG_DIR/container.log.
+# The directories of /host this start writes: logs, and the data directory, if any.
+prepare_host_dirs() {
+	local dir
+	for dir in "$LOG_DIR" ${DJANGO_DATA_DIR:+"$DJANGO_DATA_DIR"}; do
+		if ! mkdir -p "$dir" 2>/dev/null || [[ ! -w "$dir" ]]; then
+			die "$dir is not writable by uid $(id -u): on the host, chown $(id -u) /containers/$(project_name) (mounted at /host)"
+		fi
+	done
+}
+
+# From here on, everything goes to stdout and to $LOG_DIR/container.log, through tee. The
+# shell stays tee's parent to the end (supervisord runs as its child, not exec'd), so on
+# exit it can close its output and wait for tee to write the last line: otherwise the
+# container would end with tee and lose it.
 start_logging() {
-	if ! mkdir -p "$LOG_DIR" 2>/dev/null || [[ ! -w "$LOG_DIR" ]]; then
-		die "$LOG_DIR is not writable by uid $(id -u): on the host, chown $(id -u) /containers/$(project_name) (mounted at /host)"
-	fi
 	exec > >(tee -a "$LOG_DIR/container.log") 2>&1
+	TEE_PID=$!
+	trap finish_logging EXIT
+}
+
+finish_logging() {
+	if [[ -n "$TEE_PID" ]]; then
+		exec >&- 2>&-
+		wait "$TEE_PID" || true
+	fi
+}
+
+# supervisord in the foreground as this shell's child, with docker stop's SIGTERM (which
+# tini hands to this shell) passed on; exits with supervisord's status, or with one line
+# when it stopped because a program could not be started.
+run_supervisord() {
+	rm -f "$SUPERVISORD_FATAL_FILE"
+	supervisord --nodaemon --configuration "$SUPERVISORD_CONF" &
+	SUPERVISORD_PID=$!
+	trap 'FORWARDED=1; kill -TERM "$SUPERVISORD_PID" 2>/dev/null || true' TERM INT
+	local status
+	while :; do
+		FORWARDED=0
+		status=0
+		wait "$SUPERVISORD_PID" || status=$?
+		# A forwarded signal ends `wait` early (128+N): wait on for supervisord's own exit.
+		((status > 128 && FORWARDED == 1)) || break
+	done
+	if [[ -s "$SUPERVISORD_FATAL_FILE" ]]; then
+		die "$(<"$SUPERVISORD_FATAL_FILE") could not be started (supervisord gave up: FATAL; its own error is above): stopping the container"
+	fi
+	exit "$status"
 }
 
 # Every process of this start reads the config from one local copy, fetched by the first;
@@ -92,6 +140,7 @@ manage() {
 
 main() {
 	check_environment
+	prepare_host_dirs
 	start_logging
 	log "starting $(date -u +%Y-%m-%dT%H:%M:%SZ) as uid $(id -u)"
 	fetch_config_once
@@ -107,7 +156,7 @@ main() {
 		log "DJANGO_COLLECTSTATIC=0: not collecting static files"
 	fi
 	log "starting supervisord (gunicorn on port $PORT)"
-	exec supervisord --nodaemon --configuration "$SUPERVISORD_CONF"
+	run_supervisord
 }
 
 if ! (return 0 2>/dev/null); then
