@@ -51,7 +51,7 @@ def test_template_has_placeholders_and_no_secrets(env):
     secret_lines = [
         line
         for line in text.splitlines()
-        if any(word in line for word in ("SECRET_KEY =", '"PASSWORD":'))
+        if any(word in line for word in ("SECRET_KEY =", "password="))
     ]
     assert len(secret_lines) == 2
     assert all(PLACEHOLDER.search(line) for line in secret_lines)

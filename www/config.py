@@ -164,6 +164,8 @@ def apply(uri, namespace, cache=None):
         detail = exc.__class__.__name__
         if isinstance(exc, NameError) and exc.name:
             detail += f" (name {exc.name!r})"
+        elif isinstance(exc, ImportError) and exc.name:
+            detail += f" (module {exc.name!r})"
         raise ConfigError(
             f"DJANGO_CONFIG_URI={uri}: {detail} at line {line_of_error(exc, uri)}"
         ) from None
