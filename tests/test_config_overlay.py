@@ -235,3 +235,13 @@ def test_empty_secret_key_is_refused(tmp_path):
     result = manage("check", env={"DJANGO_CONFIG_URI": str(path)})
     assert result.returncode != 0
     assert result.stderr.strip().endswith("the config must set SECRET_KEY")
+
+
+def test_import_error_names_the_module(tmp_path):
+    path = tmp_path / "c.py"
+    path.write_text("X = 1\nimport no_such_settings_helper\n")
+    with pytest.raises(ConfigError) as raised:
+        config.apply(str(path), {})
+    assert str(raised.value).endswith(
+        "ModuleNotFoundError (module 'no_such_settings_helper') at line 2"
+    )
