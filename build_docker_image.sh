@@ -30,9 +30,10 @@
 #                              (--pull) unless it is the stand-in built from Debian packages
 #   ALLOW_UNRELEASED_BUILD=1   build a release image from any commit or a dirty tree, for
 #                              local trials only; it prints a warning and labels the image so.
-#                              The image gets the tracked files as they are in the working
-#                              tree (uncommitted edits included); untracked and ignored files
-#                              never go in
+#                              The image gets the working tree's files as `git status` sees
+#                              them: uncommitted edits and new untracked files (it names
+#                              them) go in; files git ignores (.gitignore, .git/info/exclude,
+#                              a global excludes file) never do
 set -Eeuo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -155,19 +156,19 @@ release_revision() {
 	echo "$head${dirty:+-dirty}"
 }
 
-# The git tree of the tracked files as they are in the working tree now (staged or not),
-# made on a copy of the index: git's own index and the working tree stay as they are.
+# The git tree of the working tree as it is now: edits, deletions and untracked files,
+# but nothing git ignores. Made on a copy of the index: git's own index stays as it is.
 working_tree_tree() {
 	local index
 	index="$(mktemp "${TMPDIR:-/tmp}/build-index.XXXXXX")"
 	cp "$(cd "$ROOT" && realpath "$(git rev-parse --git-path index)")" "$index"
-	GIT_INDEX_FILE="$index" git -C "$ROOT" add --update
+	GIT_INDEX_FILE="$index" git -C "$ROOT" add --all
 	GIT_INDEX_FILE="$index" git -C "$ROOT" write-tree
 	rm -f "$index"
 }
 
-# A new file a trial needs must be added to git first: name those a trial leaves out.
-warn_untracked() {
+# Name the untracked files a trial takes, so none goes in unnoticed.
+name_untracked() {
 	local -a untracked
 	mapfile -t untracked < <(git -C "$ROOT" ls-files --others --exclude-standard)
 	local more=""
@@ -175,7 +176,7 @@ warn_untracked() {
 		more=" and $((${#untracked[@]} - 5)) more"
 	fi
 	if ((${#untracked[@]} > 0)); then
-		log "left out, as git does not track them (git add them to include them): ${untracked[*]:0:5}$more"
+		log "untracked files included: ${untracked[*]:0:5}$more"
 	fi
 }
 
@@ -239,8 +240,8 @@ main() {
 		# shellcheck disable=SC2064 # expand now: the trap must remove this very directory
 		trap "rm -rf '$context'" EXIT
 		if [[ "$revision" == *-dirty ]]; then
-			log "release $tag gets the tracked files as they are in the working tree; untracked and ignored files stay out"
-			warn_untracked
+			log "release $tag gets the working tree's files, uncommitted edits and untracked files included; files git ignores stay out"
+			name_untracked
 			export_tree "$(working_tree_tree)" "$context"
 		else
 			export_tree "$revision" "$context"

@@ -188,27 +188,29 @@ def test_image_metadata_holds_no_config_or_secret(docker_client, release_image, 
     assert release_env["User"] == "10001:10001"
 
 
-def test_unreleased_trial_gets_tracked_files_as_edited_and_nothing_untracked(
+def test_unreleased_trial_takes_the_working_tree_but_nothing_ignored(
     repo, docker_client, release_image
 ):
     tag = f"{SESSION_TAG}-trial"
     urls = repo / "www" / "urls.py"
     urls.write_text(urls.read_text() + "# uncommitted trial edit\n")
-    (repo / "www" / "scratch.py").write_text(f'NOTE = "{CANARY}"\n')  # untracked, not ignored
+    (repo / "www" / "scratch.py").write_text("NOTE = 1\n")  # untracked, not ignored
     image = None
     try:
         image, output = build_image("release", tag, cwd=repo, env={"ALLOW_UNRELEASED_BUILD": "1"})
         assert "WARNING: ALLOW_UNRELEASED_BUILD=1" in output
-        assert "untracked and ignored files stay out" in output
+        assert "build_docker_image.sh: untracked files included: www/scratch.py\n" in output
         labels = docker_client.images.get(image).labels
-        assert (
-            labels["org.opencontainers.image.revision"] == git(repo, "rev-parse", "HEAD") + "-dirty"
-        )
+        revision = labels["org.opencontainers.image.revision"]
+        assert revision == git(repo, "rev-parse", "HEAD") + "-dirty"
         code = code_layer_files(docker_client, image)
         assert code["var/www/www/urls.py"].endswith(b"# uncommitted trial edit\n")
-        assert "var/www/www/scratch.py" not in code
+        assert code["var/www/www/scratch.py"] == b"NOTE = 1\n"
+        # Ignored by .gitignore (stage.local.py) or by .git/info/exclude: never in.
         assert "var/www/www/private_settings.py" not in code
+        assert not any(name.endswith(".local.py") for name in code)
         assert not any(CANARY.encode() in data for data in code.values())
+        assert not any(name.startswith(NEVER_SHIPPED) for name in code)
     finally:
         if image:
             remove_image(docker_client, image)
