@@ -62,8 +62,8 @@ def main():
     parser.add_argument(
         "--workers",
         type=int,
-        default=2 * len(os.sched_getaffinity(0)) + 1,
-        help="gunicorn workers for both (default: the start-script's, 2 x CPUs + 1)",
+        default=2 * len(os.sched_getaffinity(0)),
+        help="gunicorn workers for both (default: the start-script's, 2 x CPUs)",
     )
     args = parser.parse_args()
     workers = str(args.workers)

@@ -3,11 +3,12 @@
 1. Uploads: the release container starts twice on one bucket (moto) and database; moto's
    request log counts the object writes under static/ during each start. Target: 0 on the
    second start.
-2. Time: the start-script's step, `manage.py collectstatic_once --no-input`, run as its own
-   process (as start.sh runs it: Python, Django set-up and the S3 config fetch included) on
-   an empty static/ prefix (first) and then again (second), in one container; and the
-   command alone inside one process (Django already set up). The static/ prefix is emptied
-   before each run; medians over the runs. Target: second <= 10% of first.
+2. Time: the step as start.sh runs it, `collectstatic_once` called inside the one start-up
+   process (`manage.py startup`), where Django is already set up, on an empty static/ prefix
+   (first) and then again (second), in one container. For scale, also the whole start-up
+   process, `manage.py startup --no-input` (Python, Django set-up, S3 config fetch,
+   wait_for_db, migrate, collectstatic_once), first and second. The static/ prefix is
+   emptied before each run; medians over the runs. Target: the step's second <= 10% of first.
 
     .venv/bin/python -m bench.second_start [--runs 5] [--image webapp-release:TAG]
 """
@@ -19,8 +20,8 @@ from bench import common
 TARGET = 0.10
 
 # Runs inside the release image (working directory /var/www). argv[1]: "process" runs the
-# start-script's command twice as processes; "inprocess" sets Django up once and then times
-# the command itself twice. Prints one JSON line with the seconds.
+# start-script's whole start-up process twice; "inprocess" sets Django up once and then
+# times the collectstatic_once step itself twice. Prints one JSON line with the seconds.
 TIMER = r"""
 import json, os, subprocess, sys, time
 mode = sys.argv[1]
@@ -29,7 +30,7 @@ times = []
 if mode == "process":
     for _ in range(2):
         start = time.monotonic()
-        subprocess.run([sys.executable, "manage.py", *command], check=True)
+        subprocess.run([sys.executable, "manage.py", "startup", "--no-input"], check=True)
         times.append(time.monotonic() - start)
 else:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "www.settings")
@@ -104,18 +105,16 @@ def main():
         detail=f"; first start uploaded {first_uploads}",
     )
     ok &= common.result(
-        "collectstatic_once as start.sh runs it, second start vs first (median)",
-        baseline=common.median(process[1]),
-        measured=common.median(process[2]),
-        unit="s",
-        target=TARGET,
-    )
-    common.result(
-        "collectstatic_once command alone, Django set up, second vs first (median)",
+        "collectstatic_once as start.sh runs it (in the start-up process), second vs first "
+        "(median)",
         baseline=common.median(inprocess[1]),
         measured=common.median(inprocess[2]),
         unit="s",
         target=TARGET,
+    )
+    print(
+        f"for scale, the whole start-up process (manage.py startup): first "
+        f"{common.median(process[1]):.2f}s, second {common.median(process[2]):.2f}s (median)"
     )
     return 0 if ok else 1
 

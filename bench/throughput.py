@@ -3,10 +3,11 @@ hand-tuned bare gunicorn settings, on the same WSGI app, image, database and cor
 
 Every server container is pinned to the same CPU set (--cpuset-cpus, default: the last CPU)
 and wrk to the others (taskset), on 127.0.0.1, for a bounded time per path. Paths:
-  /         the home page (a template; it does not query the database)
+  /         the home page: the five newest published announcements from the database
+            (five rows are created first), the DB-backed page
   /health   SELECT 1 through the health-check middleware
   /admin/   the admin index as a logged-in superuser: session, user and recent-actions
-            queries, i.e. the DB-backed page
+            queries
 All the servers run at once (idle ones cost nothing) and each round measures every setting
 in turn for a short time, so they all see the same machine load; each setting's figure is
 its median over the rounds (every other round goes in reverse order).
@@ -41,14 +42,12 @@ DIAGNOSTIC = [
     ("diag release conf", ["--config", RELEASE_CONF]),
     ("diag conf no-log", ["--config", RELEASE_CONF, "--access-logfile", "/dev/null"]),
 ]
-# The start-script itself with gunicorn's access log sent to /dev/null instead of through
-# supervisord and start.sh's tee (GUNICORN_CMD_ARGS overrides gunicorn.conf.py).
-DIAGNOSTIC_RELEASE = (
-    "diag start-script no-log",
-    {"GUNICORN_CMD_ARGS": "--access-logfile /dev/null"},
-)
+# The start-script itself with gunicorn's access log sent to stdout, i.e. through
+# supervisord, start.sh's tee and dockerd, instead of straight to /host/logs/access.log.
+DIAGNOSTIC_RELEASE = ("diag start-script log to stdout", {"GUNICORN_ACCESS_LOG": "-"})
 
-# Makes a superuser and a logged-in session for it; prints the session key.
+# Makes a superuser and a logged-in session for it, and the home page's five announcements;
+# prints the session key.
 SESSION_CODE = """
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.auth import get_user_model
@@ -61,6 +60,9 @@ session[SESSION_KEY] = str(user.pk)
 session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
 session[HASH_SESSION_KEY] = user.get_session_auth_hash()
 session.create()
+from www.models import Announcement
+for n in range(5 - Announcement.objects.count()):
+    Announcement.objects.create(title=f"Bench announcement {n}", body="A line of text. " * 20)
 print("SESSION " + session.session_key)
 """
 

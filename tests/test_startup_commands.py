@@ -1,5 +1,6 @@
 """The commands the release start-script runs, on the session's real Postgres:
-wait_for_db, migrate_with_lock and collectstatic_once."""
+wait_for_db, migrate_with_lock and collectstatic_once, and startup, which runs them in one
+process."""
 
 import os
 import subprocess
@@ -90,3 +91,61 @@ def test_collectstatic_once_collects_once_per_fingerprint(settings, tmp_path):
         f"Static files {fingerprint} already collected (.collected/{fingerprint} exists), "
         "unchanged."
     )
+
+
+def file_static_storage(settings, tmp_path):
+    settings.STATIC_ROOT = tmp_path / "static"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    return settings.STATIC_ROOT
+
+
+@pytest.mark.django_db(transaction=True)
+def test_startup_waits_migrates_and_collects_in_one_process(settings, tmp_path):
+    static_root = file_static_storage(settings, tmp_path)
+    out = run("startup", interactive=False, verbosity=2)
+    fingerprint = startup.static_fingerprint()
+    lines = out.splitlines()
+    answered = next(i for i, line in enumerate(lines) if "answered after" in line)
+    locked = next(i for i, line in enumerate(lines) if "Holding advisory lock" in line)
+    collected = next(i for i, line in enumerate(lines) if "Collected static files" in line)
+    assert answered < locked < collected
+    assert "No migrations to apply" in out
+    assert (static_root / ".collected" / fingerprint).exists()
+
+    again = run("startup", interactive=False)
+    assert f"Static files {fingerprint} already collected" in again
+
+
+@pytest.mark.django_db
+def test_startup_skips_what_its_flags_turn_off(settings, tmp_path):
+    static_root = file_static_storage(settings, tmp_path)
+    out = run("startup", interactive=False, migrate=False, collectstatic=False)
+    waited, *skipped = out.splitlines()
+    assert "answered after" in waited
+    assert skipped == [
+        "Not migrating (--no-migrate).",
+        "Not collecting static files (--no-collectstatic).",
+    ]
+    assert not static_root.exists()
+
+
+def test_startup_stops_at_an_unreachable_database_in_one_line(postgres_server, tmp_path):
+    config = tmp_path / "settings.py"
+    db = {**postgres_server.django_settings("app"), "PORT": str(free_port())}
+    config.write_text(f"SECRET_KEY = 'x' * 50\nDATABASES = {{'default': {db!r}}}\n")
+    result = subprocess.run(
+        [sys.executable, "manage.py", "startup", "--no-input"],
+        cwd=ROOT,
+        env={**os.environ, "DJANGO_CONFIG_URI": str(config), "DB_WAIT_TIMEOUT": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"CommandError: postgresql app at 127.0.0.1:{db['PORT']} did not")
+    assert line.endswith("(DB_WAIT_TIMEOUT or --timeout sets the wait)")

@@ -9,9 +9,11 @@
 #   DJANGO_COLLECTSTATIC=1  0: do not collect static files
 #   DB_WAIT_TIMEOUT=60    seconds to wait for the database to answer a query
 #   PORT=8000             port gunicorn binds (all interfaces)
-#   GUNICORN_WORKERS      worker processes (default 2 x CPUs + 1, the --cpus quota counted)
+#   GUNICORN_WORKERS      worker processes (default 2 x CPUs, the --cpus quota counted)
+#   GUNICORN_THREADS=4    threads per worker
+#   GUNICORN_ACCESS_LOG=/host/logs/access.log  gunicorn's access log file; - for stdout, off
 #   DJANGO_DATA_DIR=/host/data  SQLite and local files, if the config uses them
-# Output goes to stdout and to /host/logs/container.log. A program supervisord can't start
+# Output goes to stdout and to /host/logs/container.log; the access log to its own file. A program supervisord can't start
 # (FATAL) stops the container with a non-zero exit.
 set -Eeuo pipefail
 
@@ -65,6 +67,13 @@ check_environment() {
 	if [[ -n "${GUNICORN_WORKERS:-}" ]]; then
 		check_int GUNICORN_WORKERS 1 1000
 	fi
+	if [[ -n "${GUNICORN_THREADS:-}" ]]; then
+		check_int GUNICORN_THREADS 1 1000
+	fi
+	case "${GUNICORN_ACCESS_LOG:-}" in
+	"" | - | off | /?*) ;;
+	*) die "GUNICORN_ACCESS_LOG=$GUNICORN_ACCESS_LOG: set it to an absolute file path, - (stdout) or off" ;;
+	esac
 	export PORT
 }
 
@@ -134,8 +143,19 @@ fetch_config_once() {
 	log "config from $DJANGO_CONFIG_URI; waiting up to ${DB_WAIT_TIMEOUT}s (DB_WAIT_TIMEOUT) for the database"
 }
 
-manage() {
-	python3 "$APP_DIR/manage.py" "$@"
+# wait_for_db, migrate_with_lock and collectstatic_once in one Python process: the
+# interpreter, Django's set-up and the config fetch are paid once, not once per step.
+run_startup_steps() {
+	local flags=(--no-input)
+	if [[ "$DJANGO_MIGRATE" == 0 ]]; then
+		log "DJANGO_MIGRATE=0: not migrating"
+		flags+=(--no-migrate)
+	fi
+	if [[ "$DJANGO_COLLECTSTATIC" == 0 ]]; then
+		log "DJANGO_COLLECTSTATIC=0: not collecting static files"
+		flags+=(--no-collectstatic)
+	fi
+	python3 "$APP_DIR/manage.py" startup "${flags[@]}"
 }
 
 main() {
@@ -144,17 +164,7 @@ main() {
 	start_logging
 	log "starting $(date -u +%Y-%m-%dT%H:%M:%SZ) as uid $(id -u)"
 	fetch_config_once
-	manage wait_for_db
-	if [[ "$DJANGO_MIGRATE" == 1 ]]; then
-		manage migrate_with_lock --no-input
-	else
-		log "DJANGO_MIGRATE=0: not migrating"
-	fi
-	if [[ "$DJANGO_COLLECTSTATIC" == 1 ]]; then
-		manage collectstatic_once --no-input
-	else
-		log "DJANGO_COLLECTSTATIC=0: not collecting static files"
-	fi
+	run_startup_steps
 	log "starting supervisord (gunicorn on port $PORT)"
 	run_supervisord
 }
