@@ -20,6 +20,8 @@ set -Eeuo pipefail
 readonly APP_DIR=/var/www
 readonly LOG_DIR=/host/logs
 readonly SUPERVISORD_CONF="$APP_DIR/deploy/release/supervisord.conf"
+# supervisord.conf's [unix_http_server] file.
+readonly SUPERVISORD_SOCKET=/tmp/supervisor.sock
 # deploy/release/exit_on_fatal.py writes the name of a program gone FATAL here.
 export SUPERVISORD_FATAL_FILE=/tmp/supervisord-fatal
 TEE_PID=""
@@ -113,6 +115,23 @@ finish_logging() {
 	fi
 }
 
+# supervisord starts its programs only after its main loop's first poll, which waits up to
+# 1 s for activity on its sockets: a connection to its control socket ends that wait, and
+# gunicorn is spawned ~1 s sooner. Bounded (5 s); harmless if it never connects.
+wake_supervisord() {
+	python3 -c '
+import socket, sys, time
+deadline = time.monotonic() + 5
+while time.monotonic() < deadline:
+    try:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(sys.argv[1])
+        break
+    except OSError:
+        time.sleep(0.01)
+' "$SUPERVISORD_SOCKET" || true
+}
+
 # supervisord in the foreground as this shell's child, with docker stop's SIGTERM (which
 # tini hands to this shell) passed on; exits with supervisord's status, or with one line
 # when it stopped because a program could not be started.
@@ -120,6 +139,7 @@ run_supervisord() {
 	rm -f "$SUPERVISORD_FATAL_FILE"
 	supervisord --nodaemon --configuration "$SUPERVISORD_CONF" &
 	SUPERVISORD_PID=$!
+	wake_supervisord &
 	trap 'FORWARDED=1; kill -TERM "$SUPERVISORD_PID" 2>/dev/null || true' TERM INT
 	local status
 	while :; do
