@@ -57,20 +57,29 @@ def rename_project(dest, name):
     env_file.write_text(re.sub(r"(?m)^PROJECT_NAME=.*$", f"PROJECT_NAME={name}", text))
 
 
+def matches(prefixes, pattern):
+    """Whether a .dockerignore pattern matches a path or a directory above it."""
+    candidates = {pattern, pattern.removeprefix("**/")}
+    for prefix in prefixes:
+        if any(fnmatch.fnmatchcase(prefix, c) for c in candidates):
+            return True
+        if pattern.startswith("**/") and fnmatch.fnmatchcase(
+            prefix.rsplit("/", 1)[-1], pattern.removeprefix("**/")
+        ):
+            return True
+    return False
+
+
 def ignored(rel, patterns):
-    """Whether .dockerignore keeps rel (or a directory above it) out of the build context."""
+    """Whether .dockerignore keeps rel out of the build context: as Docker reads it, the
+    last matching pattern decides, and a `!pattern` lets a path back in (an allow-list)."""
     parts = rel.split("/")
     prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    result = False
     for pattern in patterns:
-        candidates = {pattern, pattern.removeprefix("**/")}
-        for prefix in prefixes:
-            if any(fnmatch.fnmatchcase(prefix, c) for c in candidates):
-                return True
-            if pattern.startswith("**/") and fnmatch.fnmatchcase(
-                prefix.rsplit("/", 1)[-1], pattern.removeprefix("**/")
-            ):
-                return True
-    return False
+        if matches(prefixes, pattern.removeprefix("!")):
+            result = not pattern.startswith("!")
+    return result
 
 
 def context_bytes(root):
