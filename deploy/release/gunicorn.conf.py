@@ -41,8 +41,16 @@ def available_cpus():
 
 
 def access_log(setting):
-    """gunicorn's accesslog for GUNICORN_ACCESS_LOG: a path, "-" (stdout), or None ("off")."""
-    return None if setting == "off" else setting
+    """gunicorn's accesslog for GUNICORN_ACCESS_LOG: a path, "-" (stdout), or None ("off").
+
+    A file's directory is created if missing: gunicorn run without start.sh (`docker run
+    IMAGE gunicorn --config ...`) finds no /host/logs.
+    """
+    if setting == "off":
+        return None
+    if setting != "-":
+        Path(setting).parent.mkdir(parents=True, exist_ok=True)
+    return setting
 
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
