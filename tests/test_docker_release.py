@@ -83,6 +83,9 @@ def test_release_serves_health_and_admin_css_from_s3(
         assert "[ERROR]" not in app.logs() and "Traceback" not in app.logs()
         host_log = (app.host_dir_path / "logs" / "container.log").read_text()
         assert "start.sh: starting" in host_log and "Collected static files" in host_log
+        # gunicorn writes the access log straight to the host directory.
+        access_log = (app.host_dir_path / "logs" / "access.log").read_text()
+        assert '"GET /admin/login/ HTTP/1.1" 200' in access_log
 
     s3 = aws_client()
     before = s3.head_object(Bucket=bucket, Key="static/admin/css/base.css")["LastModified"]
