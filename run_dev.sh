@@ -7,7 +7,7 @@ set -Eeuo pipefail
 
 main() {
 	cd "$(dirname "${BASH_SOURCE[0]}")"
-	# shellcheck source=project.env
+	# shellcheck source=/dev/null # project.env: plain KEY=value lines
 	source project.env
 	local host_dir="${DEV_HOST_DIR:-$HOME/containers/$PROJECT_NAME}"
 	local port="${DEV_PORT:-8000}"

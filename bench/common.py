@@ -22,9 +22,9 @@ from pathlib import Path
 import docker
 import requests
 
+from tests.docker_rig import stage_config
 from tests.servers import AWS_TEST_ENV, MotoServer, PostgresServer, free_port
 from www import aws, project
-from www.config import PLACEHOLDER
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD_SCRIPT = ROOT / "build_docker_image.sh"
@@ -149,18 +149,7 @@ class Backends:
 
     def put_config(self, dbname, key="config/stage.py"):
         """The stage template filled in for this machine, uploaded; its s3:// URI."""
-        db = self.postgres.django_settings(dbname)
-        values = {
-            "SECRET_KEY": SECRET_KEY,
-            "HOSTNAME": "127.0.0.1",
-            "DB_HOST": db["HOST"],
-            "DB_PORT": db["PORT"],
-            "DB_NAME": db["NAME"],
-            "DB_USER": db["USER"],
-            "DB_PASSWORD": db["PASSWORD"],
-        }
-        template = (ROOT / "deploy" / "aws" / "config" / "stage.py").read_text()
-        source = PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+        source = stage_config(self.postgres, dbname, secret_key=SECRET_KEY)
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=source.encode())
         return f"s3://{self.bucket}/{key}"
 

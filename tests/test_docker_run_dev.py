@@ -15,7 +15,8 @@ pytestmark = pytest.mark.docker
 
 
 def readme_commands():
-    return re.findall(r"^    (\./\S+\.sh)$", (ROOT / "README.md").read_text(), re.MULTILINE)
+    readme = (ROOT / "README.md").read_text()
+    return re.findall(r"^```sh\n(\./\S+\.sh)\n```$", readme, re.MULTILINE)
 
 
 def test_readme_names_the_two_commands():
