@@ -9,12 +9,11 @@
 set -Eeuo pipefail
 
 readonly APP_DIR=/var/www
+# shellcheck source=/dev/null # start_logging, finish_logging, supervise
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/supervised.sh"
 readonly PGDATA=/host/postgres/data
 readonly PG_SOCKET_DIR=/run/postgresql
 readonly LOG_DIR=/host/logs
-TEE_PID=""
-SUPERVISORD_PID=""
-FORWARDED=0
 
 die() {
 	echo "start.sh: error: $*" >&2
@@ -88,40 +87,6 @@ run_django() {
 	exec python3 manage.py runserver "0.0.0.0:${PORT:-8000}"
 }
 
-# From here on, everything goes to stdout and to $LOG_DIR/container.log, through tee. The
-# shell stays tee's parent to the end (supervisord runs as its child, not exec'd), so on
-# exit it can close its output and wait for tee to write the last line: otherwise the
-# container would end with tee and lose it.
-start_logging() {
-	exec > >(tee -a "$LOG_DIR/container.log") 2>&1
-	TEE_PID=$!
-	trap finish_logging EXIT
-}
-
-finish_logging() {
-	if [[ -n "$TEE_PID" ]]; then
-		exec >&- 2>&-
-		wait "$TEE_PID" || true
-	fi
-}
-
-# supervisord in the foreground as this shell's child, with docker stop's SIGTERM (which
-# tini hands to this shell) passed on; exits with supervisord's status.
-run_supervisord() {
-	supervisord --nodaemon --configuration "$APP_DIR/deploy/dev/supervisord.conf" &
-	SUPERVISORD_PID=$!
-	trap 'FORWARDED=1; kill -TERM "$SUPERVISORD_PID" 2>/dev/null || true' TERM INT
-	local status
-	while :; do
-		FORWARDED=0
-		status=0
-		wait "$SUPERVISORD_PID" || status=$?
-		# A forwarded signal ends `wait` early (128+N): wait on for supervisord's own exit.
-		((status > 128 && FORWARDED == 1)) || break
-	done
-	exit "$status"
-}
-
 main() {
 	if [[ "${1:-}" == django ]]; then
 		run_django
@@ -129,12 +94,13 @@ main() {
 	[[ "$(id -u)" -eq 0 ]] || die "run the dev image as root (its default user): start.sh prepares /host, then drops privileges"
 	[[ "${PORT:-8000}" =~ ^[0-9]{1,5}$ ]] || die "PORT=$PORT: set it to a port number"
 	prepare_host
-	start_logging
+	start_logging "$LOG_DIR/container.log"
 	local bin
 	bin="$(pg_bin)"
 	init_postgres_if_empty "$bin"
 	export PG_BIN="$bin"
-	run_supervisord
+	supervise "$APP_DIR/deploy/dev/supervisord.conf"
+	exit "$SUPERVISORD_STATUS"
 }
 
 if ! (return 0 2>/dev/null); then

@@ -18,15 +18,14 @@
 set -Eeuo pipefail
 
 readonly APP_DIR=/var/www
+# shellcheck source=/dev/null # start_logging, finish_logging, supervise
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/supervised.sh"
 readonly LOG_DIR=/host/logs
 readonly SUPERVISORD_CONF="$APP_DIR/deploy/release/supervisord.conf"
 # supervisord.conf's [unix_http_server] file.
 readonly SUPERVISORD_SOCKET=/tmp/supervisor.sock
 # deploy/release/exit_on_fatal.py writes the name of a program gone FATAL here.
 export SUPERVISORD_FATAL_FILE=/tmp/supervisord-fatal
-TEE_PID=""
-SUPERVISORD_PID=""
-FORWARDED=0
 
 die() {
 	echo "start.sh: error: $*" >&2
@@ -98,23 +97,6 @@ prepare_host_dirs() {
 	done
 }
 
-# From here on, everything goes to stdout and to $LOG_DIR/container.log, through tee. The
-# shell stays tee's parent to the end (supervisord runs as its child, not exec'd), so on
-# exit it can close its output and wait for tee to write the last line: otherwise the
-# container would end with tee and lose it.
-start_logging() {
-	exec > >(tee -a "$LOG_DIR/container.log") 2>&1
-	TEE_PID=$!
-	trap finish_logging EXIT
-}
-
-finish_logging() {
-	if [[ -n "$TEE_PID" ]]; then
-		exec >&- 2>&-
-		wait "$TEE_PID" || true
-	fi
-}
-
 # supervisord starts its programs only after its main loop's first poll, which waits up to
 # 1 s for activity on its sockets: a connection to its control socket ends that wait, and
 # gunicorn is spawned ~1 s sooner. Bounded (5 s); harmless if it never connects.
@@ -132,27 +114,15 @@ while time.monotonic() < deadline:
 ' "$SUPERVISORD_SOCKET" || true
 }
 
-# supervisord in the foreground as this shell's child, with docker stop's SIGTERM (which
-# tini hands to this shell) passed on; exits with supervisord's status, or with one line
-# when it stopped because a program could not be started.
+# supervisord as this shell's child (deploy/lib/supervised.sh); exits with its status, or with
+# one line when it stopped because a program could not be started.
 run_supervisord() {
 	rm -f "$SUPERVISORD_FATAL_FILE"
-	supervisord --nodaemon --configuration "$SUPERVISORD_CONF" &
-	SUPERVISORD_PID=$!
-	wake_supervisord &
-	trap 'FORWARDED=1; kill -TERM "$SUPERVISORD_PID" 2>/dev/null || true' TERM INT
-	local status
-	while :; do
-		FORWARDED=0
-		status=0
-		wait "$SUPERVISORD_PID" || status=$?
-		# A forwarded signal ends `wait` early (128+N): wait on for supervisord's own exit.
-		((status > 128 && FORWARDED == 1)) || break
-	done
+	supervise "$SUPERVISORD_CONF" wake_supervisord
 	if [[ -s "$SUPERVISORD_FATAL_FILE" ]]; then
 		die "$(<"$SUPERVISORD_FATAL_FILE") could not be started (supervisord gave up: FATAL; its own error is above): stopping the container"
 	fi
-	exit "$status"
+	exit "$SUPERVISORD_STATUS"
 }
 
 # Every process of this start reads the config from one local copy, fetched by the first;
@@ -181,7 +151,7 @@ run_startup_steps() {
 main() {
 	check_environment
 	prepare_host_dirs
-	start_logging
+	start_logging "$LOG_DIR/container.log"
 	log "starting $(date -u +%Y-%m-%dT%H:%M:%SZ) as uid $(id -u)"
 	fetch_config_once
 	run_startup_steps
