@@ -1,0 +1,131 @@
+"""The release's access log: gunicorn.conf.py's AccessLogger writes the same lines as
+gunicorn's own logger, for real requests parsed by gunicorn, only cheaper."""
+
+import os
+import re
+import runpy
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from gunicorn import glogging
+from gunicorn.config import Config
+from gunicorn.http import wsgi
+from gunicorn.http.message import Request
+from gunicorn.http.unreader import IterUnreader
+
+GUNICORN_CONF = Path(__file__).resolve().parent.parent / "deploy/release/gunicorn.conf.py"
+# Apache's common log time, e.g. [25/Nov/2026:09:58:17 +0000]
+TIMESTAMP = re.compile(r"\[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\]")
+REQUEST_TIME = timedelta(microseconds=1234)
+
+REQUESTS = [
+    # (raw request, status, bytes sent)
+    (b"GET /health HTTP/1.1\r\nHost: example.com\r\nX-Request-ID: abc-123\r\n\r\n", "200 OK", 35),
+    (
+        b"GET /search?q=%22x%22&page=2 HTTP/1.1\r\nHost: example.com\r\n"
+        b'Referer: https://example.com/"quoted"\r\n'
+        b'User-Agent: Mozilla/5.0 "evil" agent\r\n'
+        b"Authorization: Basic YWxpY2U6c2VjcmV0\r\n\r\n",
+        "404 Not Found",
+        179,
+    ),
+    (
+        b"POST /admin/login/ HTTP/1.0\r\nHost: example.com\r\nContent-Length: 0\r\n\r\n",
+        "302 Found",
+        0,
+    ),
+]
+
+
+class Socket:
+    def getsockname(self):
+        return ("127.0.0.1", 8000)
+
+    def sendall(self, data):
+        pass
+
+
+def log_lines(logger_class, path, *, access_log_format=None, before=None):
+    """The access-log lines logger_class writes to path for REQUESTS; before(logger), if
+    given, runs first."""
+    cfg = Config()
+    cfg.set("accesslog", str(path))
+    if access_log_format:
+        cfg.set("access_log_format", access_log_format)
+    logger = logger_class(cfg)
+    if before:
+        before(logger)
+    for raw, status, sent in REQUESTS:
+        request = Request(cfg, IterUnreader([raw]), ("203.0.113.7", 50000))
+        response, environ = wsgi.create(
+            request, Socket(), ("203.0.113.7", 50000), ("127.0.0.1", 8000), cfg
+        )
+        response.start_response(status, [("Content-Type", "text/html")])
+        response.sent = sent
+        logger.access(response, request, environ, REQUEST_TIME)
+    for handler in logger.access_log.handlers:
+        handler.close()
+    return path.read_text().splitlines()
+
+
+@pytest.fixture
+def access_logger(tmp_path, monkeypatch):
+    """gunicorn.conf.py's AccessLogger, the file loaded as gunicorn loads it."""
+    monkeypatch.setenv("GUNICORN_ACCESS_LOG", str(tmp_path / "logs" / "access.log"))
+    return runpy.run_path(str(GUNICORN_CONF))["AccessLogger"]
+
+
+def test_lines_match_gunicorn(access_logger, tmp_path):
+    ours = log_lines(access_logger, tmp_path / "ours.log")
+    theirs = log_lines(glogging.Logger, tmp_path / "gunicorn.log")
+    assert len(ours) == len(REQUESTS)
+    assert all(TIMESTAMP.search(line) for line in ours)
+    assert [TIMESTAMP.sub("[T]", line) for line in ours] == [
+        TIMESTAMP.sub("[T]", line) for line in theirs
+    ]
+    # What an operator reads: the combined format, quotes escaped, the Basic auth user.
+    assert TIMESTAMP.sub("[T]", ours[1]) == (
+        '203.0.113.7 - alice [T] "GET /search?q=%22x%22&page=2 HTTP/1.1" 404 179 '
+        '"https://example.com/\\"quoted\\"" "Mozilla/5.0 \\"evil\\" agent"'
+    )
+
+
+def test_custom_format_is_gunicorns(access_logger, tmp_path):
+    custom = '%(h)s "%(r)s" %(s)s %({x-request-id}i)s %(D)s'
+    ours = log_lines(access_logger, tmp_path / "ours.log", access_log_format=custom)
+    theirs = log_lines(glogging.Logger, tmp_path / "gunicorn.log", access_log_format=custom)
+    assert ours == theirs
+    assert ours[0] == '203.0.113.7 "GET /health HTTP/1.1" 200 abc-123 1234'
+
+
+# In a fresh interpreter, as in a gunicorn worker: pytest's own logging handlers would
+# otherwise join the reconfiguration.
+RECONFIGURED = """
+import logging.config, runpy, sys
+from pathlib import Path
+from tests.test_access_log import GUNICORN_CONF, log_lines
+AccessLogger = runpy.run_path(str(GUNICORN_CONF))["AccessLogger"]
+def reconfigure(logger):
+    # What django.utils.log.configure_logging does with Django's default LOGGING.
+    logging.config.dictConfig({"version": 1, "disable_existing_loggers": False})
+    assert logger.access_log.handlers[0].stream is None, "the reconfiguration closed nothing"
+print("\\n".join(log_lines(AccessLogger, Path(sys.argv[1]), before=reconfigure)))
+"""
+
+
+def test_lines_after_logging_reconfigured(tmp_path):
+    """Django configures logging when gunicorn preloads the app, which closes gunicorn's file
+    handlers: the access log reopens its file instead of failing every request."""
+    lines = subprocess.run(
+        [sys.executable, "-c", RECONFIGURED, str(tmp_path / "access.log")],
+        cwd=GUNICORN_CONF.parent.parent.parent,
+        env={**os.environ, "GUNICORN_ACCESS_LOG": str(tmp_path / "default" / "access.log")},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert len(lines) == len(REQUESTS)
+    assert '"GET /health HTTP/1.1" 200 35' in lines[0]
