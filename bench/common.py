@@ -82,13 +82,15 @@ def spread(values, unit):
     return ", ".join(f"{v:.2f}{unit}" for v in values)
 
 
-def result(name, *, baseline, measured, unit, target, higher_is_better=False):
+def result(name, *, baseline, measured, unit, target, higher_is_better=False, ratio=None):
     """Print one result line: baseline, measured, ratio, and whether the target holds.
 
     target is a ratio (measured/baseline): a ceiling, or a floor when higher_is_better.
+    ratio defaults to measured/baseline; a benchmark with paired rounds passes its own.
     Returns True when the target holds.
     """
-    ratio = measured / baseline if baseline else float("inf")
+    if ratio is None:
+        ratio = measured / baseline if baseline else float("inf")
     ok = ratio >= target if higher_is_better else ratio <= target
     sign = ">=" if higher_is_better else "<="
     print(

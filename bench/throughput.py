@@ -8,12 +8,19 @@ and wrk to the others (taskset), on 127.0.0.1, for a bounded time per path. Path
   /health   SELECT 1 through the health-check middleware
   /admin/   the admin index as a logged-in superuser: session, user and recent-actions
             queries
-All the servers run at once (idle ones cost nothing) and each round measures every setting
-in turn for a short time, so they all see the same machine load; each setting's figure is
-its median over the rounds (every other round goes in reverse order).
+Head to head: the start-script and one other setting are loaded at the same time, each by
+its own wrk, so they share the one server core and whatever its speed is in those seconds
+(on a shared virtual machine it swings by +-30% from one second to the next, which no
+number of one-at-a-time rounds averages out). Each round pairs the start-script with every
+other setting in turn, every other round in reverse order and with the other's wrk started
+first. Every setting runs as --replicas containers, taken in turn by the rounds: identical
+containers differ by up to ~10%. A pair's ratio is start-script req/s over the other's; each
+setting's figure is its median over the rounds, and the best bare setting is the one the
+start-script fares worst against.
 Target: start-script >= 0.95x the best bare setting.
 
-    .venv/bin/python -m bench.throughput [--rounds 7] [--duration 3] [--diagnose] [--image IMAGE]
+    .venv/bin/python -m bench.throughput [--rounds 9] [--replicas 3] [--duration 3] [--diagnose]
+        [--paths /,/health,/admin/] [--image IMAGE]
 """
 
 import contextlib
@@ -35,16 +42,26 @@ BARE = [
     ("bare gthread w4x2", ["--workers", "4", "--threads", "2"]),
 ]
 RELEASE = "start-script"
-# --diagnose adds these (not candidates for "best bare"): where the start-script's cost is.
+# --diagnose adds these (never candidates for "best bare"), to split the start-script's cost
+# between its access log and the rest (start.sh, supervisord, gunicorn.conf.py):
 RELEASE_CONF = "/var/www/deploy/release/gunicorn.conf.py"
+# The image's HEALTHCHECK, a Python process every 15 s in each of dozens of containers on the
+# one server core, would land on random pairs: off for every container alike.
+NO_HEALTHCHECK = {"test": ["NONE"]}
+LOG = "/host/access.log"  # the host directory bench.common.Container mounts
 DIAGNOSTIC = [
-    ("diag w3 accesslog", ["--workers", "3", "--access-logfile", "-"]),
-    ("diag release conf", ["--config", RELEASE_CONF]),
-    ("diag conf no-log", ["--config", RELEASE_CONF, "--access-logfile", "/dev/null"]),
+    # the start-script's worker setting run bare, logging requests as a user of bare gunicorn
+    # would: gunicorn's own access log, to a file
+    ("diag bare w2x4 + log", ["--workers", "2", "--threads", "4", "--access-logfile", LOG]),
+    # the release's gunicorn.conf.py (access log included) without start.sh and supervisord
+    ("diag conf, no supervisor", ["--config", RELEASE_CONF]),
 ]
-# The start-script itself with gunicorn's access log sent to stdout, i.e. through
-# supervisord, start.sh's tee and dockerd, instead of straight to /host/logs/access.log.
-DIAGNOSTIC_RELEASE = ("diag start-script log to stdout", {"GUNICORN_ACCESS_LOG": "-"})
+# (name, environment) of the start-script itself with its access log off, and sent to stdout
+# (through supervisord, start.sh's tee and dockerd) instead of to /host/logs/access.log.
+DIAGNOSTIC_RELEASE = [
+    ("diag start-script log off", {"GUNICORN_ACCESS_LOG": "off"}),
+    ("diag start-script log to -", {"GUNICORN_ACCESS_LOG": "-"}),
+]
 
 # Makes a superuser and a logged-in session for it, and the home page's five announcements;
 # prints the session key.
@@ -67,17 +84,35 @@ print("SESSION " + session.session_key)
 """
 
 
-def wrk(url, *, duration, cookie, args):
-    """requests/s that wrk measured; fails on any non-2xx answer or socket error."""
+def start_wrk(url, *, duration, cookie, args):
     command = ["taskset", "-c", args.client_cpus, "wrk", "-t1", f"-c{args.connections}"]
     command += [f"-d{duration}s", "--timeout", "5s", "-H", f"Cookie: {cookie}", url]
-    output = subprocess.run(
-        command, capture_output=True, text=True, check=True, timeout=duration + 60
-    ).stdout
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wrk_rate(url, process, duration):
+    """requests/s that a wrk process measured; fails on any non-2xx answer or socket error."""
+    output, _ = process.communicate(timeout=duration + 60)
+    if process.returncode != 0:
+        raise SystemExit(f"error: wrk {url} exited {process.returncode}:\n{output}")
     for bad in ("Non-2xx or 3xx responses", "Socket errors"):
         if bad in output:
             raise SystemExit(f"error: wrk {url}: {bad}:\n{output}")
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    if not rate:
+        raise SystemExit(f"error: wrk {url}: no request answered:\n{output}")
+    return rate
+
+
+def wrk(urls, *, duration, cookie, args):
+    """requests/s on each of urls, loaded at the same time, one wrk each."""
+    processes = [start_wrk(url, duration=duration, cookie=cookie, args=args) for url in urls]
+    try:
+        return [wrk_rate(url, p, duration) for url, p in zip(urls, processes, strict=True)]
+    finally:
+        for process in processes:  # only left running when another one failed
+            process.kill()
+            process.wait()
 
 
 def check(container, paths, cookie):
@@ -100,8 +135,15 @@ def cpu_split():
 def main():
     server_cpus, client_cpus = cpu_split()
     parser = common.arg_parser(__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=7, help="rounds (default 7)")
+    parser.add_argument("--rounds", type=int, default=9, help="rounds (default 9)")
     parser.add_argument("--duration", type=int, default=3, help="seconds per wrk run")
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=3,
+        help="containers of each setting, taken in turn by the rounds (default 3): identical "
+        "containers differ by up to ~10%% in req/s (memory layout), so one of each decides nothing",
+    )
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
     parser.add_argument("--server-cpus", default=server_cpus, help="cpuset of the servers")
     parser.add_argument("--client-cpus", default=client_cpus, help="CPUs wrk runs on")
@@ -111,8 +153,9 @@ def main():
     parser.add_argument(
         "--diagnose",
         action="store_true",
-        help="also run gunicorn with an access log, and with the release's gunicorn.conf.py "
-        "without supervisord, to see where a gap comes from",
+        help="also run the start-script with its access log off and to stdout, the release's "
+        "gunicorn.conf.py without supervisord, and the best bare setting with gunicorn's "
+        "access log, to see where a gap comes from",
     )
     args = parser.parse_args()
     paths = args.paths.split(",")
@@ -123,31 +166,36 @@ def main():
     settings = [(RELEASE, None, {})]
     settings += [(name, ["gunicorn", *a], {}) for name, a in BARE + extra]
     if args.diagnose:
-        settings.append((DIAGNOSTIC_RELEASE[0], None, DIAGNOSTIC_RELEASE[1]))
-    rates = {name: {path: [] for path in paths} for name, _, _ in settings}
+        settings += [(name, None, env) for name, env in DIAGNOSTIC_RELEASE]
+    # pairs[setting][path]: (start-script req/s, setting req/s) per round, loaded together
+    pairs = {name: {path: [] for path in paths} for name, _, _ in settings if name != RELEASE}
     with (
         common.Backends() as backends,
         common.release_image(client, args.image) as image,
         contextlib.ExitStack() as containers,
     ):
         config_uri = backends.put_config(backends.new_database())
-        running = {}
+        running = {}  # setting: its replicas
         for name, bare, env in settings:
-            port = common.free_port()
-            command = [*bare, "--bind", f"127.0.0.1:{port}", "www.wsgi"] if bare else None
-            running[name] = containers.enter_context(
-                common.Container(
-                    client,
-                    image,
-                    config_uri=config_uri,
-                    command=command,
-                    env=env,
-                    port=port,
-                    cpuset_cpus=args.server_cpus,
+            running[name] = []
+            for _ in range(args.replicas):
+                port = common.free_port()
+                command = [*bare, "--bind", f"127.0.0.1:{port}", "www.wsgi"] if bare else None
+                container = containers.enter_context(
+                    common.Container(
+                        client,
+                        image,
+                        config_uri=config_uri,
+                        command=command,
+                        env=env,
+                        port=port,
+                        cpuset_cpus=args.server_cpus,
+                        healthcheck=NO_HEALTHCHECK,
+                    )
                 )
-            )
-            # One at a time: the first (the start-script) migrates the new database.
-            running[name].wait_status("/health", timeout=180)
+                # One at a time: the first (the start-script) migrates the new database.
+                container.wait_status("/health", timeout=180)
+                running[name].append(container)
         output = common.run_once(
             client,
             image,
@@ -156,46 +204,90 @@ def main():
         )
         key = next(ln for ln in output.splitlines() if ln.startswith("SESSION "))
         cookie = f"sessionid={key.split()[1]}"
-        for container in running.values():
-            check(container, paths, cookie)
-            for path in paths:  # warm-up: connections, caches, lazily loaded code
-                wrk(container.url + path, duration=2, cookie=cookie, args=args)
+        for replicas in running.values():
+            for container in replicas:
+                check(container, paths, cookie)
+                for path in paths:  # warm-up: connections, caches, lazily loaded code
+                    wrk([container.url + path], duration=2, cookie=cookie, args=args)
+        releases = running.pop(RELEASE)
+        cpu_before = [cpu_seconds(release) for release in releases]
         for n in range(args.rounds):
             order = list(running.items())
             if n % 2:  # every other round backwards, so a drift in load hits all alike
                 order.reverse()
+            release = releases[n % args.replicas]
             for path in paths:
-                for name, container in order:
-                    rate = wrk(
-                        container.url + path, duration=args.duration, cookie=cookie, args=args
-                    )
-                    rates[name][path].append(rate)
+                for name, replicas in order:
+                    urls = [release.url + path, replicas[n % args.replicas].url + path]
+                    # wrk started first fares slightly better: every other round goes first
+                    step = -1 if n % 2 else 1
+                    pair = wrk(urls[::step], duration=args.duration, cookie=cookie, args=args)
+                    pairs[name][path].append(tuple(pair[::step]))
             common.log(
-                f"round {n + 1}: "
+                f"round {n + 1} (start-script/other req/s): "
                 + "; ".join(
-                    f"{name} " + " ".join(f"{rates[name][p][-1]:.0f}" for p in paths)
+                    f"{name} "
+                    + " ".join("{:.0f}/{:.0f}".format(*pairs[name][p][-1]) for p in paths)
                     for name in running
                 )
             )
+        cpu_used = [
+            {name: after[name] - before.get(name, 0) for name in after}
+            for before, after in zip(cpu_before, [cpu_seconds(r) for r in releases], strict=True)
+        ]
+    print(
+        "CPU seconds the start-script containers' processes used during the rounds: "
+        + "; ".join(", ".join(f"{k} {v:.2f}" for k, v in sorted(used.items())) for used in cpu_used)
+    )
     print(
         f"image: {image}; server cpuset {args.server_cpus}, wrk on CPUs {args.client_cpus}, "
-        f"-t1 -c{args.connections} -d{args.duration}s, {args.rounds} rounds, medians (req/s)"
+        f"two at a time, each -t1 -c{args.connections} -d{args.duration}s; {args.rounds} rounds "
+        f"over {args.replicas} containers of each setting; medians; ratio = start-script / "
+        "setting, loaded together"
     )
-    print(f"{'setting':<20}" + "".join(f"{p:>12}" for p in paths))
-    for name, _, _ in settings:
-        print(f"{name:<20}" + "".join(f"{common.median(rates[name][p]):>12.0f}" for p in paths))
+    print(f"{'setting':<28}" + "".join(f"{p + ' start/this req/s':>26}" for p in paths))
+    for name in pairs:
+        print(f"{name:<28}" + "".join(f"{summary(pairs[name][p]):>26}" for p in paths))
     ok = True
     for path in paths:
-        best = max((name for name, _ in BARE), key=lambda name: common.median(rates[name][path]))
+        best = min((n for n, _ in BARE), key=lambda n: ratio(pairs[n][path]))
         ok &= common.result(
-            f"requests/s on {path}, start-script vs best bare ({best})",
-            baseline=common.median(rates[best][path]),
-            measured=common.median(rates[RELEASE][path]),
+            f"requests/s on {path}, start-script vs best bare ({best}), loaded together",
+            baseline=common.median([other for _, other in pairs[best][path]]),
+            measured=common.median([release for release, _ in pairs[best][path]]),
             unit="/s",
             target=TARGET,
             higher_is_better=True,
+            ratio=ratio(pairs[best][path]),
         )
     return 0 if ok else 1
+
+
+def ratio(pairs):
+    """The median over the rounds of start-script req/s / the other setting's req/s."""
+    return common.median([release / other for release, other in pairs])
+
+
+def cpu_seconds(container):
+    """{command: CPU seconds} of the container's processes so far (gunicorn's summed), read
+    from the host's /proc: what supervisord, tee and start.sh cost beside gunicorn."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used = {}
+    top = container.container.top(ps_args="-o pid,comm")
+    for pid, command in top["Processes"]:
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            # utime and stime: fields 14 and 15 of proc(5), 12 and 13 after the command
+            used[command] = used.get(command, 0) + (int(fields[11]) + int(fields[12])) / ticks
+    return used
+
+
+def summary(pairs):
+    """'RELEASE/OTHER RATIOx': the medians of both rates and of their ratio."""
+    release = common.median([r for r, _ in pairs])
+    other = common.median([o for _, o in pairs])
+    return f"{release:.0f}/{other:.0f} {ratio(pairs):.2f}x"
 
 
 if __name__ == "__main__":
