@@ -1,10 +1,10 @@
 """Request cost: CPU instructions per /health request, counted by valgrind, with the release's
 gunicorn.conf.py against bare gunicorn running the same worker setting.
 
-Requests per second on a shared virtual machine swing by +-30% (bench.throughput); an
-instruction count does not: the same program, input and environment give the same count,
-whatever else the machine is doing. This counts what gunicorn and the app execute per request,
-not what the kernel does for them (a log line's write(2), for one).
+Requests per second on a shared virtual machine swing by up to 2x (bench.throughput); an
+instruction count does not: the same program, input and environment give the same count
+(within 0.3% here), whatever else the machine is doing. This counts what gunicorn and the app
+execute per request, not what the kernel does for them (a log line's write(2), for one).
 
 gunicorn runs from this checkout's .venv (the image's pinned gunicorn and Django), one worker
 x 4 threads, in the project's default mode (no DJANGO_CONFIG_URI: SQLite in a temporary

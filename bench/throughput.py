@@ -10,7 +10,7 @@ and wrk to the others (taskset), on 127.0.0.1, for a bounded time per path. Path
             queries
 Head to head: the start-script and one other setting are loaded at the same time, each by
 its own wrk, so they share the one server core and whatever its speed is in those seconds
-(on a shared virtual machine it swings by +-30% from one second to the next, which no
+(on a shared virtual machine it swings by up to 2x from one second to the next, which no
 number of one-at-a-time rounds averages out). Each round pairs the start-script with every
 other setting in turn, every other round in reverse order and with the other's wrk started
 first. Every setting runs as --replicas containers, taken in turn by the rounds: identical

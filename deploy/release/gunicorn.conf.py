@@ -63,7 +63,7 @@ class AccessLogger(glogging.Logger):
 
     gunicorn's own path turns every request header and environ variable into an atom, wraps
     them all and passes a LogRecord through logging: +18% CPU instructions on a /health
-    request, this path +2% (docs/benchmarks.md). The line is the same, escaping included
+    request, this path +2.7% (docs/benchmarks.md). The line is the same, escaping included
     (tests/test_access_log.py). A custom access_log_format, a logging configuration, or
     filters or other handlers on the access log take gunicorn's own path. Setting a
     logger_class turns off gunicorn's switch to its statsd logger: to send statsd metrics,
