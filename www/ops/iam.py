@@ -10,7 +10,11 @@ from www.ops.templates import json_template
 def role_policies(*, landscape, registry, region, account):
     """Inline policies of the webserver role, by name, from deploy/aws/iam/."""
     policies = {
-        "s3-config-and-files": json_template("iam/webserver-s3.json", bucket=landscape.bucket)
+        "s3-config-and-files": json_template("iam/webserver-s3.json", bucket=landscape.bucket),
+        # the awslogs driver and the boot log: new streams and lines in the environment's group
+        "logs-write-own-group": json_template(
+            "iam/webserver-logs.json", region=region, account=account, log_group=landscape.log_group
+        ),
     }
     if registry == "ecr":
         policies["ecr-pull-release"] = json_template(

@@ -70,6 +70,45 @@ class Landscape:
         return f"{self.prefix}-web"
 
     @property
+    def load_balancer(self):
+        """The environment's Application Load Balancer (32 characters at most)."""
+        return self.prefix
+
+    @property
+    def target_group(self):
+        return f"{self.prefix}-web"
+
+    @property
+    def auto_scaling_group(self):
+        return f"{self.prefix}-web"
+
+    @property
+    def log_group(self):
+        """CloudWatch Logs group of every container and boot log of the environment."""
+        return f"/{self.project.name}/{self.env.name}"
+
+    def log_stream(self, instance_id, source):
+        """One stream per instance and source: a container's name, or "boot" for stages 1-2."""
+        return f"{instance_id}/{source}"
+
+    @property
+    def alert_topic(self):
+        """The SNS topic every alarm of the environment notifies."""
+        return f"{self.prefix}-alerts"
+
+    def alarm(self, name):
+        """A CloudWatch alarm of the environment, e.g. webapp-stage-alb-5xx."""
+        return f"{self.prefix}-{name}"
+
+    @property
+    def alarm_prefix(self):
+        return f"{self.prefix}-"
+
+    def database_snapshot(self, label):
+        """A manual or final snapshot of the environment's database."""
+        return f"{self.database}-{label}"
+
+    @property
     def tags(self):
         return [
             {"Key": "Project", "Value": self.project.name},

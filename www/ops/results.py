@@ -12,17 +12,19 @@ import dataclasses
 class Result:
     """What happened to one item: created, updated or unchanged (or would be, in a dry run)."""
 
-    verb: str  # "create" | "update" | "unchanged" | "attention" (detail says what to do)
+    # "create" | "update" | "delete" | "unchanged" | "attention" (detail says what to do) |
+    # "skip" (detail says why nothing was done)
+    verb: str
     what: str
     dry_run: bool = False
     detail: str = ""
 
     @property
     def changed(self):
-        return self.verb in ("create", "update")
+        return self.verb in ("create", "update", "delete")
 
     def __str__(self):
-        if self.verb == "attention":
+        if self.verb in ("attention", "skip"):
             return f"{self.what} {self.detail}"
         if not self.changed:
             text = f"{self.what} exists, unchanged"

@@ -1,13 +1,14 @@
 from www import aws, project
 from www.management.base import AWSCommand
-from www.ops import bucket, iam, network, rds
+from www.ops import alarms, bucket, iam, logs, network, rds
 
 
 class Command(AWSCommand):
     help = (
         "Create an environment's AWS landscape: its bucket (private, encrypted, versioned, "
-        "policy and CORS from deploy/aws/), security groups, and the web servers' IAM role and "
-        "instance profile. Idempotent; --dry-run shows the plan and changes nothing."
+        "policy and CORS from deploy/aws/), security groups, the web servers' IAM role and "
+        "instance profile, the log group, and the alarms with the SNS topic that emails "
+        "ALERT_EMAILS. Idempotent; --dry-run shows the plan and changes nothing."
     )
     dry_run_help = "print the plan only"
 
@@ -20,7 +21,8 @@ class Command(AWSCommand):
         parser.add_argument(
             "--with-rds",
             action="store_true",
-            help="also create a Postgres RDS database; its password goes to SSM, never output",
+            help="also create a Postgres RDS database (encrypted, backed up, its alarms); its "
+            "password goes to SSM, never output",
         )
 
     def handle(self, *args, dry_run, ssh_cidr, with_rds, **options):
@@ -55,3 +57,29 @@ class Command(AWSCommand):
                     dry_run=dry_run,
                 )
             )
+        self.report_all(
+            logs.ensure_log_group(
+                logs=aws.client("logs"),
+                landscape=land,
+                retention_days=self.project.log_retention_days,
+                dry_run=dry_run,
+            ),
+            alarms.ensure_alert_topic(
+                sns=aws.client("sns"),
+                landscape=land,
+                region=region,
+                account=account,
+                emails=self.project.alert_emails,
+                dry_run=dry_run,
+            ),
+            alarms.ensure_alarms(
+                cloudwatch=aws.client("cloudwatch"),
+                elbv2=aws.client("elbv2"),
+                autoscaling=aws.client("autoscaling"),
+                ec2=aws.client("ec2"),
+                landscape=land,
+                topic_arn=alarms.topic_arn(landscape=land, region=region, account=account),
+                with_database=with_rds,
+                dry_run=dry_run,
+            ),
+        )
