@@ -159,10 +159,6 @@ def ensure_alert_topic(*, sns, landscape, region, account, emails, dry_run=False
         yield Result("delete", what, dry_run, detail="not in ALERT_EMAILS")
 
 
-def _suffix_after(arn, marker):
-    return arn.split(marker, 1)[1]
-
-
 def load_balancer_alarms(*, elbv2, landscape):
     """The load balancer's alarms, or None when the environment has no load balancer."""
     balancer = value_or_none(
@@ -173,7 +169,7 @@ def load_balancer_alarms(*, elbv2, landscape):
     if balancer is None:
         return None
     # CloudWatch's dimensions are the ARNs' tails: app/<name>/<id>, targetgroup/<name>/<id>
-    lb = _suffix_after(balancer["LoadBalancerArn"], ":loadbalancer/")
+    lb = balancer["LoadBalancerArn"].partition(":loadbalancer/")[2]
     group = value_or_none(
         lambda: elbv2.describe_target_groups(Names=[landscape.target_group]),
         ("TargetGroupNotFound",),
@@ -195,7 +191,7 @@ def load_balancer_alarms(*, elbv2, landscape):
         )
     ]
     if group is not None:
-        both = {"LoadBalancer": lb, "TargetGroup": _suffix_after(group["TargetGroupArn"], ":")}
+        both = {"LoadBalancer": lb, "TargetGroup": group["TargetGroupArn"].rpartition(":")[2]}
         alarms += [
             Alarm(
                 "target-5xx",

@@ -93,7 +93,7 @@ def ensure_database(*, rds, ssm, ec2, landscape, dry_run=False):
     current = {key: existing.get(key) for key in desired}
     changed = [key for key in desired if current[key] != desired[key]]
     yield converge(
-        f"RDS database {identifier} protections",
+        f"RDS database {identifier}",
         current,
         desired,
         lambda: rds.modify_db_instance(
