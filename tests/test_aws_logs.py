@@ -1,0 +1,168 @@
+"""`./manage.py logs` against moto's CloudWatch Logs: lines in time order with instance and
+time, --since, --grep, --instance, a missing group, and --follow in a real subprocess that
+sees a line written after it started exactly once and stops cleanly on Ctrl-C (SIGINT)."""
+
+import contextlib
+import datetime
+import io
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import boto3
+import pytest
+from django.core.management import CommandError, call_command
+
+from www import project
+from www.ops import logs as ops_logs
+from www.ops.landscape import Landscape
+
+STAGE = Landscape.of(project.load(), "stage")
+
+
+def logs(*args):
+    out = io.StringIO()
+    call_command("logs", "--env", "stage", *args, stdout=out)
+    return out.getvalue().splitlines()
+
+
+def put_line(client, stream, message, *, ago=datetime.timedelta(0)):
+    """One line in the stage group's stream, timestamped `ago` before now; its timestamp."""
+    moment = datetime.datetime.now(datetime.UTC) - ago
+    stamp = int(moment.timestamp() * 1000)
+    with contextlib.suppress(client.exceptions.ResourceAlreadyExistsException):
+        client.create_log_stream(logGroupName=STAGE.log_group, logStreamName=stream)
+    client.put_log_events(
+        logGroupName=STAGE.log_group,
+        logStreamName=stream,
+        logEvents=[{"timestamp": stamp, "message": message}],
+    )
+    return stamp
+
+
+@pytest.fixture
+def group(aws):
+    client = boto3.client("logs")
+    client.create_log_group(logGroupName=STAGE.log_group)
+    return client
+
+
+def minutes(n):
+    return datetime.timedelta(minutes=n)
+
+
+def test_lines_in_time_order_with_instance_and_time(group):
+    put_line(group, "i-0bbb/webapp", "GET /admin/ 500", ago=minutes(1))
+    put_line(group, "i-0aaa/webapp", "GET /health 200", ago=minutes(10))
+    boot = put_line(group, "i-0bbb/boot", "bootstrap-webserver: up", ago=minutes(5))
+    put_line(group, "i-0aaa/webapp", "an old line", ago=minutes(90))
+
+    lines = logs()
+    assert [line.split(" ", 1)[1] for line in lines] == [
+        "i-0aaa/webapp GET /health 200",
+        "i-0bbb/boot bootstrap-webserver: up",
+        "i-0bbb/webapp GET /admin/ 500",
+    ]
+    assert lines[1] == ops_logs.format_event(
+        {"timestamp": boot, "logStreamName": "i-0bbb/boot", "message": "bootstrap-webserver: up"}
+    )
+    shown = datetime.datetime.fromisoformat(lines[1].split()[0])
+    assert abs(shown.timestamp() * 1000 - boot) < 1  # the line's own time, in UTC
+
+    assert [line.split(" ", 1)[1] for line in logs("--since", "2h")][0] == (
+        "i-0aaa/webapp an old line"
+    )
+    assert [line.split(" ", 1)[1] for line in logs("--grep", "/admin/")] == [
+        "i-0bbb/webapp GET /admin/ 500"
+    ]
+    assert [line.split(" ", 1)[1] for line in logs("--instance", "i-0bbb")] == [
+        "i-0bbb/boot bootstrap-webserver: up",
+        "i-0bbb/webapp GET /admin/ 500",
+    ]
+    assert logs("--instance", "i-0ccc") == []
+    assert [line.split(" ", 1)[1] for line in logs("--since", "3m")] == [
+        "i-0bbb/webapp GET /admin/ 500"
+    ]
+
+
+def test_a_missing_group_says_to_run_setup_aws(aws):
+    with pytest.raises(
+        CommandError,
+        match=r"^log group /webapp/stage does not exist: run ./manage.py setup_aws --env stage$",
+    ):
+        logs()
+
+
+def test_a_bad_since_is_one_line(aws):
+    with pytest.raises(CommandError, match=r"'5x' is not a duration: give a number and a unit"):
+        logs("--since", "5x")
+
+
+def read_lines(stream, into):
+    for line in stream:
+        into.put(line.rstrip("\n"))
+
+
+def wait_for(lines, seen, predicate, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            seen.append(lines.get(timeout=0.5))
+        except queue.Empty:
+            continue
+        if predicate(seen):
+            return
+    raise AssertionError(f"not seen within {timeout}s; lines so far: {seen}")
+
+
+def test_follow_sees_a_new_line_exactly_once_and_stops_on_ctrl_c(group):
+    put_line(group, "i-0aaa/webapp", "before follow", ago=minutes(2))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "manage.py",
+            "logs",
+            "--env",
+            "stage",
+            "--follow",
+            "--poll-seconds",
+            "0.3",
+        ],
+        cwd=project.BASE_DIR,
+        env=os.environ.copy(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines = queue.Queue()
+    reader = threading.Thread(target=read_lines, args=(proc.stdout, lines), daemon=True)
+    reader.start()
+    seen = []
+    try:
+        wait_for(lines, seen, lambda s: any("before follow" in line for line in s), 60)
+        marker = f"written after follow started {uuid.uuid4().hex}"
+        put_line(group, "i-0bbb/webapp", marker)
+        wait_for(lines, seen, lambda s: any(marker in line for line in s), 30)
+        time.sleep(2)  # several more polls, each re-reading the window that holds both lines
+        proc.send_signal(signal.SIGINT)
+        returncode = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    reader.join(timeout=10)
+    while not lines.empty():
+        seen.append(lines.get())
+    stderr = proc.stderr.read()
+    assert returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert sum(marker in line for line in seen) == 1, seen
+    assert sum("before follow" in line for line in seen) == 1, seen
+    assert [line for line in seen if marker in line][0].split(" ", 1)[1] == (
+        f"i-0bbb/webapp {marker}"
+    )
