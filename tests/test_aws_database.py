@@ -109,13 +109,10 @@ def test_removing_the_database_always_leaves_a_final_snapshot(aws):
     client = boto3.client("rds")
     now = datetime.datetime(2026, 11, 29, 15, 0, tzinfo=datetime.UTC)
     result = rds.delete_database(rds=client, landscape=stage, now=now)
-    assert str(result) == (
-        f"Deleted RDS database {stage.database} (final snapshot {stage.database}-final-20261129-150000)"
-    )
+    final = f"{stage.database}-final-20261129-150000"
+    assert str(result) == f"Deleted RDS database {stage.database} (final snapshot {final})"
     snapshots = client.describe_db_snapshots()["DBSnapshots"]
-    assert f"{stage.database}-final-20261129-150000" in [
-        s["DBSnapshotIdentifier"] for s in snapshots
-    ]
+    assert final in [s["DBSnapshotIdentifier"] for s in snapshots]
 
     setup_aws("prod")
     with pytest.raises(rds.OpsError, match="has deletion protection"):
