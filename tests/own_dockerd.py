@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import uuid
 from pathlib import Path
 
 import docker
@@ -48,7 +49,7 @@ class OwnDockerDaemon:
             **AWS_TEST_ENV,
             "AWS_EC2_METADATA_DISABLED": "true",
         }
-        namespace = self.dir.name
+        namespace = f"rig-dockerd-{uuid.uuid4().hex[:12]}"  # containerd's: letters, digits, -
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 [
@@ -68,15 +69,15 @@ class OwnDockerDaemon:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        self.client = docker.DockerClient(base_url=self.url, timeout=300)
 
         def up():
             if self.proc.poll() is not None:
-                raise AssertionError(f"dockerd exited:\n{self.log_path.read_text()[-4000:]}")
-            try:
-                return self.client.ping()
+                raise AssertionError(f"dockerd exited:\n{self.logs()}")
+            try:  # the client asks the daemon its API version: only once it answers
+                self.client = docker.DockerClient(base_url=self.url, timeout=300)
             except docker.errors.DockerException:
                 return False
+            return self.client.ping()
 
         try:
             wait_until(up, timeout=60, what="the rig's own dockerd")
@@ -104,4 +105,13 @@ class OwnDockerDaemon:
             self.client.close()
         if self.proc is not None and self.proc.poll() is None:
             stop_process(self.proc, grace=30)
+        for mount_point in self._mounts():  # dockerd leaves exec/netns/default mounted
+            subprocess.run(["umount", "--lazy", mount_point], check=False)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _mounts(self):
+        """Mount points under this daemon's directory, deepest first."""
+        with open("/proc/self/mountinfo") as mountinfo:
+            points = [line.split()[4] for line in mountinfo]
+        inside = [p for p in points if p == str(self.dir) or p.startswith(f"{self.dir}/")]
+        return sorted(inside, key=len, reverse=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from www.config import PLACEHOLDER
 from www.ops.errors import OpsError
+from www.ops.landscape import Landscape
 from www.ops.objects import sync_object
 from www.ops.templates import TEMPLATE_DIR, render
 from www.project import BASE_DIR
@@ -151,6 +152,7 @@ def render_stage2(*, project, env, region):
         "region": region,
         "config_uri": env.config_uri,
         "release_uri": f"s3://{env.bucket}/{env.release_key}",
+        "log_group": Landscape(project, env).log_group,
     }
     for name, value in facts.items():
         if not SAFE_FACT.match(value):

@@ -108,7 +108,8 @@ def read_events(*, logs, landscape, since, instance=None, grep=None):
                 f"--env {landscape.env.name}"
             ) from None
         raise
-    return sorted(events, key=lambda e: (e["timestamp"], e["logStreamName"], e["eventId"]))
+    # stable: lines of one stream with the same time keep the order CloudWatch holds them in
+    return sorted(events, key=lambda e: (e["timestamp"], e["logStreamName"]))
 
 
 def follow_events(*, logs, landscape, since, instance=None, grep=None, poll_seconds=2.0):
