@@ -186,6 +186,9 @@ class Rig:
                 "CONTAINERS_ROOT": self.root,
                 "CONTAINER_NAME": self.container_name,
                 "CONTAINER_NETWORK": "host",
+                # the machine's shared daemon has no AWS credentials for the awslogs driver
+                # (tests/test_docker_awslogs.py runs that driver on a daemon of its own)
+                "CONTAINER_LOG_DRIVER": "json-file",
                 "HOST_PORT": str(self.host_port),
                 "TRIAL_PORT": str(self.trial_port),
                 "HEALTH_TIMEOUT": str(HEALTH_TIMEOUT),

@@ -1,8 +1,9 @@
 """A real release container logs to CloudWatch through Docker's awslogs driver, and
 `./manage.py logs` reads its lines back.
 
-The container is started the way stage 2 starts it (the same --log-opt set, the access log
-on stdout), with the driver's endpoint pointed at moto's server. It runs on a Docker daemon
+The container is started the way stage 2 starts it (the --log-opt set its log_options
+prints, the access log on stdout), with the driver's endpoint pointed at moto's server
+(stage 2 passes AWS_ENDPOINT_URL on as awslogs-endpoint). It runs on a Docker daemon
 of the rig's own (tests/own_dockerd.py), because the driver takes its credentials from the
 daemon's environment and the machine's shared daemon must stay as it is.
 """
@@ -25,6 +26,7 @@ from django.core.management import call_command
 
 from tests.docker_rig import SESSION_TAG, put_s3_config, run_release, stage_config
 from tests.own_dockerd import OwnDockerDaemon
+from tests.stage2 import log_options
 from tests.test_aws_logs import put_line, read_lines, wait_for
 from www import project
 from www.ops import logs as ops_logs
@@ -36,19 +38,6 @@ PROJECT = project.load()
 STAGE = Landscape.of(PROJECT, "stage")
 INSTANCE = f"i-0rig{uuid.uuid4().hex[:12]}"  # the instance this container plays on
 CONTAINER = f"{PROJECT.name}-{SESSION_TAG}"
-
-
-def awslogs_options(endpoint):
-    """Stage 2's --log-opt set (deploy/aws/bootstrap.webserver.sh), the endpoint added."""
-    return {
-        "awslogs-region": "eu-west-1",
-        "awslogs-group": STAGE.log_group,
-        "awslogs-stream": STAGE.log_stream(INSTANCE, CONTAINER),
-        "awslogs-create-group": "false",
-        "mode": "non-blocking",
-        "max-buffer-size": "4m",
-        "awslogs-endpoint": endpoint,
-    }
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +66,7 @@ def wait_for_lines(*args, predicate, timeout=90):
 
 
 def test_container_lines_reach_cloudwatch_and_logs_reads_them(
-    aws, postgres_server, own_daemon, release_image
+    aws, postgres_server, own_daemon, release_image, tmp_path
 ):
     for _ in ops_logs.ensure_log_group(
         logs=boto3.client("logs"), landscape=STAGE, retention_days=PROJECT.log_retention_days
@@ -87,13 +76,18 @@ def test_container_lines_reach_cloudwatch_and_logs_reads_them(
     uri = put_s3_config(stage_config(postgres_server, db))
     stream = STAGE.log_stream(INSTANCE, CONTAINER)
     probe = uuid.uuid4().hex
+    driver, options = log_options(  # stage 2's own, with AWS_ENDPOINT_URL: moto's server
+        STAGE, region="eu-west-1", instance=INSTANCE, container=CONTAINER, directory=tmp_path
+    )
+    assert (driver, options["awslogs-stream"]) == ("awslogs", stream)
+    assert options["awslogs-endpoint"] == os.environ["AWS_ENDPOINT_URL"]
     with run_release(
         own_daemon.client,
         release_image,
         config_uri=uri,
         env={"GUNICORN_ACCESS_LOG": "-"},  # as stage 2 runs it: requests in the container log
         name=CONTAINER,
-        log_config={"type": "awslogs", "config": awslogs_options(os.environ["AWS_ENDPOINT_URL"])},
+        log_config={"type": driver, "config": options},
     ) as app:
         app.wait_healthy()
         assert requests.get(f"{app.url}/admin/login/?probe={probe}", timeout=10).status_code == 200

@@ -38,6 +38,12 @@
 #   TRIAL_PORT          loopback port of a new container on trial (default 8001)
 #   HEALTH_TIMEOUT      seconds to wait for /health (default 300)
 #   CONTAINERS_ROOT     parent of the project's host directory (default /containers)
+#   CONTAINER_LOG_DRIVER  where the container's output goes: awslogs (default: CloudWatch Logs,
+#                       group LOG_GROUP, stream <instance-id>/<container>, through the instance
+#                       role) or json-file (this host only, e.g. a Docker daemon without AWS
+#                       credentials)
+#   BOOTSTRAP_LOG       the boot log that stage 1 writes (default /var/log/bootstrap.log); its
+#                       new lines go to the stream <instance-id>/boot when this script ends
 set -Eeuo pipefail
 
 # Facts of one environment, filled in by push_config. An unfilled copy refuses to run.
@@ -46,6 +52,7 @@ ENV_NAME='{{env}}'
 DEFAULT_REGION='{{region}}'
 CONFIG_URI='{{config_uri}}'
 RELEASE_URI='{{release_uri}}'
+LOG_GROUP='{{log_group}}'
 
 # The release image runs as this uid, listens on this port, and writes /host/logs.
 APP_UID=10001
@@ -73,11 +80,92 @@ aws_cli() {
 # push_config fills in the facts above; running the template itself is a mistake.
 check_rendered() {
 	local fact
-	for fact in "$PROJECT_NAME" "$ENV_NAME" "$DEFAULT_REGION" "$CONFIG_URI" "$RELEASE_URI"; do
+	for fact in "$PROJECT_NAME" "$ENV_NAME" "$DEFAULT_REGION" "$CONFIG_URI" "$RELEASE_URI" "$LOG_GROUP"; do
 		if [[ $fact == *'{{'* ]]; then
 			die "this is the unrendered template: upload it with ./manage.py push_config --env ENV"
 		fi
 	done
+}
+
+# This instance's id, from instance metadata (IMDSv2): it names the instance's log streams.
+instance_id() {
+	local base=${IMDS_ENDPOINT:-http://169.254.169.254} token
+	base=${base%/}
+	token=$(curl --silent --fail --max-time 5 --request PUT \
+		--header 'X-aws-ec2-metadata-token-ttl-seconds: 300' "$base/latest/api/token") &&
+		curl --silent --fail --max-time 5 --header "X-aws-ec2-metadata-token: $token" \
+			"$base/latest/meta-data/instance-id"
+}
+
+# docker run's options for container $1's output: CloudWatch Logs through the awslogs driver
+# (credentials: the daemon's, i.e. the instance role), non-blocking with a 4 MB buffer so a
+# slow CloudWatch drops lines instead of stalling the app; or CONTAINER_LOG_DRIVER's.
+log_options() {
+	local name=$1
+	if [[ $CONTAINER_LOG_DRIVER != awslogs ]]; then
+		printf '%s\n' --log-driver "$CONTAINER_LOG_DRIVER" --log-opt max-size=20m --log-opt max-file=5
+		return 0
+	fi
+	printf '%s\n' --log-driver awslogs \
+		--log-opt "awslogs-region=$AWS_REGION" --log-opt "awslogs-group=$LOG_GROUP" \
+		--log-opt "awslogs-stream=$INSTANCE_ID/$name" --log-opt awslogs-create-group=false \
+		--log-opt mode=non-blocking --log-opt max-buffer-size=4m
+	if [[ -n ${AWS_ENDPOINT_URL:-} ]]; then
+		printf '%s\n' --log-opt "awslogs-endpoint=$AWS_ENDPOINT_URL"
+	fi
+}
+
+# The boot log's lines from byte $2 on, as CloudWatch log events (JSON) in file $3; prints
+# the offset they end at. A line's time is the one it starts with (log lines do), else the
+# one before it (the first one found for lines before any); never earlier than the line before.
+boot_log_events() {
+	python3 - "$1" "$2" "$3" <<-'PYTHON'
+		import datetime, json, os, sys
+		path, offset, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+		with open(path, "rb") as log:
+		    log.seek(offset)
+		    data = log.read(900_000)  # one PutLogEvents call takes at most 1 MB
+		end = data.rfind(b"\n") + 1  # whole lines only; a partial one goes next time
+		lines = [l for l in data[:end].decode("utf-8", "replace").splitlines() if l.strip()]
+		def time_of(line):
+		    try:
+		        moment = datetime.datetime.strptime(line[:20], "%Y-%m-%dT%H:%M:%SZ")
+		    except ValueError:
+		        return None
+		    return int(moment.replace(tzinfo=datetime.timezone.utc).timestamp() * 1000)
+		times = [time_of(line) for line in lines]
+		stamp = next((t for t in times if t), int(os.stat(path).st_mtime * 1000))
+		events = []
+		for line, moment in zip(lines, times):
+		    stamp = max(stamp, moment or 0)
+		    events.append({"timestamp": stamp, "message": line})
+		with open(out, "w") as f:
+		    json.dump(events[-10_000:], f)  # and at most 10,000 events
+		print(offset + end)
+	PYTHON
+}
+
+# Send the boot log's lines not sent yet (stages 1 and 2) to the stream <instance-id>/boot,
+# so a boot that failed is readable with ./manage.py logs, without SSH. Best effort: it never
+# changes this script's exit status. The offset sent so far is kept beside the log.
+ship_boot_log() {
+	local file=${BOOTSTRAP_LOG:-/var/log/bootstrap.log} sent=0 next events
+	if [[ $CONTAINER_LOG_DRIVER != awslogs || -z ${INSTANCE_ID:-} || ! -f $file ]]; then
+		return 0
+	fi
+	[[ -s $file.shipped ]] && sent=$(<"$file.shipped")
+	events=$(mktemp)
+	if next=$(boot_log_events "$file" "$sent" "$events") && [[ $(<"$events") != "[]" ]]; then
+		aws_cli logs create-log-stream --log-group-name "$LOG_GROUP" \
+			--log-stream-name "$INSTANCE_ID/boot" >/dev/null 2>&1 || true # exists after the first boot
+		if aws_cli logs put-log-events --log-group-name "$LOG_GROUP" \
+			--log-stream-name "$INSTANCE_ID/boot" --log-events "file://$events" >/dev/null; then
+			printf '%s\n' "$next" >"$file.shipped"
+		else
+			log "warning: the boot log did not reach CloudWatch Logs $LOG_GROUP (see above)"
+		fi
+	fi
+	rm -f "$events"
 }
 
 # The image this environment runs, from the IMAGE= line publish_image recorded.
@@ -164,8 +252,9 @@ run_container() {
 		--volume "$HOST_DIR:/host"
 		--env "DJANGO_CONFIG_URI=$CONFIG_URI"
 		--env "AWS_REGION=$AWS_REGION" --env "AWS_DEFAULT_REGION=$AWS_REGION"
-		--log-opt max-size=20m --log-opt max-file=5
+		--env "GUNICORN_ACCESS_LOG=-" # requests in the container log: CloudWatch gets them
 	)
+	mapfile -t -O "${#args[@]}" args < <(log_options "$name")
 	if [[ $role == serving ]]; then
 		port=$HOST_PORT
 		args+=(--restart unless-stopped)
@@ -267,6 +356,10 @@ main() {
 	check_rendered
 	AWS_REGION=${AWS_REGION:-${AWS_DEFAULT_REGION:-$DEFAULT_REGION}}
 	export AWS_REGION AWS_DEFAULT_REGION=$AWS_REGION
+	CONTAINER_LOG_DRIVER=${CONTAINER_LOG_DRIVER:-awslogs}
+	INSTANCE_ID=$(instance_id) ||
+		die "instance metadata at ${IMDS_ENDPOINT:-http://169.254.169.254} gave no instance id: run on EC2 (IMDSv2, hop limit 2)"
+	trap 'ship_boot_log || true' EXIT
 	CONTAINERS_ROOT=${CONTAINERS_ROOT:-/containers}
 	HOST_DIR="$CONTAINERS_ROOT/$PROJECT_NAME"
 	CONTAINER_NAME=${CONTAINER_NAME:-$PROJECT_NAME}
