@@ -150,7 +150,7 @@ boot_log_events() {
 # changes this script's exit status. The offset sent so far is kept beside the log.
 ship_boot_log() {
 	local file=${BOOTSTRAP_LOG:-/var/log/bootstrap.log} sent=0 next events
-	if [[ $CONTAINER_LOG_DRIVER != awslogs || -z ${INSTANCE_ID:-} || ! -f $file ]]; then
+	if [[ $CONTAINER_LOG_DRIVER != awslogs || ! -f $file ]]; then
 		return 0
 	fi
 	[[ -s $file.shipped ]] && sent=$(<"$file.shipped")
