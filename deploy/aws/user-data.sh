@@ -4,10 +4,10 @@
 #
 # It installs Docker, the AWS CLI and curl where they are missing, reads the instance's region
 # and its `Bootstrap` tag (the S3 URI of stage 2) from instance metadata with an IMDSv2 token,
-# downloads that script and runs it. Everything goes to /var/log/bootstrap.log (root only: on
-# a failure it quotes the container's last log lines) and to the console (cloud-init's
-# output); the first failing command stops the boot with its line.
+# downloads that script and runs it. Everything goes to /var/log/bootstrap.log and to the
+# console (cloud-init's output); the first failing command stops the boot with its line.
 #
+# The log is root's alone: on a failure it quotes the container's last log lines.
 # launch_ec2 renders the environment's stage-2 URI into this file (STAGE2_URI below), and a
 # Bootstrap tag naming anything else is refused: whoever may tag an instance and upload a
 # file the instance role can read (e.g. under media/) must not get it run as root.
