@@ -178,3 +178,13 @@ def test_unreadable_config_is_refused_in_one_line(landscape, tmp_path, make, rea
         push_config(str(path))
     assert str(raised.value) == f"{path}: not a readable UTF-8 text file ({reason})"
     assert "Contents" not in boto3.client("s3").list_objects_v2(Bucket=STAGE.bucket)
+
+
+def test_short_secret_key_is_refused_before_upload(landscape, tmp_path):
+    path = filled_config(tmp_path, SECRET_KEY="tiny-key-123")
+    with pytest.raises(CommandError) as raised:
+        push_config(str(path))
+    message = str(raised.value)
+    assert "Django rejects these settings: SECRET_KEY is shorter than 50 characters" in message
+    assert "tiny-key-123" not in message
+    assert "Contents" not in boto3.client("s3").list_objects_v2(Bucket=STAGE.bucket)
