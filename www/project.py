@@ -72,6 +72,10 @@ def check_environment_name(name):
         )
 
 
+class UnknownEnvironment(ValueError):
+    """An environment name that project.env's ENVIRONMENTS does not list."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Environment:
     name: str
@@ -120,7 +124,7 @@ class Project:
             return self.environments[name]
         except KeyError:
             known = ", ".join(self.environments)
-            raise ValueError(
+            raise UnknownEnvironment(
                 f"unknown environment {name!r}: choose one of {known} (ENVIRONMENTS in project.env)"
             ) from None
 
