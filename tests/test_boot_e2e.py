@@ -326,6 +326,14 @@ def test_pipeline_from_setup_aws_to_a_healthy_instance(rig):
     # root's alone: on a failure it quotes the container's last log lines
     mode = rig.instance.exec_run(["stat", "-c", "%a %U", BOOTSTRAP_LOG]).output.decode().strip()
     assert mode == "600 root"
+    # ... and in CloudWatch Logs, readable without SSH: stage 2 sent it to <instance-id>/boot
+    (instance,) = boto3.client("ec2").describe_instances(
+        Filters=[{"Name": "tag:Env", "Values": ["stage"]}]
+    )["Reservations"][0]["Instances"]
+    shipped = io.StringIO()
+    call_command("logs", "--env", "stage", "--instance", instance["InstanceId"], stdout=shipped)
+    assert f"{instance['InstanceId']}/boot" in shipped.getvalue()
+    assert f"{rig.container_name} (stage) is up" in shipped.getvalue()
 
     # The site answers, with the settings of the config pushed to S3: DEBUG off, this host
     # allowed, the admin's CSS linked from (and served by) the bucket's static/ prefix.

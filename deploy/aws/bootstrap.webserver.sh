@@ -41,7 +41,7 @@
 #   CONTAINER_LOG_DRIVER  where the container's output goes: awslogs (default: CloudWatch Logs,
 #                       group LOG_GROUP, stream <instance-id>/<container>, through the instance
 #                       role) or json-file (this host only, e.g. a Docker daemon without AWS
-#                       credentials)
+#                       credentials; the boot log is sent all the same)
 #   BOOTSTRAP_LOG       the boot log that stage 1 writes (default /var/log/bootstrap.log); its
 #                       new lines go to the stream <instance-id>/boot when this script ends
 set -Eeuo pipefail
@@ -146,13 +146,12 @@ boot_log_events() {
 }
 
 # Send the boot log's lines not sent yet (stages 1 and 2) to the stream <instance-id>/boot,
-# so a boot that failed is readable with ./manage.py logs, without SSH. Best effort: it never
-# changes this script's exit status. The offset sent so far is kept beside the log.
+# so a boot that failed is readable with ./manage.py logs, without SSH. Through the AWS CLI
+# and the instance role, whatever CONTAINER_LOG_DRIVER says. Best effort: it never changes
+# this script's exit status. The offset sent so far is kept beside the log.
 ship_boot_log() {
 	local file=${BOOTSTRAP_LOG:-/var/log/bootstrap.log} sent=0 next events
-	if [[ $CONTAINER_LOG_DRIVER != awslogs || ! -f $file ]]; then
-		return 0
-	fi
+	[[ -f $file ]] || return 0 # e.g. /dev/null: the timer's runs log to the journal
 	[[ -s $file.shipped ]] && sent=$(<"$file.shipped")
 	events=$(mktemp)
 	if next=$(boot_log_events "$file" "$sent" "$events") && [[ $(<"$events") != "[]" ]]; then
