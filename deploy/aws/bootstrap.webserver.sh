@@ -152,6 +152,7 @@ boot_log_events() {
 ship_boot_log() {
 	local file=${BOOTSTRAP_LOG:-/var/log/bootstrap.log} sent=0 next events
 	[[ -f $file ]] || return 0 # e.g. /dev/null: the timer's runs log to the journal
+	sleep 1 # stage 1's tee writes the lines this script printed last to the file
 	[[ -s $file.shipped ]] && sent=$(<"$file.shipped")
 	events=$(mktemp)
 	if next=$(boot_log_events "$file" "$sent" "$events") && [[ $(<"$events") != "[]" ]]; then
