@@ -12,7 +12,7 @@ import keyword
 import re
 from pathlib import Path
 
-from www.project import parse_env_file
+from www.project import bucket_variable, parse_env_file
 
 # Lowercase words joined by single hyphens: the intersection of S3 bucket names, Docker
 # repository names, and (with '-' as '_') Python identifiers.
@@ -116,7 +116,7 @@ def rename(root, new_name, *, dry_run=False):
     old_name = values["PROJECT_NAME"]
 
     changes, new_values = [], {}
-    keys = ["PROJECT_NAME"] + [f"{env.upper()}_BUCKET" for env in values["ENVIRONMENTS"].split()]
+    keys = ["PROJECT_NAME"] + [bucket_variable(env) for env in values["ENVIRONMENTS"].split()]
     for key in keys:
         new_value = new_name if key == "PROJECT_NAME" else follow(values[key], old_name, new_name)
         if new_value != values[key]:
