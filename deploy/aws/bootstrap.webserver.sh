@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Stage 2 of a web server's boot: run this environment's release image as the project's one
-# container, then wait until it answers /health.
+# container behind nginx, and swap it for a new one with no failed request.
 #
 # Stage 1 (deploy/aws/user-data.sh) downloads this script from s3://<bucket>/deploy/webserver.sh
 # and runs it as root. `./manage.py push_config` renders the environment's facts into it (the
@@ -12,19 +12,27 @@
 # leaves a healthy container alone and says "unchanged"; stage 1's timer reruns it every few
 # minutes, so a published release or a pushed config reaches the instance by itself.
 #
-# Replacing a running container (a new release, or a new config: both are read at start):
-#   1. the new container starts as <name>-trial on TRIAL_PORT, on 127.0.0.1 only, while the
-#      old one keeps serving; it migrates the database, so migrations must suit the release
-#      still serving (add columns first, drop them a release later);
-#   2. if the trial never answers /health, it is removed, the old container keeps serving,
-#      and the script fails with one line saying so;
-#   3. once it answers, it is removed, and the old container is renamed <name>-previous and
-#      stopped; the new release then starts under <name> on the serving port. A port Docker
-#      publishes cannot move to another container, so the site is down for this one start
-#      (seconds: the trial already migrated and collected the static files). Zero downtime
-#      needs two instances behind a load balancer;
-#   4. if that start fails, <name>-previous is renamed back and started again; once the new
-#      one answers, <name>-previous is removed. One container of the project remains.
+# The site's port (HOST_PORT, 80) is nginx's, from the distribution's packages (stage 1
+# installs it). nginx proxies to the release container, which listens on one of two loopback
+# ports (UPSTREAM_PORTS), never on a public address. Why nginx: its upstream switches with a
+# graceful reload, in which the old workers finish the requests they hold while new workers
+# take new connections. A published Docker port cannot move between containers (the old way
+# left the site down for a start), and two processes sharing a port with SO_REUSEPORT drop
+# the connections queued on the listener that closes.
+#
+# Replacing a running container (a new release, or a new config: both are read at start),
+# swap_container:
+#   1. the new container starts as <name>-next on the other loopback port while the old one
+#      keeps serving; it migrates the database, so migrations must suit the release still
+#      serving (add columns first, drop them a release later);
+#   2. if it never answers /health on that port, it is removed, the old container keeps
+#      serving, and the script fails with one line saying so;
+#   3. once it answers, nginx's site file is pointed at its port, checked (nginx -t) and
+#      reloaded; the script waits until nginx's old workers have finished their requests;
+#   4. only then the old container stops gracefully (gunicorn finishes what it holds, within
+#      its graceful_timeout) and is removed, and the new one takes the name <name>.
+# A run interrupted in the middle is finished by the next one (finish_interrupted_swap): the
+# container nginx's site file points at is the one kept.
 #
 # Settings, all optional; production on EC2 sets none of them:
 #   AWS_REGION          region of the bucket and registry (default: the rendered one)
@@ -32,10 +40,11 @@
 #   IMDS_ENDPOINT       instance metadata address, if not http://169.254.169.254; the container's
 #                       AWS SDK gets it as AWS_EC2_METADATA_SERVICE_ENDPOINT (instance role)
 #   CONTAINER_NAME      the container's name (default: the project's name)
-#   CONTAINER_NETWORK   a Docker network for the container; "host" makes the app listen on
-#                       HOST_PORT and TRIAL_PORT itself (ports below 1024 are then refused)
-#   HOST_PORT           port the site answers on (default 80; 8000 with CONTAINER_NETWORK=host)
-#   TRIAL_PORT          loopback port of a new container on trial (default 8001)
+#   CONTAINER_NETWORK   a Docker network for the container; "host" makes the app itself listen
+#                       on its upstream port (on every address of the host: tests only)
+#   HOST_PORT           port the site (nginx) answers on (default 80)
+#   UPSTREAM_PORTS      the two loopback ports the release containers take in turn
+#                       (default "8001 8002")
 #   HEALTH_TIMEOUT      seconds to wait for /health (default 300)
 #   CONTAINERS_ROOT     parent of the project's host directory (default /containers)
 set -Eeuo pipefail
@@ -50,6 +59,17 @@ RELEASE_URI='{{release_uri}}'
 # The release image runs as this uid, listens on this port, and writes /host/logs.
 APP_UID=10001
 APP_PORT=8000
+# gunicorn's graceful_timeout is 20 s, supervisord's stopwaitsecs 25 s: docker's SIGKILL after
+# this many seconds comes later than both.
+STOP_TIMEOUT=30
+# nginx's site for the project (Debian's nginx.conf includes conf.d/*.conf), and the default
+# site the package enables on port 80, which would hold HOST_PORT.
+NGINX_SITE_DIR=/etc/nginx/conf.d
+NGINX_DEFAULT_SITE=/etc/nginx/sites-enabled/default
+NGINX_PID_FILE=/run/nginx.pid
+# How long old nginx workers may take to finish their requests after a reload: longer than
+# the site's proxy_read_timeout (60 s), after which they have nothing left to wait for.
+NGINX_DRAIN_TIMEOUT=70
 
 log() {
 	printf '%s bootstrap-webserver: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2
@@ -153,32 +173,29 @@ remove_container() {
 	fi
 }
 
-# Start container $1 from image $2: "serving" on HOST_PORT with a restart policy, or "trial"
-# on TRIAL_PORT (loopback only) without one.
+# Container $1's loopback port (its bootstrap.port label); empty for none or no container.
+container_port() {
+	docker container inspect --format '{{index .Config.Labels "bootstrap.port"}}' "$1" 2>/dev/null || true
+}
+
+# Start container $1 from image $2, listening on 127.0.0.1:$3 only. No restart policy yet:
+# a container that fails its start must not be restarted while wait_healthy watches it.
 run_container() {
-	local name=$1 image=$2 role=$3 port
+	local name=$1 image=$2 port=$3
 	local args=(
 		--detach --name "$name"
-		--label "project=$PROJECT_NAME" --label "env=$ENV_NAME" --label "bootstrap.role=$role"
+		--label "project=$PROJECT_NAME" --label "env=$ENV_NAME" --label "bootstrap.port=$port"
 		--label "bootstrap.config-etag=$CONFIG_ETAG"
 		--volume "$HOST_DIR:/host"
 		--env "DJANGO_CONFIG_URI=$CONFIG_URI"
 		--env "AWS_REGION=$AWS_REGION" --env "AWS_DEFAULT_REGION=$AWS_REGION"
 		--log-opt max-size=20m --log-opt max-file=5
 	)
-	if [[ $role == serving ]]; then
-		port=$HOST_PORT
-		args+=(--restart unless-stopped)
-	else
-		port=$TRIAL_PORT
-	fi
 	if [[ -n ${CONTAINER_NETWORK:-} ]]; then
 		args+=(--network "$CONTAINER_NETWORK")
 	fi
 	if [[ ${CONTAINER_NETWORK:-} == host ]]; then
 		args+=(--env "PORT=$port")
-	elif [[ $role == serving ]]; then
-		args+=(--publish "$port:$APP_PORT")
 	else
 		args+=(--publish "127.0.0.1:$port:$APP_PORT")
 	fi
@@ -190,7 +207,7 @@ run_container() {
 		args+=(--env "AWS_EC2_METADATA_SERVICE_ENDPOINT=${IMDS_ENDPOINT%/}/")
 	fi
 	docker container run "${args[@]}" "$image" >/dev/null
-	log "started $name from $image (port $port)"
+	log "started $name from $image (127.0.0.1:$port)"
 }
 
 # Poll container $1's /health on port $2 until it answers 200 (status 0), or the container
@@ -210,9 +227,246 @@ wait_healthy() {
 			log "$name did not answer $url within ${HEALTH_TIMEOUT}s (HEALTH_TIMEOUT)"
 			return 1
 		fi
-		sleep 2
+		sleep 1
 	done
 	log "$url answers: $name ($ENV_NAME) is up"
+}
+
+# Stop container $1 gracefully (docker's SIGTERM reaches gunicorn through supervisord: requests
+# in flight finish), then remove it.
+retire_container() {
+	local name=$1 image
+	image=$(docker container inspect --format '{{.Config.Image}}' "$name")
+	docker container stop --time "$STOP_TIMEOUT" "$name" >/dev/null
+	docker container rm "$name" >/dev/null
+	log "stopped $name ($image)"
+}
+
+# --- nginx, in front ------------------------------------------------------------------------
+
+# The site file: HOST_PORT proxied to the container on 127.0.0.1:$1.
+#
+# Forwarded headers: a load balancer in front (an ALB connects from the VPC's private
+# addresses) says who the client is and which scheme it used; any other sender's
+# X-Forwarded-For and X-Forwarded-Proto are replaced by what nginx sees, so a client cannot
+# claim https (the app's SECURE_PROXY_SSL_HEADER) or another address. gunicorn's other scheme
+# headers (X-Forwarded-Ssl, X-Forwarded-Protocol) are never passed on.
+render_site() {
+	local site
+	site=$(
+		cat <<-'EOF'
+			# Written by stage 2 (bootstrap-webserver) at every swap: edits here are lost.
+			geo $bootstrap_from_proxy {
+				default 0;
+				10.0.0.0/8 1;
+				172.16.0.0/12 1;
+				192.168.0.0/16 1;
+			}
+			map "$bootstrap_from_proxy:$http_x_forwarded_proto" $bootstrap_forwarded_proto {
+				default $scheme;
+				"~^1:(https?)$" $1;
+			}
+			map $bootstrap_from_proxy $bootstrap_forwarded_for {
+				default $remote_addr;
+				1 $proxy_add_x_forwarded_for;
+			}
+			server {
+				listen @HOST_PORT@ default_server;
+				server_name _;
+				server_tokens off;
+				client_max_body_size 100m;
+				proxy_connect_timeout 5s;
+				proxy_send_timeout 60s;
+				# longer than gunicorn's own timeout (30 s), which ends a stuck request first
+				proxy_read_timeout 60s;
+				proxy_set_header Host $http_host;
+				proxy_set_header X-Forwarded-For $bootstrap_forwarded_for;
+				proxy_set_header X-Forwarded-Proto $bootstrap_forwarded_proto;
+				proxy_set_header X-Forwarded-Ssl "";
+				proxy_set_header X-Forwarded-Protocol "";
+				location / {
+					proxy_pass http://127.0.0.1:@UPSTREAM_PORT@;
+				}
+				# the app's own answer, for the load balancer and stage 2; not logged
+				location = /health {
+					proxy_pass http://127.0.0.1:@UPSTREAM_PORT@;
+					access_log off;
+				}
+			}
+		EOF
+	)
+	site=${site//@HOST_PORT@/$HOST_PORT}
+	printf '%s\n' "${site//@UPSTREAM_PORT@/$1}"
+}
+
+# The loopback port the site file proxies to; empty without one.
+upstream_port() {
+	local line
+	[[ -f $NGINX_SITE ]] || return 0
+	while IFS= read -r line; do
+		if [[ $line =~ proxy_pass\ http://127\.0\.0\.1:([0-9]+)\; ]]; then
+			printf '%s\n' "${BASH_REMATCH[1]}"
+			return 0
+		fi
+	done <"$NGINX_SITE"
+}
+
+# The nginx master's pid, if it runs.
+nginx_master() {
+	local pid
+	[[ -s $NGINX_PID_FILE ]] || return 1
+	pid=$(<"$NGINX_PID_FILE")
+	[[ -e /proc/$pid ]] || return 1
+	printf '%s\n' "$pid"
+}
+
+# nginx's worker processes (the master's children) right now.
+nginx_workers() {
+	local master=$1
+	cat "/proc/$master/task/$master/children" 2>/dev/null || true
+}
+
+# Reload nginx with its config on disk, then wait until the workers of the old config have
+# finished their requests (they close idle connections and exit), or start nginx if it is not
+# running (the rig's instance has no systemd; on EC2 systemd starts it at boot).
+apply_nginx() {
+	local master old pid deadline=$((SECONDS + NGINX_DRAIN_TIMEOUT))
+	if ! master=$(nginx_master); then
+		nginx
+		log "started nginx on port $HOST_PORT"
+		return 0
+	fi
+	old=$(nginx_workers "$master")
+	nginx -s reload
+	for pid in $old; do
+		while [[ -e /proc/$pid ]]; do
+			if ((SECONDS >= deadline)); then
+				log "nginx's old workers still hold requests after ${NGINX_DRAIN_TIMEOUT}s: going on"
+				return 0
+			fi
+			sleep 0.1
+		done
+	done
+	log "nginx reloaded: its old workers have finished"
+}
+
+# Point nginx at the container on 127.0.0.1:$1 (nothing to do when it already is), checking
+# the new site file with nginx -t first; a refused file is put back as it was.
+switch_upstream() {
+	local port=$1 next="$NGINX_SITE.next" errors
+	rm -f "$NGINX_DEFAULT_SITE"
+	render_site "$port" >"$next"
+	if cmp -s "$next" "$NGINX_SITE" && nginx_master >/dev/null; then
+		rm -f "$next"
+		return 0
+	fi
+	if [[ -f $NGINX_SITE ]]; then
+		cp -p "$NGINX_SITE" "$NGINX_SITE.previous"
+	fi
+	mv "$next" "$NGINX_SITE"
+	if ! errors=$(nginx -t -q 2>&1); then
+		if [[ -f $NGINX_SITE.previous ]]; then
+			mv "$NGINX_SITE.previous" "$NGINX_SITE"
+		else
+			rm -f "$NGINX_SITE"
+		fi
+		printf '%s\n' "$errors" >&2
+		log "nginx refused the site for port $HOST_PORT (nginx -t, above)"
+		return 1
+	fi
+	rm -f "$NGINX_SITE.previous"
+	apply_nginx
+	log "nginx on port $HOST_PORT proxies to 127.0.0.1:$port"
+}
+
+# --- the swap -------------------------------------------------------------------------------
+
+# The upstream port of the next container: the one of UPSTREAM_PORTS container $1 is not on.
+next_port() {
+	local current ports
+	current=$(container_port "$1")
+	read -r -a ports <<<"$UPSTREAM_PORTS"
+	if [[ ${ports[0]} == "$current" ]]; then
+		printf '%s\n' "${ports[1]}"
+	else
+		printf '%s\n' "${ports[0]}"
+	fi
+}
+
+# Put a container from image $1 in place of the serving one (if any), as described at the top
+# of this file. Exits with one line when it fails, the old container still serving and nginx
+# still pointing at it. A load-balanced instance leaves its target group before calling this,
+# and rejoins once it returns.
+swap_container() {
+	local image=$1 old='' old_image='' old_port port next=$CONTAINER_NAME-next
+	if container_exists "$CONTAINER_NAME"; then
+		old=$CONTAINER_NAME
+		old_image=$(docker container inspect --format '{{.Config.Image}}' "$old")
+	fi
+	port=$(next_port "$CONTAINER_NAME")
+	remove_container "$next"
+	log "trying $image as $next on 127.0.0.1:$port${old:+ while $old keeps serving}"
+	run_container "$next" "$image" "$port"
+	if ! wait_healthy "$next" "$port"; then
+		remove_container "$next"
+		[[ -n $old ]] || die "$image did not become healthy: see its log lines above and $HOST_DIR/logs"
+		die "the new container did not become healthy: $old keeps serving $old_image"
+	fi
+	docker container update --restart unless-stopped "$next" >/dev/null
+	old_port=$(container_port "$CONTAINER_NAME")
+	if [[ -n $old && -z $old_port ]]; then
+		# A container from before nginx publishes HOST_PORT itself: the one swap with a gap.
+		log "$old holds port $HOST_PORT itself (started before nginx): stopping it first"
+		docker container stop --time "$STOP_TIMEOUT" "$old" >/dev/null
+	fi
+	if ! switch_upstream "$port"; then
+		remove_container "$next"
+		if [[ -n $old && -z $old_port ]]; then
+			docker container start "$old" >/dev/null
+		fi
+		die "nginx did not take the new container: ${old:-nothing} keeps serving ${old_image}"
+	fi
+	if [[ -n $old ]]; then
+		remove_container "$CONTAINER_NAME-previous"
+		docker container rename "$old" "$CONTAINER_NAME-previous"
+	fi
+	docker container rename "$next" "$CONTAINER_NAME"
+	if [[ -n $old ]]; then
+		retire_container "$CONTAINER_NAME-previous"
+	fi
+}
+
+# A run that stopped half-way (killed, or the host rebooted) left <name>-next or
+# <name>-previous behind. The container nginx's site file points at is the one to keep: finish
+# the swap towards it, or remove a new container that was never switched to.
+finish_interrupted_swap() {
+	local next=$CONTAINER_NAME-next previous=$CONTAINER_NAME-previous site_port
+	site_port=$(upstream_port)
+	if container_exists "$next"; then
+		if [[ -n $site_port && $(container_port "$next") == "$site_port" ]]; then
+			log "finishing an interrupted swap to $next"
+			docker container start "$next" >/dev/null
+			rm -f "$NGINX_DEFAULT_SITE"
+			apply_nginx # the site file may not have been loaded yet
+			if container_exists "$CONTAINER_NAME"; then
+				remove_container "$previous"
+				docker container rename "$CONTAINER_NAME" "$previous"
+			fi
+			docker container rename "$next" "$CONTAINER_NAME"
+		else
+			log "removing $next, left by an interrupted run before nginx was switched to it"
+			remove_container "$next"
+		fi
+	fi
+	if container_exists "$previous"; then
+		if container_exists "$CONTAINER_NAME"; then
+			retire_container "$previous"
+		else
+			# Stopped before its replacement ran (a run of the stage 2 from before nginx).
+			docker container rename "$previous" "$CONTAINER_NAME"
+			docker container start "$CONTAINER_NAME" >/dev/null
+		fi
+	fi
 }
 
 # Whether the serving container already runs image $1 with the current config, healthy.
@@ -222,83 +476,47 @@ up_to_date() {
 		'{{.State.Running}} {{.Config.Image}} {{index .Config.Labels "bootstrap.config-etag"}}' \
 		"$CONTAINER_NAME" 2>/dev/null) || return 1
 	[[ $running == "true $1 $CONFIG_ETAG" ]] &&
-		curl --silent --fail --max-time 5 --output /dev/null "http://127.0.0.1:$HOST_PORT/health"
+		curl --silent --fail --max-time 5 --output /dev/null \
+			"http://127.0.0.1:$(container_port "$CONTAINER_NAME")/health"
 }
 
-# The first container on this host.
-start_first() {
-	local image=$1
-	run_container "$CONTAINER_NAME" "$image" serving
-	if ! wait_healthy "$CONTAINER_NAME" "$HOST_PORT"; then
-		remove_container "$CONTAINER_NAME"
-		die "$image did not become healthy: see its log lines above and $HOST_DIR/logs"
-	fi
-}
-
-# Replace the serving container with one from $1, as described at the top of this file.
-replace_running() {
-	local image=$1 old_image trial=$CONTAINER_NAME-trial previous=$CONTAINER_NAME-previous
-	old_image=$(docker container inspect --format '{{.Config.Image}}' "$CONTAINER_NAME")
-	remove_container "$trial"
-	log "trying $image as $trial while $CONTAINER_NAME keeps serving"
-	run_container "$trial" "$image" trial
-	if ! wait_healthy "$trial" "$TRIAL_PORT"; then
-		remove_container "$trial"
-		die "the new container did not become healthy: $CONTAINER_NAME keeps serving $old_image"
-	fi
-	remove_container "$trial" # it served nothing but the health check: no need to drain it
-
-	remove_container "$previous"
-	docker container rename "$CONTAINER_NAME" "$previous"
-	docker container stop --time 30 "$previous" >/dev/null # lets requests in flight finish
-	log "stopped $previous ($old_image)"
-	run_container "$CONTAINER_NAME" "$image" serving
-	if ! wait_healthy "$CONTAINER_NAME" "$HOST_PORT"; then
-		remove_container "$CONTAINER_NAME"
-		docker container rename "$previous" "$CONTAINER_NAME"
-		docker container start "$CONTAINER_NAME" >/dev/null
-		die "$image passed its trial but failed on the serving port: rolled back to $old_image"
-	fi
-	remove_container "$previous"
-}
-
-main() {
-	trap 'on_error $? $LINENO "$BASH_COMMAND"' ERR
-	check_rendered
+# The settings above, with their defaults.
+read_settings() {
 	AWS_REGION=${AWS_REGION:-${AWS_DEFAULT_REGION:-$DEFAULT_REGION}}
 	export AWS_REGION AWS_DEFAULT_REGION=$AWS_REGION
 	CONTAINERS_ROOT=${CONTAINERS_ROOT:-/containers}
 	HOST_DIR="$CONTAINERS_ROOT/$PROJECT_NAME"
 	CONTAINER_NAME=${CONTAINER_NAME:-$PROJECT_NAME}
-	if [[ ${CONTAINER_NETWORK:-} == host ]]; then
-		HOST_PORT=${HOST_PORT:-$APP_PORT}
-	else
-		HOST_PORT=${HOST_PORT:-80}
-	fi
-	TRIAL_PORT=${TRIAL_PORT:-8001}
+	HOST_PORT=${HOST_PORT:-80}
+	UPSTREAM_PORTS=${UPSTREAM_PORTS:-8001 8002}
+	[[ $UPSTREAM_PORTS =~ ^[0-9]+\ +[0-9]+$ ]] ||
+		die "UPSTREAM_PORTS=$UPSTREAM_PORTS: set it to two port numbers, e.g. \"8001 8002\""
 	HEALTH_TIMEOUT=${HEALTH_TIMEOUT:-300}
+	NGINX_SITE="$NGINX_SITE_DIR/$PROJECT_NAME.conf"
+}
+
+main() {
+	trap 'on_error $? $LINENO "$BASH_COMMAND"' ERR
+	check_rendered
+	read_settings
+	command -v nginx >/dev/null || die "nginx is not installed: stage 1 (deploy/aws/user-data.sh) installs it"
 
 	local image
 	image=$(release_image) || exit 1 # release_image said why
 	CONFIG_ETAG=$(config_etag) || exit 1
 	log "release of $ENV_NAME: $image"
+	finish_interrupted_swap
 	if up_to_date "$image"; then
+		# nginx too: e.g. stopped, or its site from an older copy of this script
+		switch_upstream "$(container_port "$CONTAINER_NAME")" ||
+			die "nginx refused its site (nginx -t's lines above): $CONTAINER_NAME serves on 127.0.0.1 only"
 		log "$CONTAINER_NAME runs $image with the current config, unchanged"
 		return 0
 	fi
 	prepare_host_dir
 	registry_login "$image"
 	pull_image "$image"
-	# An interrupted replacement may have left the old container renamed: it is the one to replace.
-	if ! container_exists "$CONTAINER_NAME" && container_exists "$CONTAINER_NAME-previous"; then
-		docker container rename "$CONTAINER_NAME-previous" "$CONTAINER_NAME"
-		docker container start "$CONTAINER_NAME" >/dev/null
-	fi
-	if container_exists "$CONTAINER_NAME"; then
-		replace_running "$image"
-	else
-		start_first "$image"
-	fi
+	swap_container "$image"
 }
 
 if ! (return 0 2>/dev/null); then
