@@ -326,13 +326,28 @@ nginx_workers() {
 	cat "/proc/$master/task/$master/children" 2>/dev/null || true
 }
 
+# nginx as a daemon that outlives this run, so without this run's open descriptors: stage 1's
+# lock among them would be held for as long as nginx runs.
+start_nginx() {
+	(
+		local path fd
+		for path in "/proc/$BASHPID/fd/"*; do
+			fd=${path##*/}
+			if ((fd > 2)); then
+				exec {fd}>&-
+			fi
+		done
+		exec nginx </dev/null >/dev/null
+	)
+}
+
 # Reload nginx with its config on disk, then wait until the workers of the old config have
 # finished their requests (they close idle connections and exit), or start nginx if it is not
 # running (the rig's instance has no systemd; on EC2 systemd starts it at boot).
 apply_nginx() {
 	local master old pid deadline=$((SECONDS + NGINX_DRAIN_TIMEOUT))
 	if ! master=$(nginx_master); then
-		nginx
+		start_nginx
 		log "started nginx on port $HOST_PORT"
 		return 0
 	fi
