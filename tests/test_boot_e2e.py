@@ -325,7 +325,9 @@ def test_pipeline_from_setup_aws_to_a_healthy_instance(rig):
     log = rig.bootstrap_log()
     assert f"stage 2 from {STAGE.env.bootstrap_uri}" in log
     assert f"release of stage: {recorded_image()}" in log
-    assert f"{rig.container_name} (stage) is up" in log
+    assert f"{rig.container_name}-next (stage) is up" in log  # on its loopback port
+    assert f"nginx on port {rig.host_port} proxies to 127.0.0.1:{rig.upstream_ports[0]}" in log
+    assert f"{rig.container_name} (stage) is up on port {rig.host_port}" in log
     assert "running stage 2" in console  # cloud-init's console gets the log too
 
     # The site answers, with the settings of the config pushed to S3: DEBUG off, this host

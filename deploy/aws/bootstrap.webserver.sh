@@ -449,6 +449,7 @@ swap_container() {
 	if [[ -n $old ]]; then
 		retire_container "$CONTAINER_NAME-previous"
 	fi
+	log "$CONTAINER_NAME ($ENV_NAME) is up on port $HOST_PORT"
 }
 
 # A run that stopped half-way (killed, or the host rebooted) left <name>-next or
