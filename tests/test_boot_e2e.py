@@ -388,6 +388,10 @@ def test_new_release_replaces_the_container_only_once_healthy(rig):
     assert app.image.id == second_image.id
     assert app.labels["bootstrap.port"] == str(rig.upstream_ports[1])
     assert rig.health() == 200
+    # It started at a quarter of the serving one's CPU weight; now it serves, with the full one.
+    host_config = app.attrs["HostConfig"]
+    assert host_config["CpuShares"] == 1024
+    assert host_config["RestartPolicy"]["Name"] == "unless-stopped"
     log = rig.bootstrap_log()
     new_up = log.index(f"{rig.container_name}-next (stage) is up")
     switched = log.index(f"proxies to 127.0.0.1:{rig.upstream_ports[1]}")

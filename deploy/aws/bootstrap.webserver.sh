@@ -62,6 +62,10 @@ APP_PORT=8000
 # gunicorn's graceful_timeout is 20 s, supervisord's stopwaitsecs 25 s: docker's SIGKILL after
 # this many seconds comes later than both.
 STOP_TIMEOUT=30
+# CPU weights (docker --cpu-shares; 1024 is Docker's default) of a starting and a serving
+# container: see run_container.
+STARTING_CPU_SHARES=256
+SERVING_CPU_SHARES=1024
 # nginx's site for the project (Debian's nginx.conf includes conf.d/*.conf), and the default
 # site the package enables on port 80, which would hold HOST_PORT.
 NGINX_SITE_DIR=/etc/nginx/conf.d
@@ -179,11 +183,13 @@ container_port() {
 }
 
 # Start container $1 from image $2, listening on 127.0.0.1:$3 only. No restart policy yet:
-# a container that fails its start must not be restarted while wait_healthy watches it.
+# a container that fails its start must not be restarted while wait_healthy watches it. Its
+# start (Python, the config, migrations) gets a quarter of the CPU weight of the container
+# still serving, whose requests come first; promote_container gives it the full weight.
 run_container() {
 	local name=$1 image=$2 port=$3
 	local args=(
-		--detach --name "$name"
+		--detach --name "$name" --cpu-shares "$STARTING_CPU_SHARES"
 		--label "project=$PROJECT_NAME" --label "env=$ENV_NAME" --label "bootstrap.port=$port"
 		--label "bootstrap.config-etag=$CONFIG_ETAG"
 		--volume "$HOST_DIR:/host"
@@ -208,6 +214,12 @@ run_container() {
 	fi
 	docker container run "${args[@]}" "$image" >/dev/null
 	log "started $name from $image (127.0.0.1:$port)"
+}
+
+# Container $1, healthy, becomes one that serves: restarted by Docker (at boot too), and with
+# the CPU weight of any other container.
+promote_container() {
+	docker container update --restart unless-stopped --cpu-shares "$SERVING_CPU_SHARES" "$1" >/dev/null
 }
 
 # Poll container $1's /health on port $2 until it answers 200 (status 0), or the container
@@ -235,11 +247,11 @@ wait_healthy() {
 # Stop container $1 gracefully (docker's SIGTERM reaches gunicorn through supervisord: requests
 # in flight finish), then remove it.
 retire_container() {
-	local name=$1 image
+	local name=$1 image started=$SECONDS
 	image=$(docker container inspect --format '{{.Config.Image}}' "$name")
 	docker container stop --time "$STOP_TIMEOUT" "$name" >/dev/null
 	docker container rm "$name" >/dev/null
-	log "stopped $name ($image)"
+	log "stopped $name ($image) in $((SECONDS - started))s"
 }
 
 # --- nginx, in front ------------------------------------------------------------------------
@@ -427,7 +439,7 @@ swap_container() {
 		[[ -n $old ]] || die "$image did not become healthy: see its log lines above and $HOST_DIR/logs"
 		die "the new container did not become healthy: $old keeps serving $old_image"
 	fi
-	docker container update --restart unless-stopped "$next" >/dev/null
+	promote_container "$next"
 	old_port=$(container_port "$CONTAINER_NAME")
 	if [[ -n $old && -z $old_port ]]; then
 		# A container from before nginx publishes HOST_PORT itself: the one swap with a gap.
@@ -462,6 +474,7 @@ finish_interrupted_swap() {
 		if [[ -n $site_port && $(container_port "$next") == "$site_port" ]]; then
 			log "finishing an interrupted swap to $next"
 			docker container start "$next" >/dev/null
+			promote_container "$next"
 			rm -f "$NGINX_DEFAULT_SITE"
 			apply_nginx # the site file may not have been loaded yet
 			if container_exists "$CONTAINER_NAME"; then
