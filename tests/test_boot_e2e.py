@@ -481,7 +481,7 @@ def test_an_interrupted_swap_is_finished_by_the_next_run(rig):
     # Stopped while the new container was on trial: the next run removes it and swaps anew.
     rig.derived_release(f"{SESSION_TAG}-2")
     rig.publish(f"{SESSION_TAG}-2")
-    stage2_steps(rig, 'pull_image "$image"; run_container "$next" "$image" "$port"')
+    stage2_steps(rig, 'pull_image "$image"; run_container "$next" "$image" "$port" 1024')
     assert len(rig.containers()) == 2 and rig.health() == 200
     status, output = rig.boot()
     assert status == 0, output
@@ -495,7 +495,7 @@ def test_an_interrupted_swap_is_finished_by_the_next_run(rig):
     rig.publish(f"{SESSION_TAG}-3")
     stage2_steps(
         rig,
-        'pull_image "$image"; run_container "$next" "$image" "$port"; '
+        'pull_image "$image"; run_container "$next" "$image" "$port" 256; '
         'wait_healthy "$next" "$port"; switch_upstream "$port"',
     )
     assert len(rig.containers()) == 2 and rig.health() == 200

@@ -62,8 +62,8 @@ APP_PORT=8000
 # gunicorn's graceful_timeout is 20 s, supervisord's stopwaitsecs 25 s: docker's SIGKILL after
 # this many seconds comes later than both.
 STOP_TIMEOUT=30
-# CPU weights (docker --cpu-shares; 1024 is Docker's default) of a starting and a serving
-# container: see run_container.
+# CPU weights (docker --cpu-shares; 1024 is Docker's default) of a container starting beside
+# a serving one, and of a serving one: see swap_container.
 STARTING_CPU_SHARES=256
 SERVING_CPU_SHARES=1024
 # nginx's site for the project (Debian's nginx.conf includes conf.d/*.conf), and the default
@@ -182,14 +182,13 @@ container_port() {
 	docker container inspect --format '{{index .Config.Labels "bootstrap.port"}}' "$1" 2>/dev/null || true
 }
 
-# Start container $1 from image $2, listening on 127.0.0.1:$3 only. No restart policy yet:
-# a container that fails its start must not be restarted while wait_healthy watches it. Its
-# start (Python, the config, migrations) gets a quarter of the CPU weight of the container
-# still serving, whose requests come first; promote_container gives it the full weight.
+# Start container $1 from image $2, listening on 127.0.0.1:$3 only, with CPU weight $4. No
+# restart policy yet: a container that fails its start must not be restarted while
+# wait_healthy watches it.
 run_container() {
-	local name=$1 image=$2 port=$3
+	local name=$1 image=$2 port=$3 cpu_shares=$4
 	local args=(
-		--detach --name "$name" --cpu-shares "$STARTING_CPU_SHARES"
+		--detach --name "$name" --cpu-shares "$cpu_shares"
 		--label "project=$PROJECT_NAME" --label "env=$ENV_NAME" --label "bootstrap.port=$port"
 		--label "bootstrap.config-etag=$CONFIG_ETAG"
 		--volume "$HOST_DIR:/host"
@@ -433,7 +432,9 @@ swap_container() {
 	port=$(next_port "$CONTAINER_NAME")
 	remove_container "$next"
 	log "trying $image as $next on 127.0.0.1:$port${old:+ while $old keeps serving}"
-	run_container "$next" "$image" "$port"
+	# Beside a serving container, the new one's start (Python, the config, migrations) gets a
+	# quarter of its CPU weight: the requests being served come first.
+	run_container "$next" "$image" "$port" "${old:+$STARTING_CPU_SHARES}${old:-$SERVING_CPU_SHARES}"
 	if ! wait_healthy "$next" "$port"; then
 		remove_container "$next"
 		[[ -n $old ]] || die "$image did not become healthy: see its log lines above and $HOST_DIR/logs"
