@@ -424,7 +424,7 @@ next_port() {
 # still pointing at it. A load-balanced instance leaves its target group before calling this,
 # and rejoins once it returns.
 swap_container() {
-	local image=$1 old='' old_image='' old_port port next=$CONTAINER_NAME-next
+	local image=$1 old='' old_image='' old_port port cpu_shares next=$CONTAINER_NAME-next
 	if container_exists "$CONTAINER_NAME"; then
 		old=$CONTAINER_NAME
 		old_image=$(docker container inspect --format '{{.Config.Image}}' "$old")
@@ -434,7 +434,11 @@ swap_container() {
 	log "trying $image as $next on 127.0.0.1:$port${old:+ while $old keeps serving}"
 	# Beside a serving container, the new one's start (Python, the config, migrations) gets a
 	# quarter of its CPU weight: the requests being served come first.
-	run_container "$next" "$image" "$port" "${old:+$STARTING_CPU_SHARES}${old:-$SERVING_CPU_SHARES}"
+	cpu_shares=$SERVING_CPU_SHARES
+	if [[ -n $old ]]; then
+		cpu_shares=$STARTING_CPU_SHARES
+	fi
+	run_container "$next" "$image" "$port" "$cpu_shares"
 	if ! wait_healthy "$next" "$port"; then
 		remove_container "$next"
 		[[ -n $old ]] || die "$image did not become healthy: see its log lines above and $HOST_DIR/logs"
