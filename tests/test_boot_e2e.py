@@ -329,6 +329,9 @@ def test_pipeline_from_setup_aws_to_a_healthy_instance(rig):
     assert f"nginx on port {rig.host_port} proxies to 127.0.0.1:{rig.upstream_ports[0]}" in log
     assert f"{rig.container_name} (stage) is up on port {rig.host_port}" in log
     assert "running stage 2" in console  # cloud-init's console gets the log too
+    # root's alone: on a failure it quotes the container's last log lines
+    mode = rig.instance.exec_run(["stat", "-c", "%a %U", BOOTSTRAP_LOG]).output.decode().strip()
+    assert mode == "600 root"
 
     # The site answers, with the settings of the config pushed to S3: DEBUG off, this host
     # allowed, the admin's CSS linked from (and served by) the bucket's static/ prefix.

@@ -10,10 +10,15 @@ import uuid
 
 from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
-from www.ops import TEMPLATE_DIR, OpsError, Result, error_code
-from www.ops.config_push import current_object
+from www.ops.bucket import bucket_exists
+from www.ops.config_push import SAFE_FACT
+from www.ops.errors import OpsError, error_code
+from www.ops.iam import instance_profile_exists
 from www.ops.images import read_release
-from www.ops.landscape import bucket_exists, default_vpc, find_group, instance_profile_exists
+from www.ops.network import default_vpc, find_group
+from www.ops.objects import object_exists
+from www.ops.results import Result
+from www.ops.templates import TEMPLATE_DIR, render
 
 # Debian's own public parameter for its current stable release (Debian 13, "trixie").
 DEFAULT_AMI_PARAMETER = "/aws/service/debian/release/13/latest/amd64"
@@ -43,8 +48,11 @@ def lookup_ami(*, ssm, parameter):
         raise
 
 
-def user_data():
-    text = USER_DATA_FILE.read_text()
+def user_data(env):
+    """Stage 1 with the one stage-2 URI it may run (it refuses any other Bootstrap tag)."""
+    if not SAFE_FACT.match(env.bootstrap_uri):
+        raise OpsError(f"{env.bootstrap_uri!r} has characters a boot script cannot carry safely")
+    text = render(USER_DATA_FILE.read_text(), bootstrap_uri=env.bootstrap_uri)
     if len(text.encode()) > USER_DATA_LIMIT:
         raise OpsError(f"{USER_DATA_FILE} is over EC2's 16 KB user-data limit")
     return text
@@ -62,7 +70,7 @@ def check_prerequisites(*, s3, ec2, iam, landscape):
     if not instance_profile_exists(iam, landscape):
         raise OpsError(f"no instance profile {landscape.instance_profile}: {setup}")
     for key in (env.config_key, env.bootstrap_key):
-        if current_object(s3, env.bucket, key, env_name=env.name) is None:
+        if not object_exists(s3, env.bucket, key):
             raise OpsError(
                 f"no s3://{env.bucket}/{key}: run ./manage.py push_config --env {env.name} first"
             )
@@ -79,7 +87,7 @@ def launch_request(*, landscape, ami, instance_type, count, group_id, release, c
     """The run_instances arguments; printed whole by --dry-run."""
     env = landscape.env
     tags = [
-        {"Key": "Name", "Value": f"{landscape.prefix}-web"},
+        {"Key": "Name", "Value": landscape.web_instance},
         *landscape.tags,
         {"Key": "Bootstrap", "Value": env.bootstrap_uri},
         {"Key": "Release", "Value": release["IMAGE"]},
@@ -92,7 +100,7 @@ def launch_request(*, landscape, ami, instance_type, count, group_id, release, c
         "MaxCount": count,
         "SecurityGroupIds": [group_id],
         "IamInstanceProfile": {"Name": landscape.instance_profile},
-        "UserData": user_data(),
+        "UserData": user_data(env),
         "MetadataOptions": METADATA_OPTIONS,
         "TagSpecifications": [
             {"ResourceType": "instance", "Tags": tags},
@@ -108,7 +116,7 @@ def new_client_token():
 
 def environment_instances(*, ec2, landscape, states=EXISTING_STATES, extra_filters=()):
     filters = [
-        {"Name": "tag:Project", "Values": [landscape.project]},
+        {"Name": "tag:Project", "Values": [landscape.project.name]},
         {"Name": "tag:Env", "Values": [landscape.env.name]},
         {"Name": "instance-state-name", "Values": list(states)},
         *extra_filters,
@@ -252,7 +260,7 @@ def terminate(*, ec2, landscape, ids):
     foreign = [i for i in ids if i not in ours]
     if foreign:
         raise OpsError(
-            f"not a live instance of {landscape.project} {landscape.env.name}: "
+            f"not a live instance of {landscape.project.name} {landscape.env.name}: "
             f"{', '.join(foreign)}; nothing terminated"
         )
     changes = ec2.terminate_instances(InstanceIds=ids)["TerminatingInstances"]
