@@ -195,11 +195,11 @@ def test_stage2_reads_the_release_record(aws, tmp_path):
     call_command(
         "push_config", "--env", "stage", str(filled_config(tmp_path)), stdout=io.StringIO()
     )
-    missing = stage2_function(tmp_path, "release_image")
+    missing = stage2_function(tmp_path, "read_settings; release_image")
     assert missing.returncode == 1
     assert "run ./manage.py publish_image --env stage TAG" in missing.stderr
     images.record_release(s3=boto3.client("s3"), env=STAGE.env, image=RELEASE, tag="1.0")
-    found = stage2_function(tmp_path, "release_image")
+    found = stage2_function(tmp_path, "read_settings; release_image")
     assert found.returncode == 0, found.stderr
     assert found.stdout.strip() == RELEASE
 

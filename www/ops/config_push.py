@@ -153,6 +153,8 @@ def render_stage2(*, project, env, region):
         "region": region,
         "config_uri": env.config_uri,
         "release_uri": f"s3://{env.bucket}/{env.release_key}",
+        "status_prefix": env.status_prefix,
+        "failed_prefix": env.failed_releases_prefix,
     }
     for name, value in facts.items():
         if not SAFE_FACT.match(value):

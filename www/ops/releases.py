@@ -55,7 +55,8 @@ def read_versioned(s3, env, key):
             return None, None
         if error_code(exc) == "NoSuchBucket":
             raise OpsError(
-                f"bucket {env.bucket} does not exist: run ./manage.py setup_aws --env {env.name}"
+                f"bucket {env.bucket} does not exist: "
+                f"run ./manage.py setup_aws --env {env.name} first"
             ) from None
         raise
     return response["Body"].read(), response["ETag"]
