@@ -193,13 +193,13 @@ json_string() {
 	printf '"%s"' "$(printf '%s' "$text" | tr -d '\000-\037')"
 }
 
-# Upload file $2 as key $3 with extra put-object options ${@:4}; the CLI's one error line
-# goes to $1. Private and encrypted, like everything under deploy/.
+# Upload file $2 as key $3 of content type $4, with extra put-object options ${@:5}; the CLI's
+# error lines go to file $1. Private and encrypted, like everything under deploy/.
 put_object() {
-	local errors=$1 body=$2 key=$3
-	shift 3
+	local errors=$1 body=$2 key=$3 content_type=$4
+	shift 4
 	aws_cli s3api put-object --bucket "$BUCKET" --key "$key" --body "$body" \
-		--content-type "${CONTENT_TYPE:-application/json}" --server-side-encryption AES256 \
+		--content-type "$content_type" --server-side-encryption AES256 \
 		"$@" >/dev/null 2>"$errors"
 }
 
@@ -211,7 +211,8 @@ mark_release_failed() {
 	printf '{\n "tag": %s,\n "image": %s,\n "instance": %s,\n "reason": %s,\n "at": %s\n}\n' \
 		"$(json_string "$tag")" "$(json_string "$image")" "$(json_string "$INSTANCE_ID")" \
 		"$(json_string "$reason")" "$(json_string "$(date -u +%Y-%m-%dT%H:%M:%SZ)")" >"$body"
-	if put_object "$errors" "$body" "$(failed_key "$image")" --if-none-match '*'; then
+	if put_object "$errors" "$body" "$(failed_key "$image")" application/json \
+		--if-none-match '*'; then
 		log "marked release $tag failed: $reason"
 	elif grep -q PreconditionFailed "$errors"; then
 		log "release $tag was already marked failed by another instance"
@@ -231,8 +232,7 @@ point_back() {
 	fi
 	printf 'IMAGE=%s\nTAG=%s\nROLLED_BACK_FROM=%s\n' "$PREVIOUS_IMAGE" "$PREVIOUS_TAG" \
 		"$RELEASE_TAG" >"$body"
-	if CONTENT_TYPE=text/plain put_object "$errors" "$body" "$RELEASE_KEY" \
-		--if-match "$RECORD_ETAG"; then
+	if put_object "$errors" "$body" "$RELEASE_KEY" text/plain --if-match "$RECORD_ETAG"; then
 		log "release record points back to $PREVIOUS_TAG"
 	elif grep -q PreconditionFailed "$errors"; then
 		log "release record changed since it was read (a newer publish): left as it is"
@@ -293,7 +293,7 @@ report_status() {
 		"$(json_string "$INSTANCE_ID")" "$(json_string "$tag")" "$(json_string "$image")" \
 		"$(json_string "$config")" "$healthy" "$(json_string "$reason")" \
 		"$(json_string "$(date -u +%Y-%m-%dT%H:%M:%SZ)")" >"$body"
-	if ! put_object "$errors" "$body" "$STATUS_PREFIX$INSTANCE_ID.json"; then
+	if ! put_object "$errors" "$body" "$STATUS_PREFIX$INSTANCE_ID.json" application/json; then
 		log "could not write its status: $(tr '\n' ' ' <"$errors")"
 	fi
 	rm -f "$body" "$errors"
