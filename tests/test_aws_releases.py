@@ -14,6 +14,7 @@ from django.core.management import CommandError, call_command
 
 from tests.test_aws_ec2 import STAGE
 from www.ops import releases
+from www.ops.errors import OpsError
 
 ENV = STAGE.env
 REPOSITORY = "127.0.0.1:5000/webapp-release"
@@ -146,3 +147,13 @@ def test_releases_without_history_says_what_to_run(bucket):
 def test_rollback_without_a_record_is_one_line(bucket):
     with pytest.raises(CommandError, match="nothing to roll back"):
         run("rollback")
+
+
+def test_a_release_marked_failed_is_not_recorded_again(bucket):
+    record(bucket, "1.0")
+    record(bucket, "2.0")
+    mark_failed(bucket, "2.0", "/health did not answer within 300s")
+    releases.rollback(s3=bucket, env=ENV)
+    with pytest.raises(OpsError, match=r"release 2\.0 failed on i-\w+: /health did not answer"):
+        record(bucket, "2.0")
+    assert current(bucket)["IMAGE"] == image("1.0")

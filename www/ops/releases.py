@@ -157,6 +157,12 @@ def record(*, s3, sts, env, image, tag, revision, dry_run=False):
     current, etag = read_record(s3, env)
     entries, _ = read_history(s3, env)
     digest = digest_of(image)
+    failed = failed_release(s3, env, digest)
+    if failed:
+        raise OpsError(
+            f"release {tag} failed on {failed.get('instance', '?')}: {failed.get('reason', '?')} "
+            "(it is not recorded again: build and publish a fixed release)"
+        )
     if current.get("IMAGE") == image and current.get("TAG") == tag:
         yield Result("unchanged", where, detail=image)
     else:
