@@ -12,7 +12,7 @@ import boto3
 import pytest
 from django.core.management import CommandError, call_command
 
-from tests.test_aws_ec2 import STAGE
+from tests.helpers import STAGE
 from www.ops import releases
 from www.ops.errors import OpsError
 
