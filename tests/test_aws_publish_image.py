@@ -130,9 +130,9 @@ def test_ecr_repository_is_created_once_and_token_gives_the_registry(aws):
 
 
 def test_publish_appends_tag_digest_revision_who_and_when_to_the_history(
-    landscape, registry, release_image
+    landscape, registry, tiny_release
 ):
-    tag, _ = release_image
+    tag, _ = tiny_release
     publish(tag, "--registry", f"{registry.address}/team")
     entries, _ = releases.read_history(boto3.client("s3"), STAGE.env)
     (entry,) = entries
@@ -170,9 +170,9 @@ def running_instance():
 
 
 def test_deploy_waits_for_every_instance_to_report_the_release_healthy(
-    landscape, registry, release_image
+    landscape, registry, tiny_release
 ):
-    tag, _ = release_image
+    tag, _ = tiny_release
     target = f"{registry.address}/team"
     instance_id = running_instance()
     with pytest.raises(CommandError, match=rf"1 instance\(s\) did not report {tag} healthy"):
@@ -184,8 +184,8 @@ def test_deploy_waits_for_every_instance_to_report_the_release_healthy(
     assert f"{tag} runs healthy on 1 instance(s)" in out
 
 
-def test_deploy_exits_1_when_the_release_is_marked_failed(landscape, registry, release_image):
-    tag, _ = release_image
+def test_deploy_exits_1_when_the_release_is_marked_failed(landscape, registry, tiny_release):
+    tag, _ = tiny_release
     target = f"{registry.address}/team"
     assert "Would wait until every running instance" in deploy(
         tag, "--registry", target, "--dry-run"
