@@ -25,6 +25,7 @@ nginx when it is installed: stage 2 starts it, as it would on an instance where 
 
 import contextlib
 import io
+import json
 import re
 import shutil
 import tarfile
@@ -37,10 +38,10 @@ import docker
 import psycopg2
 import pytest
 import requests
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from tests.docker_rig import SESSION_TAG, stage_config
-from tests.helpers import MOTO_PUBLIC_AMI
+from tests.helpers import MOTO_PUBLIC_AMI, instances
 from tests.imds import IMDSServer, InstanceMetadata
 from tests.load import SteadyLoad
 from tests.servers import free_port
@@ -413,10 +414,15 @@ def test_new_release_replaces_the_container_only_once_healthy(rig):
         assert response.status_code == 301, spoofed
         assert response.headers["Location"].startswith("https://"), spoofed
 
-    # A release that never becomes healthy: the running container keeps serving.
+    # A release that never becomes healthy: the running container keeps serving, and not one
+    # request fails meanwhile.
     rig.derived_release(f"{SESSION_TAG}-bad", "ENV DJANGO_MIGRATE=maybe")
     rig.publish(f"{SESSION_TAG}-bad")
-    status, output = rig.boot()
+    with SteadyLoad([rig.url("/health")], threads=2, max_requests=50_000, max_seconds=300) as load:
+        assert load.wait_for(50), load.failures()[:5]
+        status, output = rig.boot()
+        assert load.wait_for(load.count() + 50), load.failures()[:5]
+    assert load.failures() == [], load.failures()[:5]
     assert status != 0
     assert error_lines(output)[-1].endswith(
         f"bootstrap-webserver: error: the new container did not become healthy: "
@@ -425,6 +431,30 @@ def test_new_release_replaces_the_container_only_once_healthy(rig):
     assert "DJANGO_MIGRATE=maybe: set it to 1 or 0" in output  # the new container's last words
     (still,) = rig.containers()
     assert still.id == app.id and rig.health() == 200
+    assert_the_failed_release_went_back(rig, f"{SESSION_TAG}-bad", f"{SESSION_TAG}-2", still)
+
+
+def assert_the_failed_release_went_back(rig, bad, good, serving):
+    """After one instance could not make release bad healthy: it is marked failed with that
+    instance's reason, the record points back to good, the instance reports good, and neither
+    its next run nor a deploy tries bad again."""
+    (instance_id,) = [i["InstanceId"] for i in instances()]
+    assert images.read_release(s3=boto3.client("s3"), env=STAGE.env)["TAG"] == good
+    bad_line = next(line for line in command("releases").splitlines() if f" {bad} " in line)
+    assert f"FAILED on {instance_id}: it stopped (exited) before /health answered" in bad_line
+    report = json.loads(
+        boto3.client("s3")
+        .get_object(Bucket=STAGE.bucket, Key=f"{STAGE.env.status_prefix}{instance_id}.json")["Body"]
+        .read()
+    )
+    assert (report["release"], report["healthy"]) == (good, True)
+    assert "did not become healthy" in report["reason"]
+    status, output = rig.boot()
+    assert status == 0, output
+    assert "trying " not in output  # exactly one attempt: this run starts no new container
+    assert [c.id for c in rig.containers()] == [serving.id] and rig.health() == 200
+    with pytest.raises(CommandError, match=rf"release {bad} failed on {instance_id}: it stopped"):
+        command("deploy", bad, "--registry", f"{rig.registry.address}/{REGISTRY_PATH}")
 
 
 def test_a_swap_under_load_fails_no_request(rig):

@@ -110,6 +110,12 @@ class Environment:
         return self.uri(self.config_key)
 
     @property
+    def deploy_prefix(self):
+        """This environment's deploy/ keys: its own, so no environment's push or publish
+        overwrites another's and its instance role reads only these (webserver-s3.json)."""
+        return f"{DEPLOY_PREFIX}/{self.name}"
+
+    @property
     def bootstrap_key(self):
         return f"{DEPLOY_PREFIX}/webserver.sh"
 
@@ -125,6 +131,24 @@ class Environment:
     @property
     def release_uri(self):
         return self.uri(self.release_key)
+
+    @property
+    def release_history_key(self):
+        """Every release publish_image recorded (JSON, oldest first), appended with If-Match."""
+        return f"{self.deploy_prefix}/releases/history.json"
+
+    @property
+    def failed_releases_prefix(self):
+        return f"{self.deploy_prefix}/releases/failed/"
+
+    def failed_release_key(self, digest):
+        """The mark of a release no instance could make healthy (the first one's reason)."""
+        return f"{self.failed_releases_prefix}{digest.removeprefix('sha256:')}.json"
+
+    @property
+    def status_prefix(self):
+        """Each instance's report of what it runs: <prefix><instance-id>.json."""
+        return f"{self.deploy_prefix}/status/"
 
     @property
     def static_prefix(self):

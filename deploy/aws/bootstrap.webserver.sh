@@ -9,8 +9,22 @@
 # (written by `./manage.py publish_image`), so a rerun leaves exactly one healthy container.
 #
 # A rerun with the same release and the same config (its S3 ETag, kept as a container label)
-# leaves a healthy container alone and says "unchanged"; stage 1's timer reruns it every few
-# minutes, so a published release or a pushed config reaches the instance by itself.
+# leaves a healthy container alone and says "unchanged"; stage 1's timer reruns it every
+# minute (REDEPLOY_EVERY), so a published release or a pushed config reaches the instance by
+# itself. That poll is cheap: two HEAD requests (the release record's and the config's ETags,
+# compared with what this host last applied, kept in STATE_DIR) and nothing pulled or
+# inspected beyond the running container when neither changed.
+#
+# Releases that fail, and what this instance reports (www/ops/releases.py reads the same keys):
+#   - When a new release never answers /health while an older one serves, this script marks it
+#     failed (releases/failed/<digest>.json, written with If-None-Match so the first failing
+#     instance's reason stands) and points the release record back to the release it names as
+#     PREVIOUS_* (with If-Match on the ETag it read, so a newer publish is never overwritten).
+#   - A release marked failed is never tried: the instance keeps (or returns to) the previous
+#     one and says so in its status.
+#   - After every run, the EXIT trap writes status/<instance-id>.json: the release it runs,
+#     the config's ETag, whether /health answers, the one-line reason when not, and when.
+#   Writing both needs an AWS CLI that knows --if-none-match/--if-match (2.22 or 1.36 on).
 #
 # The site's port (HOST_PORT, 80) is nginx's, from the distribution's packages (stage 1
 # installs it). nginx proxies to the release container, which listens on one of two loopback
@@ -47,6 +61,8 @@
 #                       (default "8001 8002")
 #   HEALTH_TIMEOUT      seconds to wait for /health (default 300)
 #   CONTAINERS_ROOT     parent of the project's host directory (default /containers)
+#   STATE_DIR           what this host last applied (default /var/lib/bootstrap-webserver)
+#   INSTANCE_ID         this instance's id, naming its status object (default: from IMDS)
 set -Eeuo pipefail
 
 # Facts of one environment, filled in by push_config. An unfilled copy refuses to run.
@@ -55,6 +71,8 @@ ENV_NAME='{{env}}'
 DEFAULT_REGION='{{region}}'
 CONFIG_URI='{{config_uri}}'
 RELEASE_URI='{{release_uri}}'
+STATUS_PREFIX='{{status_prefix}}'
+FAILED_PREFIX='{{failed_prefix}}'
 
 # The release image runs as this uid, listens on this port, and writes /host/logs.
 APP_UID=10001
@@ -79,8 +97,13 @@ log() {
 	printf '%s bootstrap-webserver: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2
 }
 
+# The one-line reason goes to the log and, for the status report, to FAILURE_FILE (this may
+# run in a command substitution's subshell).
 die() {
 	log "error: $*"
+	if [[ -n ${FAILURE_FILE:-} ]]; then
+		printf '%s\n' "$*" >"$FAILURE_FILE" || true
+	fi
 	exit 1
 }
 
@@ -97,36 +120,191 @@ aws_cli() {
 # push_config fills in the facts above; running the template itself is a mistake.
 check_rendered() {
 	local fact
-	for fact in "$PROJECT_NAME" "$ENV_NAME" "$DEFAULT_REGION" "$CONFIG_URI" "$RELEASE_URI"; do
+	for fact in "$PROJECT_NAME" "$ENV_NAME" "$DEFAULT_REGION" "$CONFIG_URI" "$RELEASE_URI" \
+		"$STATUS_PREFIX" "$FAILED_PREFIX"; do
 		if [[ $fact == *'{{'* ]]; then
 			die "this is the unrendered template: upload it with ./manage.py push_config --env ENV"
 		fi
 	done
 }
 
-# The image this environment runs, from the IMAGE= line publish_image recorded.
-release_image() {
-	local release line image=''
-	if ! release=$(aws_cli s3 cp --only-show-errors "$RELEASE_URI" -); then
+# The object's S3 ETag (quotes dropped), from a HEAD request; fails when it is unreadable.
+object_etag() {
+	local etag
+	etag=$(aws_cli s3api head-object --bucket "$BUCKET" --key "$1" --query ETag --output text) ||
+		return 1
+	printf '%s\n' "${etag//\"/}"
+}
+
+# The release record publish_image wrote (www/ops/releases.py), into RELEASE_IMAGE, RELEASE_TAG,
+# PREVIOUS_IMAGE, PREVIOUS_TAG and RECORD_ETAG (the version read, for a conditional write).
+read_release() {
+	local record line
+	record=$(mktemp)
+	RELEASE_IMAGE='' RELEASE_TAG='' PREVIOUS_IMAGE='' PREVIOUS_TAG=''
+	if ! RECORD_ETAG=$(aws_cli s3api get-object --bucket "$BUCKET" --key "$RELEASE_KEY" "$record" \
+		--query ETag --output text); then
+		rm -f "$record"
 		die "cannot read $RELEASE_URI: run ./manage.py publish_image --env $ENV_NAME TAG"
 	fi
 	while IFS= read -r line; do
 		case $line in
-		IMAGE=*) image=${line#IMAGE=} ;;
+		IMAGE=*) RELEASE_IMAGE=${line#IMAGE=} ;;
+		TAG=*) RELEASE_TAG=${line#TAG=} ;;
+		PREVIOUS_IMAGE=*) PREVIOUS_IMAGE=${line#PREVIOUS_IMAGE=} ;;
+		PREVIOUS_TAG=*) PREVIOUS_TAG=${line#PREVIOUS_TAG=} ;;
 		esac
-	done <<<"$release"
-	[[ -n $image ]] || die "$RELEASE_URI has no IMAGE= line: run ./manage.py publish_image again"
-	printf '%s\n' "$image"
+	done <"$record"
+	rm -f "$record"
+	[[ -n $RELEASE_IMAGE ]] ||
+		die "$RELEASE_URI has no IMAGE= line: run ./manage.py publish_image again"
+}
+
+# The image this environment runs, from the IMAGE= line publish_image recorded.
+release_image() {
+	read_release
+	printf '%s\n' "$RELEASE_IMAGE"
+}
+
+# The key of image $1's failed mark (by digest: a tag can move, a digest cannot).
+failed_key() {
+	local digest=${1##*@}
+	printf '%s%s.json\n' "$FAILED_PREFIX" "${digest#sha256:}"
+}
+
+# The reason image $1 is marked failed (status 0), or status 1 when it is not.
+failed_reason() {
+	local mark reason
+	mark=$(mktemp)
+	if ! aws_cli s3api get-object --bucket "$BUCKET" --key "$(failed_key "$1")" "$mark" \
+		>/dev/null 2>&1; then
+		rm -f "$mark"
+		return 1
+	fi
+	reason=$(sed -n 's/^ *"reason": *"\(.*\)",\{0,1\} *$/\1/p' "$mark")
+	rm -f "$mark"
+	printf '%s\n' "${reason:-no reason given}"
+}
+
+# A JSON string (control characters dropped).
+json_string() {
+	local text=${1//\\/\\\\}
+	text=${text//\"/\\\"}
+	printf '"%s"' "$(printf '%s' "$text" | tr -d '\000-\037')"
+}
+
+# Upload file $2 as key $3 of content type $4, with extra put-object options ${@:5}; the CLI's
+# error lines go to file $1. Private and encrypted, like everything under deploy/.
+put_object() {
+	local errors=$1 body=$2 key=$3 content_type=$4
+	shift 4
+	aws_cli s3api put-object --bucket "$BUCKET" --key "$key" --body "$body" \
+		--content-type "$content_type" --server-side-encryption AES256 \
+		"$@" >/dev/null 2>"$errors"
+}
+
+# Mark image $1 (tag $2) failed with reason $3 unless an instance did first (If-None-Match),
+# then point the record back to PREVIOUS_* unless it changed since it was read (If-Match).
+mark_release_failed() {
+	local image=$1 tag=$2 reason=$3 body errors
+	body=$(mktemp) errors=$(mktemp)
+	printf '{\n "tag": %s,\n "image": %s,\n "instance": %s,\n "reason": %s,\n "at": %s\n}\n' \
+		"$(json_string "$tag")" "$(json_string "$image")" "$(json_string "$INSTANCE_ID")" \
+		"$(json_string "$reason")" "$(json_string "$(date -u +%Y-%m-%dT%H:%M:%SZ)")" >"$body"
+	if put_object "$errors" "$body" "$(failed_key "$image")" application/json \
+		--if-none-match '*'; then
+		log "marked release $tag failed: $reason"
+	elif grep -q PreconditionFailed "$errors"; then
+		log "release $tag was already marked failed by another instance"
+	else
+		log "could not mark release $tag failed: $(tr '\n' ' ' <"$errors")"
+	fi
+	point_back "$image" "$body" "$errors"
+	rm -f "$body" "$errors"
+}
+
+# Point the record, if it still names image $1 (version RECORD_ETAG), back to PREVIOUS_*.
+point_back() {
+	local image=$1 body=$2 errors=$3
+	if [[ $RELEASE_IMAGE != "$image" || -z $PREVIOUS_IMAGE ]]; then
+		log "the release record names no earlier release to go back to"
+		return 0
+	fi
+	printf 'IMAGE=%s\nTAG=%s\nROLLED_BACK_FROM=%s\n' "$PREVIOUS_IMAGE" "$PREVIOUS_TAG" \
+		"$RELEASE_TAG" >"$body"
+	if put_object "$errors" "$body" "$RELEASE_KEY" text/plain --if-match "$RECORD_ETAG"; then
+		log "release record points back to $PREVIOUS_TAG"
+	elif grep -q PreconditionFailed "$errors"; then
+		log "release record changed since it was read (a newer publish): left as it is"
+	else
+		log "could not point the release record back: $(tr '\n' ' ' <"$errors")"
+	fi
+}
+
+# A release marked failed is not tried: make RELEASE_* the record's previous release instead
+# (pointing the record back if no instance has yet), and say so in REFUSED.
+refuse_failed_release() {
+	local reason body errors
+	reason=$(failed_reason "$RELEASE_IMAGE") || return 0
+	REFUSED="release $RELEASE_TAG is marked failed ($reason): not trying it"
+	log "$REFUSED"
+	body=$(mktemp) errors=$(mktemp)
+	point_back "$RELEASE_IMAGE" "$body" "$errors"
+	rm -f "$body" "$errors"
+	[[ -n $PREVIOUS_IMAGE ]] || die "$REFUSED, and the record names no earlier release"
+	RELEASE_IMAGE=$PREVIOUS_IMAGE RELEASE_TAG=$PREVIOUS_TAG
+}
+
+# This instance's id, for its status object: INSTANCE_ID, or from IMDSv2.
+instance_id() {
+	local imds=${IMDS_ENDPOINT:-http://169.254.169.254} token
+	imds=${imds%/}
+	token=$(curl --silent --fail --max-time 5 --request PUT \
+		--header 'X-aws-ec2-metadata-token-ttl-seconds: 60' "$imds/latest/api/token") &&
+		curl --silent --fail --max-time 5 --header "X-aws-ec2-metadata-token: $token" \
+			"$imds/latest/meta-data/instance-id"
+}
+
+# Write status/<instance-id>.json: what serves here, whether it answers /health, and the one
+# line why not (this run's error, or a refused release). Runs at exit, whatever happened.
+report_status() {
+	local status=$? running='' image='' tag='' config='' healthy=false reason='' body errors
+	[[ -n ${INSTANCE_ID:-} ]] || return 0
+	if running=$(docker container inspect --format \
+		'{{.Config.Image}} {{index .Config.Labels "bootstrap.release"}} {{index .Config.Labels "bootstrap.config-etag"}}' \
+		"$CONTAINER_NAME" 2>/dev/null); then
+		read -r image tag config <<<"$running"
+		if curl --silent --fail --max-time 5 --output /dev/null \
+			"http://127.0.0.1:$(container_port "$CONTAINER_NAME")/health"; then
+			healthy=true
+		fi
+	fi
+	if ((status != 0)) && [[ -s ${FAILURE_FILE:-} ]]; then
+		reason=$(head -n 1 "$FAILURE_FILE")
+	elif ((status != 0)); then
+		reason="stage 2 failed (exit status $status): see /var/log/bootstrap.log"
+	elif [[ -n ${REFUSED:-} ]]; then
+		reason=$REFUSED
+	elif [[ $healthy == false ]]; then
+		reason="no container answers /health"
+	fi
+	body=$(mktemp) errors=$(mktemp)
+	printf '{\n "instance": %s,\n "release": %s,\n "image": %s,\n "config_etag": %s,\n "healthy": %s,\n "reason": %s,\n "at": %s\n}\n' \
+		"$(json_string "$INSTANCE_ID")" "$(json_string "$tag")" "$(json_string "$image")" \
+		"$(json_string "$config")" "$healthy" "$(json_string "$reason")" \
+		"$(json_string "$(date -u +%Y-%m-%dT%H:%M:%SZ)")" >"$body"
+	if ! put_object "$errors" "$body" "$STATUS_PREFIX$INSTANCE_ID.json" application/json; then
+		log "could not write its status: $(tr '\n' ' ' <"$errors")"
+	fi
+	rm -f "$body" "$errors"
 }
 
 # The config's version (its S3 ETag); also the check that the config is there at all.
 config_etag() {
-	local path=${CONFIG_URI#s3://} etag
-	if ! etag=$(aws_cli s3api head-object --bucket "${path%%/*}" --key "${path#*/}" \
-		--query ETag --output text); then
+	local path=${CONFIG_URI#s3://}
+	if ! object_etag "${path#*/}"; then
 		die "cannot read $CONFIG_URI: run ./manage.py push_config --env $ENV_NAME (and check the instance role)"
 	fi
-	printf '%s\n' "${etag//\"/}"
 }
 
 # ECR wants a short-lived token; any other registry is reached without a login.
@@ -190,7 +368,7 @@ run_container() {
 	local args=(
 		--detach --name "$name" --cpu-shares "$cpu_shares"
 		--label "project=$PROJECT_NAME" --label "env=$ENV_NAME" --label "bootstrap.port=$port"
-		--label "bootstrap.config-etag=$CONFIG_ETAG"
+		--label "bootstrap.config-etag=$CONFIG_ETAG" --label "bootstrap.release=$RELEASE_TAG"
 		--volume "$HOST_DIR:/host"
 		--env "DJANGO_CONFIG_URI=$CONFIG_URI"
 		--env "AWS_REGION=$AWS_REGION" --env "AWS_DEFAULT_REGION=$AWS_REGION"
@@ -230,11 +408,13 @@ wait_healthy() {
 		state=$(docker container inspect --format '{{.State.Status}}' "$name" 2>/dev/null || echo gone)
 		if [[ $state != running ]]; then
 			docker container logs --tail 50 "$name" >&2 || true
+			HEALTH_FAILURE="it stopped ($state) before /health answered"
 			log "$name stopped ($state) before $url answered"
 			return 1
 		fi
 		if ((SECONDS >= deadline)); then
 			docker container logs --tail 50 "$name" >&2 || true
+			HEALTH_FAILURE="/health did not answer within ${HEALTH_TIMEOUT}s"
 			log "$name did not answer $url within ${HEALTH_TIMEOUT}s (HEALTH_TIMEOUT)"
 			return 1
 		fi
@@ -442,6 +622,10 @@ swap_container() {
 	if ! wait_healthy "$next" "$port"; then
 		remove_container "$next"
 		[[ -n $old ]] || die "$image did not become healthy: see its log lines above and $HOST_DIR/logs"
+		if [[ $old_image != "$image" ]]; then
+			# A new release beside a serving one (not a config change): no instance tries it again.
+			mark_release_failed "$image" "$RELEASE_TAG" "$HEALTH_FAILURE"
+		fi
 		die "the new container did not become healthy: $old keeps serving $old_image"
 	fi
 	promote_container "$next"
@@ -527,6 +711,10 @@ read_settings() {
 		die "UPSTREAM_PORTS=$UPSTREAM_PORTS: set it to two port numbers, e.g. \"8001 8002\""
 	HEALTH_TIMEOUT=${HEALTH_TIMEOUT:-300}
 	NGINX_SITE="$NGINX_SITE_DIR/$PROJECT_NAME.conf"
+	BUCKET=${RELEASE_URI#s3://}
+	BUCKET=${BUCKET%%/*}
+	RELEASE_KEY=${RELEASE_URI#s3://"$BUCKET"/}
+	STATE_DIR=${STATE_DIR:-/var/lib/bootstrap-webserver}
 }
 
 main() {
@@ -535,22 +723,52 @@ main() {
 	read_settings
 	command -v nginx >/dev/null || die "nginx is not installed: stage 1 (deploy/aws/user-data.sh) installs it"
 
-	local image
-	image=$(release_image) || exit 1 # release_image said why
+	install -d -m 0700 "$STATE_DIR"
+	FAILURE_FILE="$STATE_DIR/last-error"
+	rm -f "$FAILURE_FILE"
+	INSTANCE_ID=${INSTANCE_ID:-$(instance_id || true)}
+	[[ -n $INSTANCE_ID ]] || log "no instance id (IMDS does not answer): no status report"
+	trap report_status EXIT
+
+	local release_etag
+	release_etag=$(object_etag "$RELEASE_KEY") ||
+		die "cannot read $RELEASE_URI: run ./manage.py publish_image --env $ENV_NAME TAG"
 	CONFIG_ETAG=$(config_etag) || exit 1
-	log "release of $ENV_NAME: $image"
 	finish_interrupted_swap
-	if up_to_date "$image"; then
-		# nginx too: e.g. stopped, or its site from an older copy of this script
-		switch_upstream "$(container_port "$CONTAINER_NAME")" ||
-			die "nginx refused its site (nginx -t's lines above): $CONTAINER_NAME serves on 127.0.0.1 only"
-		log "$CONTAINER_NAME runs $image with the current config, unchanged"
+	if [[ $release_etag == "$(cat "$STATE_DIR/release.etag" 2>/dev/null)" ]] &&
+		up_to_date "$(docker container inspect --format '{{.Config.Image}}' "$CONTAINER_NAME" 2>/dev/null)"; then
+		keep_serving "$release_etag"
+		return 0
+	fi
+	read_release
+	log "release of $ENV_NAME: $RELEASE_IMAGE ($RELEASE_TAG)"
+	refuse_failed_release
+	if up_to_date "$RELEASE_IMAGE"; then
+		keep_serving "$release_etag"
 		return 0
 	fi
 	prepare_host_dir
-	registry_login "$image"
-	pull_image "$image"
-	swap_container "$image"
+	registry_login "$RELEASE_IMAGE"
+	pull_image "$RELEASE_IMAGE"
+	swap_container "$RELEASE_IMAGE"
+	remember_release "$release_etag"
+}
+
+# After a release record (ETag $1) was applied: the next run's poll compares with it. Not
+# after refusing a failed release, so the record pointed back is read again.
+remember_release() {
+	if [[ -z ${REFUSED:-} ]]; then
+		printf '%s\n' "$1" >"$STATE_DIR/release.etag"
+	fi
+}
+
+# The serving container is the release and config wanted: keep it, and nginx pointing at it
+# (nginx too: e.g. stopped, or its site from an older copy of this script).
+keep_serving() {
+	switch_upstream "$(container_port "$CONTAINER_NAME")" ||
+		die "nginx refused its site (nginx -t's lines above): $CONTAINER_NAME serves on 127.0.0.1 only"
+	log "$CONTAINER_NAME runs $(docker container inspect --format '{{.Config.Image}}' "$CONTAINER_NAME") with the current config, unchanged"
+	remember_release "$1"
 }
 
 if ! (return 0 2>/dev/null); then

@@ -25,7 +25,7 @@
 #   AWS_ENDPOINT_URL  AWS endpoint override, honoured by the AWS CLI and passed on to stage 2
 #   BOOTSTRAP_LOG     log file (default /var/log/bootstrap.log)
 #   BOOTSTRAP_DIR     where stage 2 is kept, for reruns by hand (default /var/lib/bootstrap)
-#   REDEPLOY_EVERY    how often the timer reruns the stages (systemd time span, default 3min);
+#   REDEPLOY_EVERY    how often the timer reruns the stages (systemd time span, default 1min);
 #                     "off" installs no timer (e.g. when trying this script on a workstation)
 set -Eeuo pipefail
 
@@ -150,7 +150,7 @@ open_log() {
 
 main() {
 	: "${BOOTSTRAP_LOG:=/var/log/bootstrap.log}"
-	: "${BOOTSTRAP_DIR:=/var/lib/bootstrap}" "${REDEPLOY_EVERY:=3min}"
+	: "${BOOTSTRAP_DIR:=/var/lib/bootstrap}" "${REDEPLOY_EVERY:=1min}"
 	open_log
 	trap 'on_error $? $LINENO "$BASH_COMMAND"' ERR
 	if [[ $STAGE2_URI == *'{{'* ]]; then
