@@ -70,6 +70,26 @@ class Landscape:
         return f"{self.prefix}-backend-sg"
 
     @property
+    def load_balancer_group(self):
+        return f"{self.prefix}-lb-sg"
+
+    @property
+    def load_balancer(self):
+        return self.prefix  # ALB and target group names: 32 characters at most
+
+    @property
+    def target_group(self):
+        return f"{self.prefix}-web"
+
+    @property
+    def launch_template(self):
+        return f"{self.prefix}-webserver"
+
+    @property
+    def auto_scaling_group(self):
+        return f"{self.prefix}-web"
+
+    @property
     def role(self):
         return f"{self.prefix}-webserver"
 
@@ -299,6 +319,26 @@ def _ensure_group(ec2, *, name, description, vpc_id, rules_for, landscape, dry_r
     return Result("unchanged", f"security group {name}"), group_id
 
 
+def _close_to_world(ec2, name, group_id, *, dry_run):
+    """Remove rules opening the web ports to the world (a load-balanced env's web group)."""
+    group = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
+    open_rules = sorted(
+        r
+        for r in _rules_of(group)
+        if r[1] in WEB_PORTS and r[2] in WEB_PORTS and r[3] in OPEN_TO_ALL
+    )
+    if not open_rules:
+        return None
+    if not dry_run:
+        ec2.revoke_security_group_ingress(
+            GroupId=group_id, IpPermissions=[_permission(r) for r in open_rules]
+        )
+    removed = ", ".join(f"{r[1]} from {r[3]}" for r in open_rules)
+    return Result(
+        "update", f"security group {name}", dry_run, f"remove {removed}: behind the load balancer"
+    )
+
+
 def check_ssh_cidr(ssh_cidr):
     """A CIDR SSH may come from: a real network, and never the whole internet."""
     try:
@@ -311,12 +351,34 @@ def check_ssh_cidr(ssh_cidr):
 
 
 def ensure_security_groups(*, ec2, landscape, ssh_cidr=None, dry_run=False):
-    """<prefix>-web-sg open on 80/443 (and SSH from ssh_cidr only); backend from web only."""
+    """<prefix>-web-sg open on 80/443 (and SSH from ssh_cidr only); backend from web only.
+
+    A load-balanced environment gets <prefix>-lb-sg open on 80/443 instead, and its web group
+    admits port 80 from that group only: rules opening 80 or 443 to the world are removed.
+    """
     ssh_cidr = ssh_cidr and check_ssh_cidr(ssh_cidr)
     vpc_id = default_vpc(ec2)
+    load_balancer_id = None
+    if landscape.env.load_balanced:
+        result, load_balancer_id = _ensure_group(
+            ec2,
+            name=landscape.load_balancer_group,
+            description=f"{landscape.prefix} load balancer: HTTP and HTTPS from anywhere",
+            vpc_id=vpc_id,
+            rules_for=lambda _id: {
+                ("tcp", port, port, cidr) for port in WEB_PORTS for cidr in OPEN_TO_ALL
+            },
+            landscape=landscape,
+            dry_run=dry_run,
+        )
+        yield result
 
     def web_rules(_group_id):
-        rules = {("tcp", port, port, cidr) for port in WEB_PORTS for cidr in OPEN_TO_ALL}
+        if landscape.env.load_balanced:
+            source = load_balancer_id or landscape.load_balancer_group  # dry run: by name
+            rules = {("tcp", 80, 80, source)}
+        else:
+            rules = {("tcp", port, port, cidr) for port in WEB_PORTS for cidr in OPEN_TO_ALL}
         if ssh_cidr:
             rules.add(("tcp", 22, 22, ssh_cidr))
         return rules
@@ -331,6 +393,13 @@ def ensure_security_groups(*, ec2, landscape, ssh_cidr=None, dry_run=False):
         dry_run=dry_run,
     )
     yield result
+    closed = (
+        web_id
+        and landscape.env.load_balanced
+        and _close_to_world(ec2, landscape.web_group, web_id, dry_run=dry_run)
+    )
+    if closed:
+        yield closed
 
     def backend_rules(_group_id):
         if not web_id:  # dry run, web group not created yet
