@@ -87,12 +87,14 @@ def latest_template_version(ec2, name):
     return versions[0] if versions else None
 
 
-def _comparable(data):
-    """Launch-template data with tag lists as sets: EC2 may hand them back in any order."""
+def _comparable(data, resource_types=("instance", "volume")):
+    """Launch-template data with tag lists as sets (EC2 may hand them back in any order),
+    for the resource types the template tags: the template's own tags are not its data."""
     data = dict(data)
     data["TagSpecifications"] = sorted(
         (spec["ResourceType"], tuple(sorted((t["Key"], t["Value"]) for t in spec["Tags"])))
         for spec in data.get("TagSpecifications") or []
+        if spec["ResourceType"] in resource_types
     )
     return data
 
