@@ -28,6 +28,9 @@ from www.ops.loadbalancer import project_onto
 
 GRACE_PERIOD = 600  # seconds: a cold boot, stages 1 to 3
 ROOT_DEVICE_DEFAULT = "/dev/xvda"
+# Debian's AMI has 8 GiB: too little for Docker, two release images (serving and on trial)
+# and the logs.
+ROOT_VOLUME_GIB = 20
 
 
 def root_device(ec2, ami):
@@ -61,7 +64,12 @@ def template_data(*, landscape, ami, device, instance_type, group_id):
         "BlockDeviceMappings": [
             {
                 "DeviceName": device,
-                "Ebs": {"Encrypted": True, "VolumeType": "gp3", "DeleteOnTermination": True},
+                "Ebs": {
+                    "Encrypted": True,
+                    "VolumeType": "gp3",
+                    "VolumeSize": ROOT_VOLUME_GIB,
+                    "DeleteOnTermination": True,
+                },
             }
         ],
         "TagSpecifications": [
