@@ -31,6 +31,9 @@
 #   AWS_ENDPOINT_URL    AWS endpoint override (e.g. a local emulator); the container gets it too
 #   IMDS_ENDPOINT       instance metadata address, if not http://169.254.169.254; the container's
 #                       AWS SDK gets it as AWS_EC2_METADATA_SERVICE_ENDPOINT (instance role)
+#   FORWARDED_ALLOW_IPS addresses whose X-Forwarded-Proto gunicorn believes (comma-separated
+#                       IPs or CIDRs; default: the VPC's ranges from instance metadata, where
+#                       the load balancer is)
 #   CONTAINER_NAME      the container's name (default: the project's name)
 #   CONTAINER_NETWORK   a Docker network for the container; "host" makes the app listen on
 #                       HOST_PORT and TRIAL_PORT itself (ports below 1024 are then refused)
@@ -68,6 +71,19 @@ on_error() {
 # Debian 12's) ignore that variable.
 aws_cli() {
 	aws ${AWS_ENDPOINT_URL:+--endpoint-url "$AWS_ENDPOINT_URL"} "$@"
+}
+
+# The VPC's IPv4 ranges, comma-separated, from instance metadata: a load balancer in front of
+# this instance sends from them, so gunicorn believes X-Forwarded-Proto from there only.
+vpc_ranges() {
+	local imds=${IMDS_ENDPOINT:-http://169.254.169.254} token mac
+	imds=${imds%/}
+	token=$(curl --silent --fail --max-time 5 --request PUT \
+		--header 'X-aws-ec2-metadata-token-ttl-seconds: 60' "$imds/latest/api/token") || return 1
+	mac=$(curl --silent --fail --max-time 5 --header "X-aws-ec2-metadata-token: $token" \
+		"$imds/latest/meta-data/mac") || return 1
+	curl --silent --fail --max-time 5 --header "X-aws-ec2-metadata-token: $token" \
+		"$imds/latest/meta-data/network/interfaces/macs/$mac/vpc-ipv4-cidr-blocks" | paste -sd, -
 }
 
 # push_config fills in the facts above; running the template itself is a mistake.
@@ -163,6 +179,7 @@ run_container() {
 		--label "bootstrap.config-etag=$CONFIG_ETAG"
 		--volume "$HOST_DIR:/host"
 		--env "DJANGO_CONFIG_URI=$CONFIG_URI"
+		--env "FORWARDED_ALLOW_IPS=$FORWARDED_ALLOW_IPS"
 		--env "AWS_REGION=$AWS_REGION" --env "AWS_DEFAULT_REGION=$AWS_REGION"
 		--log-opt max-size=20m --log-opt max-file=5
 	)
@@ -277,6 +294,11 @@ main() {
 	fi
 	TRIAL_PORT=${TRIAL_PORT:-8001}
 	HEALTH_TIMEOUT=${HEALTH_TIMEOUT:-300}
+
+	if [[ -z ${FORWARDED_ALLOW_IPS:-} ]] && ! FORWARDED_ALLOW_IPS=$(vpc_ranges); then
+		die "cannot read the VPC's address ranges from instance metadata (mac, vpc-ipv4-cidr-blocks): set FORWARDED_ALLOW_IPS"
+	fi
+	log "gunicorn believes X-Forwarded-Proto from $FORWARDED_ALLOW_IPS"
 
 	local image
 	image=$(release_image) || exit 1 # release_image said why

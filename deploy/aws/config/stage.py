@@ -27,7 +27,8 @@ DATABASES = {
 # config/ and deploy/ stay private.
 STORAGES = s3_storages(ENV)
 
-# TLS ends in front of the instance (load balancer or CDN); stage accepts plain HTTP too.
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# TLS, if any, ends at a load balancer in front; stage accepts plain HTTP too. The request's
+# scheme comes from gunicorn, which believes X-Forwarded-Proto only from FORWARDED_ALLOW_IPS
+# (deploy/release/gunicorn.conf.py): no SECURE_PROXY_SSL_HEADER, which Django takes from anyone.
 SESSION_COOKIE_SECURE = False
 CSRF_COOKIE_SECURE = False
