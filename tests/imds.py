@@ -4,9 +4,9 @@ It answers only with a session token (PUT /latest/api/token first, then the toke
 X-aws-ec2-metadata-token), like an instance launched with HttpTokens=required, and serves
 the instance's id, region, tags (InstanceMetadataTags=enabled), user-data, MAC address and
 its VPC's address ranges as read back from the AWS emulator, and, when the instance has a
-role, that role's credentials the way EC2 hands them out (iam/security-credentials/<role>): the AWS SDKs' default chain finds
-them there, so nothing on the "instance" is ever given a key. The credentials are the test
-ones the emulator accepts.
+role, that role's credentials the way EC2 hands them out (iam/security-credentials/<role>):
+the AWS SDKs' default chain finds them there, so nothing on the "instance" is ever given a
+key. The credentials are the test ones the emulator accepts.
 """
 
 import base64
