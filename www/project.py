@@ -24,6 +24,10 @@ DEFAULT_MIN_INSTANCES = 1
 DEFAULT_MAX_INSTANCES = 2
 
 
+class UnknownEnvironment(ValueError):
+    """An environment name that project.env's ENVIRONMENTS does not list."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Environment:
     """One environment's facts from project.env.
@@ -86,7 +90,7 @@ class Project:
             return self.environments[name]
         except KeyError:
             known = ", ".join(self.environments)
-            raise ValueError(
+            raise UnknownEnvironment(
                 f"unknown environment {name!r}: choose one of {known} (ENVIRONMENTS in project.env)"
             ) from None
 

@@ -1,9 +1,10 @@
 """A load-balanced environment's fleet, as setup_aws and teardown see it: the front door
 (www/ops/loadbalancer.py) and the instances behind it (www/ops/scaling.py)."""
 
-from www.ops import Result, scaling
 from www.ops import loadbalancer as lb
-from www.ops.landscape import default_vpc, find_group
+from www.ops import scaling
+from www.ops.network import default_vpc, find_group
+from www.ops.results import Result
 
 
 class FleetPlan:

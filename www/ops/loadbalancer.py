@@ -23,7 +23,8 @@ import time
 
 from botocore.exceptions import ClientError, WaiterError
 
-from www.ops import OpsError, Result, converge, error_code
+from www.ops.errors import OpsError, error_code
+from www.ops.results import Result, converge
 
 HEALTH_CHECK = {
     "HealthCheckProtocol": "HTTP",

@@ -22,9 +22,10 @@ import time
 
 from botocore.exceptions import ClientError
 
-from www.ops import OpsError, Result, converge, error_code
 from www.ops.ec2 import METADATA_OPTIONS, user_data
+from www.ops.errors import OpsError, error_code
 from www.ops.loadbalancer import project_onto
+from www.ops.results import Result, converge
 
 GRACE_PERIOD = 600  # seconds: a cold boot, stages 1 to 3
 ROOT_DEVICE_DEFAULT = "/dev/xvda"
@@ -50,7 +51,7 @@ def template_data(*, landscape, ami, device, instance_type, group_id):
     """The launch template's LaunchTemplateData."""
     env = landscape.env
     instance_tags = [
-        {"Key": "Name", "Value": f"{landscape.prefix}-web"},
+        {"Key": "Name", "Value": landscape.web_instance},
         *landscape.tags,
         {"Key": "Bootstrap", "Value": env.bootstrap_uri},
     ]

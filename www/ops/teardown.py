@@ -12,9 +12,11 @@ import time
 
 from botocore.exceptions import ClientError, WaiterError
 
-from www.ops import OpsError, Result, error_code, scaling
 from www.ops import loadbalancer as lb
-from www.ops.landscape import _rules_of, default_vpc, find_group
+from www.ops import scaling
+from www.ops.errors import OpsError, error_code
+from www.ops.network import _rules_of, default_vpc, find_group
+from www.ops.results import Result
 
 
 def _poll(check, *, delay, attempts, what):
