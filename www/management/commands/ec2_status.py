@@ -27,7 +27,9 @@ class Command(AWSCommand):
             health = (
                 scaling.target_health(elbv2, target_group["TargetGroupArn"]) if target_group else {}
             )
-            site = loadbalancer.site_address(land, loadbalancer.find_load_balancer(elbv2, land))
+            load_balancer = loadbalancer.find_load_balancer(elbv2, land)
+            if load_balancer is not None:  # no fleet yet: no address to show
+                site = loadbalancer.site_address(land, load_balancer)
         if not instances:
             self.stdout.write(f"No instances of {land.prefix}.")
         else:
