@@ -24,7 +24,7 @@ from django.core.management import CommandError, call_command
 from tests.test_aws_ec2 import MOTO_PUBLIC_AMI, RELEASE
 from tests.test_aws_push_config import FILLED
 from www import project
-from www.ops import ec2, images, loadbalancer, scaling
+from www.ops import ec2, fleet, iam, images, loadbalancer, network, scaling
 from www.ops.config_push import default_config_file
 from www.ops.landscape import Landscape
 
@@ -122,7 +122,7 @@ def prod_config(tmp_path):
 
 
 @pytest.fixture
-def fleet(zone, tmp_path):
+def prod_fleet(zone, tmp_path):
     """A prod fleet that can launch: setup_aws (certificate issued), config, a release."""
     setup_and_wait()
     call_command("push_config", "--env", "prod", str(prod_config(tmp_path)), stdout=io.StringIO())
@@ -357,7 +357,7 @@ def test_without_a_hosted_zone_the_records_to_create_are_printed(aws):
     assert "Created listener" in out and set(listeners()) == {80, 443}
 
 
-def test_launch_sets_the_count_and_waits_for_healthy_targets(fleet):
+def test_launch_sets_the_count_and_waits_for_healthy_targets(prod_fleet):
     out = command("launch_ec2", "--count", "3", "--wait", "--wait-delay", "1")
     group = find_group()
     assert (group["MinSize"], group["MaxSize"], group["DesiredCapacity"]) == (
@@ -390,7 +390,7 @@ def test_launch_sets_the_count_and_waits_for_healthy_targets(fleet):
     assert status.strip().endswith(f"Site: https://{DOMAINS[0]}")
 
 
-def test_count_outside_the_bounds_is_refused_in_one_line(fleet):
+def test_count_outside_the_bounds_is_refused_in_one_line(prod_fleet):
     for count in (PROD.env.max_instances + 1, PROD.env.min_instances - 1):
         with pytest.raises(CommandError) as refused:
             command("launch_ec2", "--count", str(count))
@@ -406,7 +406,7 @@ def test_launch_before_setup_says_what_to_run(aws):
         command("launch_ec2", "--count", "2")
 
 
-def test_terminating_a_group_member_says_the_group_replaces_it(fleet):
+def test_terminating_a_group_member_says_the_group_replaces_it(prod_fleet):
     command("launch_ec2", "--count", "2")
     member = find_group()["Instances"][0]["InstanceId"]
     out = command("terminate_ec2", member, "--no-input")
@@ -414,7 +414,7 @@ def test_terminating_a_group_member_says_the_group_replaces_it(fleet):
     assert "launches a replacement" in out and "launch_ec2 --env prod --count N" in out
 
 
-def test_teardown_removes_the_fleet_and_nothing_else(fleet):
+def test_teardown_removes_the_fleet_and_nothing_else(prod_fleet):
     command("launch_ec2", "--count", "2")
     cert_arns = [
         c["CertificateArn"]
@@ -439,7 +439,7 @@ def test_teardown_removes_the_fleet_and_nothing_else(fleet):
     assert find_load_balancer() is None and find_target_group() is None and find_group() is None
     with pytest.raises(boto3.client("ec2").exceptions.ClientError):
         template_versions()
-    assert (f"{DOMAINS[0]}.", "A") not in records(fleet)
+    assert (f"{DOMAINS[0]}.", "A") not in records(prod_fleet)
     assert ec2.environment_instances(ec2=boto3.client("ec2"), landscape=PROD) == []
     # Kept: bucket with config and release, web and backend groups, role, certificate.
     s3 = boto3.client("s3")
@@ -460,7 +460,7 @@ def test_teardown_removes_the_fleet_and_nothing_else(fleet):
     )
 
 
-def test_teardown_asks_first_and_a_no_changes_nothing(fleet):
+def test_teardown_asks_first_and_a_no_changes_nothing(prod_fleet):
     result = subprocess.run(
         [sys.executable, "manage.py", "teardown", "--env", "prod"],
         cwd=project.BASE_DIR,
@@ -495,7 +495,7 @@ def aws_cli(*args):
     return json.loads(result.stdout)
 
 
-def test_the_aws_cli_reads_the_fleet_back(fleet):
+def test_the_aws_cli_reads_the_fleet_back(prod_fleet):
     command("launch_ec2", "--count", "2")
     (lb,) = aws_cli("elbv2", "describe-load-balancers", "--names", PROD.load_balancer)[
         "LoadBalancers"
@@ -518,3 +518,42 @@ def test_the_aws_cli_reads_the_fleet_back(fleet):
     assert sorted(h["Target"]["Id"] for h in health) == sorted(
         i["InstanceId"] for i in group["Instances"]
     )
+
+
+def test_without_domains_one_http_listener_forwards_on_the_load_balancers_name(aws):
+    """A load-balanced environment with no domains (e.g. STAGE_LOAD_BALANCER=yes alone):
+    no certificate, no DNS record, one HTTP listener forwarding to the target group."""
+    stage = Landscape.of(PROJECT, "stage")
+    land = dataclasses.replace(
+        stage, env=dataclasses.replace(stage.env, load_balanced=True, domains=())
+    )
+    ec2_client = boto3.client("ec2")
+    list(network.ensure_security_groups(ec2=ec2_client, landscape=land))
+    list(iam.ensure_role(iam=boto3.client("iam"), landscape=land, policies={}))
+    ami = boto3.client("ssm").get_parameter(Name=MOTO_PUBLIC_AMI)["Parameter"]["Value"]
+    plan = fleet.FleetPlan(ec2=ec2_client, landscape=land, ami=ami)
+
+    def converge():
+        return list(
+            fleet.ensure_fleet(
+                ec2=ec2_client,
+                elbv2=boto3.client("elbv2"),
+                acm=boto3.client("acm"),
+                route53=boto3.client("route53"),
+                autoscaling=boto3.client("autoscaling"),
+                plan=plan,
+            )
+        )
+
+    results = converge()
+    elbv2 = boto3.client("elbv2")
+    lb = loadbalancer.find_load_balancer(elbv2, land)
+    (listener,) = elbv2.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]
+    assert (listener["Port"], listener["Protocol"]) == (80, "HTTP")
+    (action,) = listener["DefaultActions"]
+    target_group = loadbalancer.find_target_group(elbv2, land)
+    assert action["Type"] == "forward"
+    assert action["TargetGroupArn"] == target_group["TargetGroupArn"]
+    assert boto3.client("acm").list_certificates()["CertificateSummaryList"] == []
+    assert f"site answers at http://{lb['DNSName']}" in [str(r) for r in results]
+    assert [r for r in converge() if r.changed] == []

@@ -10,7 +10,9 @@ ENV = PROJECT.environment("stage")
 
 SECRET_KEY = "<<SECRET_KEY>>"  # 50+ random characters, e.g. ./manage.py generate_secret_key
 DEBUG = False
-ALLOWED_HOSTS = ["<<HOSTNAME>>"]  # the site's public name(s); /health needs none
+# The site's public name(s); /health needs none. Behind a load balancer without STAGE_DOMAINS,
+# the load balancer's own DNS name (setup_aws prints it: "site answers at http://...").
+ALLOWED_HOSTS = ["<<HOSTNAME>>"]
 CSRF_TRUSTED_ORIGINS = [f"https://{host}" for host in ALLOWED_HOSTS]
 
 DATABASES = {
