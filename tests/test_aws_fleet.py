@@ -215,7 +215,7 @@ def test_launch_template_holds_what_a_single_launch_puts_on_an_instance(zone):
     assert options["HttpPutResponseHopLimit"] == 2
     (volume,) = data["BlockDeviceMappings"]
     assert volume["Ebs"]["Encrypted"] is True
-    assert base64.b64decode(data["UserData"]).decode() == ec2.USER_DATA_FILE.read_text()
+    assert base64.b64decode(data["UserData"]).decode() == ec2.user_data(PROD.env)
     tags = {
         s["ResourceType"]: {t["Key"]: t["Value"] for t in s["Tags"]}
         for s in data["TagSpecifications"]
