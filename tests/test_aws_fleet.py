@@ -215,7 +215,10 @@ def test_launch_template_holds_what_a_single_launch_puts_on_an_instance(zone):
     assert options["HttpPutResponseHopLimit"] == 2
     (volume,) = data["BlockDeviceMappings"]
     assert volume["Ebs"]["Encrypted"] is True
-    assert base64.b64decode(data["UserData"]).decode() == ec2.user_data(PROD.env)
+    stage1 = base64.b64decode(data["UserData"]).decode()  # stage 1, naming prod's stage 2
+    assert stage1 == ec2.USER_DATA_FILE.read_text().replace(
+        "STAGE2_URI='{{bootstrap_uri}}'", f"STAGE2_URI='s3://{PROD.bucket}/deploy/webserver.sh'"
+    )
     tags = {
         s["ResourceType"]: {t["Key"]: t["Value"] for t in s["Tags"]}
         for s in data["TagSpecifications"]
