@@ -14,11 +14,26 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 PROJECT_FILE = BASE_DIR / "project.env"
-# The key prefixes of a bucket the public may read: collectstatic's output and uploaded files.
-# The config templates store under them (ENV.static_prefix, ENV.media_prefix) and the policy
-# templates in deploy/aws/ are rendered with them ({{static_prefix}}, {{media_prefix}}).
+# The key prefixes of an environment's bucket, owned here. The public may read two:
+# collectstatic's output and uploaded files; the config templates store under them
+# (ENV.static_prefix, ENV.media_prefix). config/ (the settings file) and deploy/ (stage 2 and
+# the release record) are readable by the instance role only. The policy templates in
+# deploy/aws/ are rendered with all four ({{static_prefix}}, ..., www.ops.templates).
 STATIC_PREFIX = "static"
 MEDIA_PREFIX = "media"
+CONFIG_PREFIX = "config"
+DEPLOY_PREFIX = "deploy"
+
+
+def bucket_variable(env_name):
+    """The project.env variable naming an environment's bucket, e.g. STAGE_BUCKET."""
+    return f"{env_name.upper()}_BUCKET"
+
+
+def instance_type_variable(env_name):
+    """The project.env variable naming an environment's instance type."""
+    return f"{env_name.upper()}_INSTANCE_TYPE"
+
 
 # Lowercase words joined by single hyphens: the intersection of S3 bucket names, Docker
 # repository names, and (with '-' as '_') Python identifiers.
@@ -101,26 +116,34 @@ class Environment:
     max_instances: int = DEFAULT_MAX_INSTANCES
     subnets: tuple = ()
 
+    def uri(self, key):
+        """s3://<bucket>/<key>: an object in this environment's bucket."""
+        return f"s3://{self.bucket}/{key}"
+
     @property
     def config_key(self):
-        return f"config/{self.name}.py"
+        return f"{CONFIG_PREFIX}/{self.name}.py"
 
     @property
     def config_uri(self):
-        return f"s3://{self.bucket}/{self.config_key}"
+        return self.uri(self.config_key)
 
     @property
     def bootstrap_key(self):
-        return "deploy/webserver.sh"
+        return f"{DEPLOY_PREFIX}/webserver.sh"
 
     @property
     def bootstrap_uri(self):
-        return f"s3://{self.bucket}/{self.bootstrap_key}"
+        return self.uri(self.bootstrap_key)
 
     @property
     def release_key(self):
-        """Where publish_image records the image this environment runs."""
-        return "deploy/release.env"
+        """Where publish_image records the image this environment runs (www.ops.images)."""
+        return f"{DEPLOY_PREFIX}/release.env"
+
+    @property
+    def release_uri(self):
+        return self.uri(self.release_key)
 
     @property
     def static_prefix(self):
@@ -212,8 +235,8 @@ def environment_from(values, env):
         )
     return Environment(
         name=env,
-        bucket=require(values, f"{prefix}_BUCKET"),
-        instance_type=require(values, f"{prefix}_INSTANCE_TYPE"),
+        bucket=require(values, bucket_variable(env)),
+        instance_type=require(values, instance_type_variable(env)),
         load_balanced=_yes_no(values, f"{prefix}_LOAD_BALANCER"),
         domains=tuple(values.get(f"{prefix}_DOMAINS", "").split()),
         min_instances=min_instances,
