@@ -21,11 +21,9 @@ import boto3
 import pytest
 from django.core.management import CommandError, call_command
 
-from tests.test_aws_ec2 import MOTO_PUBLIC_AMI, RELEASE
-from tests.test_aws_push_config import FILLED
+from tests.helpers import MOTO_PUBLIC_AMI, RELEASE, filled_config
 from www import project
 from www.ops import ec2, fleet, iam, images, loadbalancer, network, scaling
-from www.ops.config_push import default_config_file
 from www.ops.landscape import Landscape
 
 PROJECT = project.load()
@@ -113,19 +111,17 @@ def changes(output):
     ]
 
 
-def prod_config(tmp_path):
-    source = default_config_file(PROD.env).read_text()
-    values = {**FILLED, "HOSTNAME": DOMAINS[0]}
-    path = tmp_path / "prod.local.py"
-    path.write_text(re.sub(r"<<([A-Z0-9_]+)>>", lambda m: values[m.group(1)], source))
-    return path
-
-
 @pytest.fixture
 def prod_fleet(zone, tmp_path):
     """A prod fleet that can launch: setup_aws (certificate issued), config, a release."""
     setup_and_wait()
-    call_command("push_config", "--env", "prod", str(prod_config(tmp_path)), stdout=io.StringIO())
+    call_command(
+        "push_config",
+        "--env",
+        "prod",
+        str(filled_config(tmp_path, "prod", HOSTNAME=DOMAINS[0])),
+        stdout=io.StringIO(),
+    )
     images.record_release(s3=boto3.client("s3"), env=PROD.env, image=RELEASE, tag="1.0")
     return zone
 

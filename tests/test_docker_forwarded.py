@@ -11,8 +11,8 @@ import uuid
 import pytest
 
 from tests.docker_rig import ROOT, TEST_SECRET_KEY, put_s3_config, run_release
+from tests.helpers import fill_placeholders
 from www import project
-from www.config import PLACEHOLDER
 
 pytestmark = pytest.mark.docker
 
@@ -34,7 +34,7 @@ def prod_config(postgres_server, dbname):
         "DB_PASSWORD": db["PASSWORD"],
     }
     template = (ROOT / "deploy" / "aws" / "config" / "prod.py").read_text()
-    source = PLACEHOLDER.sub(lambda m: filled[m.group(1)], template)
+    source = fill_placeholders(template, filled)
     return source + '\nDATABASES["default"]["OPTIONS"]["sslmode"] = "disable"\n'
 
 
