@@ -153,5 +153,14 @@ control_socket = "/tmp/gunicorn.ctl"
 accesslog = access_log(os.environ.get("GUNICORN_ACCESS_LOG") or "/host/logs/access.log")
 logger_class = AccessLogger
 errorlog = "-"
-# The proxy or load balancer in front sets X-Forwarded-Proto (SECURE_PROXY_SSL_HEADER).
-forwarded_allow_ips = "*"
+# Whom gunicorn believes about the request's scheme: only the load balancer, which ends TLS
+# and sets X-Forwarded-Proto. FORWARDED_ALLOW_IPS names where it can be (stage 2 sets the
+# VPC's ranges, read from instance metadata); by default only this host. From anyone else
+# the header changes nothing: wsgi.url_scheme stays http and Django (no SECURE_PROXY_SSL_HEADER
+# in the config templates) redirects to https. X-Forwarded-Ssl and X-Forwarded-Protocol are
+# not honoured from anyone, nor SCRIPT_NAME/PATH_INFO headers (forwarder_headers), and
+# header names with underscores are dropped (header_map).
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS") or "127.0.0.1,::1"
+secure_scheme_headers = {"X-FORWARDED-PROTO": "https"}
+forwarder_headers = ""
+header_map = "drop"

@@ -117,6 +117,8 @@ def render_stage2(*, project, env, region):
         "region": region,
         "config_uri": env.config_uri,
         "release_uri": env.release_uri,
+        "status_prefix": env.status_prefix,
+        "failed_prefix": env.failed_releases_prefix,
         "log_group": Landscape(project, env).log_group,
     }
     for name, value in facts.items():
