@@ -63,26 +63,6 @@ DIAGNOSTIC_RELEASE = [
     ("diag start-script log to -", {"GUNICORN_ACCESS_LOG": "-"}),
 ]
 
-# Makes a superuser and a logged-in session for it, and the home page's five announcements;
-# prints the session key.
-SESSION_CODE = """
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
-from django.contrib.auth import get_user_model
-from django.contrib.sessions.backends.db import SessionStore
-user, _ = get_user_model().objects.get_or_create(
-    username="bench", defaults={"is_staff": True, "is_superuser": True})
-user.set_unusable_password(); user.save()
-session = SessionStore()
-session[SESSION_KEY] = str(user.pk)
-session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-session.create()
-from www.models import Announcement
-for n in range(5 - Announcement.objects.count()):
-    Announcement.objects.create(title=f"Bench announcement {n}", body="A line of text. " * 20)
-print("SESSION " + session.session_key)
-"""
-
 
 def start_wrk(url, *, duration, cookie, args):
     command = ["taskset", "-c", args.client_cpus, "wrk", "-t1", f"-c{args.connections}"]
@@ -200,10 +180,9 @@ def main():
             client,
             image,
             config_uri=config_uri,
-            command=["python3", "manage.py", "shell", "-c", SESSION_CODE],
+            command=["python3", "manage.py", "shell", "-c", common.SESSION_CODE],
         )
-        key = next(ln for ln in output.splitlines() if ln.startswith("SESSION "))
-        cookie = f"sessionid={key.split()[1]}"
+        cookie = common.session_cookie(output)
         for replicas in running.values():
             for container in replicas:
                 check(container, paths, cookie)
