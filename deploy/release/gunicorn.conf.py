@@ -89,6 +89,7 @@ def on_starting(server):
     try:
         server.app.wsgi()
         failed = False
+        server.log.info("App imported; serving once the start-up steps are done (%s)", gate)
     except Exception:
         failed = True
     while not os.path.exists(gate):
