@@ -25,6 +25,7 @@ Settings:
 Target: on every page, release conf's requests per instruction >= 0.95x bare's.
 
     .venv/bin/python -m bench.request_cost [--paths /health,/,/admin/] [--requests LOW,HIGH]
+        [--settings "release conf,release conf, log off,bare + gunicorn's log"]
 """
 
 import argparse
@@ -157,8 +158,16 @@ def main():
         help="the two request counts whose difference is measured, for every page "
         "(default per page: " + "; ".join(f"{p} {a},{b}" for p, (a, b) in REQUESTS.items()) + ")",
     )
+    parser.add_argument(
+        "--settings",
+        default=",".join(name for name, *_ in SETTINGS),
+        help="comma-separated names of the settings to count (default: all; bare always)",
+    )
     args = parser.parse_args()
     paths = args.paths.split(",")
+    chosen = {"bare", *args.settings.split(",")}
+    if unknown := chosen - {name for name, *_ in SETTINGS}:
+        sys.exit(f"error: --settings {','.join(unknown)}: set names among those in --help")
     if unknown := [p for p in paths if p not in REQUESTS]:
         sys.exit(f"error: --paths {','.join(unknown)}: set pages among {', '.join(REQUESTS)}")
     counts = {path: REQUESTS[path] for path in paths}
@@ -179,7 +188,7 @@ def main():
         for path in paths:
             low, high = counts[path]
             for name, arguments, access_log, only in SETTINGS:
-                if only and path not in only:
+                if name not in chosen or (only and path not in only):
                     continue
                 n = [
                     count_instructions(
@@ -207,6 +216,8 @@ def main():
         for name, cost in per_request[path].items():
             print(f"  {name:<24}{cost:>14,.0f}{cost / bare - 1:>+9.1%}")
     for path in paths:
+        if "release conf" not in per_request[path]:
+            continue
         bare = per_request[path]["bare"]
         # Requests per instruction, release against bare: the throughput a CPU-bound server has.
         ok &= common.result(
