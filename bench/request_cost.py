@@ -25,7 +25,7 @@ Settings:
 Target: on every page, release conf's requests per instruction >= 0.95x bare's.
 
     .venv/bin/python -m bench.request_cost [--paths /health,/,/admin/] [--requests LOW,HIGH]
-        [--settings "release conf,release conf, log off,bare + gunicorn's log"]
+        [--settings "release conf;release conf, log off;bare + gunicorn's log"]
 """
 
 import argparse
@@ -160,14 +160,14 @@ def main():
     )
     parser.add_argument(
         "--settings",
-        default=",".join(name for name, *_ in SETTINGS),
-        help="comma-separated names of the settings to count (default: all; bare always)",
+        default=";".join(name for name, *_ in SETTINGS),
+        help="semicolon-separated names of the settings to count (default: all; bare always)",
     )
     args = parser.parse_args()
     paths = args.paths.split(",")
-    chosen = {"bare", *args.settings.split(",")}
+    chosen = {"bare", *args.settings.split(";")}
     if unknown := chosen - {name for name, *_ in SETTINGS}:
-        sys.exit(f"error: --settings {','.join(unknown)}: set names among those in --help")
+        sys.exit(f"error: --settings {';'.join(unknown)}: set names among those in --help")
     if unknown := [p for p in paths if p not in REQUESTS]:
         sys.exit(f"error: --paths {','.join(unknown)}: set pages among {', '.join(REQUESTS)}")
     counts = {path: REQUESTS[path] for path in paths}
