@@ -26,6 +26,7 @@ Target: on every page, release conf's requests per instruction >= 0.95x bare's.
 
     .venv/bin/python -m bench.request_cost [--paths /health,/,/admin/] [--requests LOW,HIGH]
         [--settings "release conf;release conf, log off;bare + gunicorn's log"]
+        [--conn-max-age SECONDS]
 """
 
 import argparse
@@ -124,17 +125,18 @@ def count_instructions(name, arguments, access_log, path, requests, *, env, work
     return total
 
 
-def deployed_env(postgres, workdir):
+def deployed_env(postgres, workdir, conn_max_age):
     """The environment of a deployed start: the stage config for a new, migrated database
     holding the pages' rows and a logged-in session; and that session's cookie."""
     dbname = postgres.create_database("bench_request_cost")
     config = workdir / "stage.py"
-    # Connections kept for good: under valgrind a request takes ~50x its time, and the
-    # template's CONN_MAX_AGE (60 s) would reconnect (a SCRAM handshake) every few dozen
-    # requests instead of every few thousand.
+    # By default connections are kept for good: under valgrind a request takes ~50x its
+    # time, and the template's CONN_MAX_AGE (60 s) would reconnect (a SCRAM handshake) every
+    # few dozen requests instead of every few thousand. --conn-max-age 0 counts a new
+    # connection per request.
     config.write_text(
         stage_config(postgres, dbname, secret_key=common.SECRET_KEY)
-        + '\nDATABASES["default"]["CONN_MAX_AGE"] = None\n'
+        + f'\nDATABASES["default"]["CONN_MAX_AGE"] = {conn_max_age}\n'
     )
     env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}
     env |= AWS_TEST_ENV | {"DJANGO_CONFIG_URI": f"file://{config}"}
@@ -163,6 +165,13 @@ def main():
         default=";".join(name for name, *_ in SETTINGS),
         help="semicolon-separated names of the settings to count (default: all; bare always)",
     )
+    parser.add_argument(
+        "--conn-max-age",
+        type=int,
+        default=None,
+        help="the config's CONN_MAX_AGE (default: none, connections kept for good; 0: a new "
+        "database connection for every request)",
+    )
     args = parser.parse_args()
     paths = args.paths.split(",")
     chosen = {"bare", *args.settings.split(";")}
@@ -184,7 +193,7 @@ def main():
     per_request = {path: {} for path in paths}
     try:
         postgres.start()
-        env, cookie = deployed_env(postgres, workdir)
+        env, cookie = deployed_env(postgres, workdir, args.conn_max_age)
         for path in paths:
             low, high = counts[path]
             for name, arguments, access_log, only in SETTINGS:
