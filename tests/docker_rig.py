@@ -36,8 +36,9 @@ import pytest
 import requests
 
 from tests.servers import AWS_TEST_ENV, free_port
-from www import aws, ops, project
+from www import aws, project
 from www.config import PLACEHOLDER
+from www.ops.templates import json_template
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD_SCRIPT = ROOT / "build_docker_image.sh"
@@ -129,7 +130,7 @@ def ensure_bucket(s3, bucket):
             Bucket=bucket,
             CreateBucketConfiguration={"LocationConstraint": project.aws_region()},
         )
-    policy = ops.json_template("bucket-policy.json", bucket=bucket)
+    policy = json_template("bucket-policy.json", bucket=bucket)
     s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
 
 

@@ -25,6 +25,17 @@ def free_port():
         return s.getsockname()[1]
 
 
+def stop_process(proc, *, grace=10):
+    """SIGTERM, then SIGKILL if it is still there after grace seconds (a busy machine can
+    keep a server in a request past a short grace)."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=grace)
+
+
 def wait_until(check, *, timeout, what):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -169,8 +180,7 @@ class MotoServer:
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
+            stop_process(self.proc)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.log_path)
 
@@ -214,8 +224,7 @@ class RegistryServer:
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
+            stop_process(self.proc)
         self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -23,7 +23,8 @@ from django.core.management import CommandError, call_command
 from tests.servers import free_port
 from tests.test_aws_push_config import filled_config
 from www import project
-from www.ops import OpsError, ec2, images
+from www.ops import ec2, images
+from www.ops.errors import OpsError
 from www.ops.landscape import Landscape
 
 PROJECT = project.load()

@@ -157,5 +157,5 @@ def test_stage2_prepares_the_host_directory_for_the_app_user(aws, tmp_path):
         f'CONTAINERS_ROOT={root}; HOST_DIR="$CONTAINERS_ROOT/$PROJECT_NAME"; prepare_host_dir',
     )
     assert result.returncode == 0, result.stderr
-    for path in (root / STAGE.project, root / STAGE.project / "logs"):
+    for path in (root / STAGE.project.name, root / STAGE.project.name / "logs"):
         assert (path.stat().st_uid, path.stat().st_gid) == (10001, 10001)

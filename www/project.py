@@ -19,6 +19,10 @@ STATIC_PREFIX = "static"
 MEDIA_PREFIX = "media"
 
 
+class UnknownEnvironment(ValueError):
+    """An environment name that project.env's ENVIRONMENTS does not list."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Environment:
     name: str
@@ -67,7 +71,7 @@ class Project:
             return self.environments[name]
         except KeyError:
             known = ", ".join(self.environments)
-            raise ValueError(
+            raise UnknownEnvironment(
                 f"unknown environment {name!r}: choose one of {known} (ENVIRONMENTS in project.env)"
             ) from None
 

@@ -14,10 +14,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from botocore.exceptions import ClientError
-
 from www.config import PLACEHOLDER
-from www.ops import TEMPLATE_DIR, OpsError, Result, error_code, render
+from www.ops.errors import OpsError
+from www.ops.objects import sync_object
+from www.ops.templates import TEMPLATE_DIR, render
 from www.project import BASE_DIR
 
 STAGE2_TEMPLATE = TEMPLATE_DIR / "bootstrap.webserver.sh"
@@ -158,47 +158,11 @@ def render_stage2(*, project, env, region):
     return render(STAGE2_TEMPLATE.read_text(), **facts)
 
 
-def current_object(s3, bucket, key, *, env_name):
-    """The object's bytes, or None when there is none yet."""
-    try:
-        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except ClientError as exc:
-        if error_code(exc) == "NoSuchKey":
-            return None
-        if error_code(exc) == "NoSuchBucket":
-            raise OpsError(
-                f"bucket {bucket} does not exist: run ./manage.py setup_aws --env {env_name} first"
-            ) from None
-        raise
-
-
-def upload_private(s3, bucket, key, body, content_type):
-    """Server-side encrypted, no ACL: the bucket policy keeps config/ and deploy/ private."""
-    s3.put_object(
-        Bucket=bucket,
-        Key=key,
-        Body=body,
-        ContentType=content_type,
-        ServerSideEncryption="AES256",
-    )
-
-
-def _sync(s3, *, env, key, body, content_type, dry_run, describe_change):
-    current = current_object(s3, env.bucket, key, env_name=env.name)
-    what = f"s3://{env.bucket}/{key}"
-    if current == body:
-        return Result("unchanged", what)
-    if not dry_run:
-        upload_private(s3, env.bucket, key, body, content_type)
-    detail = describe_change(current) if current is not None else ""
-    return Result("create" if current is None else "update", what, dry_run, detail)
-
-
 def push_config(*, s3, project, env, config_file, region, dry_run=False):
     """Validate config_file, then upload it and the rendered stage-2 script if they changed."""
     source, new_fingerprint = validate_config(config_file)
     stage2 = render_stage2(project=project, env=env, region=region)
-    yield _sync(
+    yield sync_object(
         s3,
         env=env,
         key=env.config_key,
@@ -209,7 +173,7 @@ def push_config(*, s3, project, env, config_file, region, dry_run=False):
             fingerprint_of(current.decode()), new_fingerprint
         ),
     )
-    yield _sync(
+    yield sync_object(
         s3,
         env=env,
         key=env.bootstrap_key,

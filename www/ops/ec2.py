@@ -10,10 +10,14 @@ import uuid
 
 from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
-from www.ops import TEMPLATE_DIR, OpsError, Result, error_code
-from www.ops.config_push import current_object
+from www.ops.bucket import bucket_exists
+from www.ops.errors import OpsError, error_code
+from www.ops.iam import instance_profile_exists
 from www.ops.images import read_release
-from www.ops.landscape import bucket_exists, default_vpc, find_group, instance_profile_exists
+from www.ops.network import default_vpc, find_group
+from www.ops.objects import object_exists
+from www.ops.results import Result
+from www.ops.templates import TEMPLATE_DIR
 
 # Debian's own public parameter for its current stable release (Debian 13, "trixie").
 DEFAULT_AMI_PARAMETER = "/aws/service/debian/release/13/latest/amd64"
@@ -62,7 +66,7 @@ def check_prerequisites(*, s3, ec2, iam, landscape):
     if not instance_profile_exists(iam, landscape):
         raise OpsError(f"no instance profile {landscape.instance_profile}: {setup}")
     for key in (env.config_key, env.bootstrap_key):
-        if current_object(s3, env.bucket, key, env_name=env.name) is None:
+        if not object_exists(s3, env.bucket, key):
             raise OpsError(
                 f"no s3://{env.bucket}/{key}: run ./manage.py push_config --env {env.name} first"
             )
@@ -79,7 +83,7 @@ def launch_request(*, landscape, ami, instance_type, count, group_id, release, c
     """The run_instances arguments; printed whole by --dry-run."""
     env = landscape.env
     tags = [
-        {"Key": "Name", "Value": f"{landscape.prefix}-web"},
+        {"Key": "Name", "Value": landscape.web_instance},
         *landscape.tags,
         {"Key": "Bootstrap", "Value": env.bootstrap_uri},
         {"Key": "Release", "Value": release["IMAGE"]},
@@ -108,7 +112,7 @@ def new_client_token():
 
 def environment_instances(*, ec2, landscape, states=EXISTING_STATES, extra_filters=()):
     filters = [
-        {"Name": "tag:Project", "Values": [landscape.project]},
+        {"Name": "tag:Project", "Values": [landscape.project.name]},
         {"Name": "tag:Env", "Values": [landscape.env.name]},
         {"Name": "instance-state-name", "Values": list(states)},
         *extra_filters,
@@ -252,7 +256,7 @@ def terminate(*, ec2, landscape, ids):
     foreign = [i for i in ids if i not in ours]
     if foreign:
         raise OpsError(
-            f"not a live instance of {landscape.project} {landscape.env.name}: "
+            f"not a live instance of {landscape.project.name} {landscape.env.name}: "
             f"{', '.join(foreign)}; nothing terminated"
         )
     changes = ec2.terminate_instances(InstanceIds=ids)["TerminatingInstances"]

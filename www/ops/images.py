@@ -12,12 +12,13 @@ registry address such as registry.example.com:5000/team (reached without credent
 """
 
 import base64
+import contextlib
+import dataclasses
 import re
 
-from botocore.exceptions import ClientError
-
-from www.ops import OpsError, Result, error_code
-from www.ops.config_push import current_object, upload_private
+from www.ops.errors import OpsError, value_or_none
+from www.ops.objects import read_object, sync_object
+from www.ops.results import Result, converge_exists
 
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 RELEASE_LINE = re.compile(r"^([A-Z_]+)=(.*)$")
@@ -41,7 +42,7 @@ def parse_release(text):
 
 def read_release(*, s3, env):
     """The release env runs ({"IMAGE": ..., "TAG": ...}), or None if none was published."""
-    body = current_object(s3, env.bucket, env.release_key, env_name=env.name)
+    body = read_object(s3, env.bucket, env.release_key, env_name=env.name)
     if body is None:
         return None
     return parse_release(body.decode())
@@ -49,14 +50,15 @@ def read_release(*, s3, env):
 
 def record_release(*, s3, env, image, tag, dry_run=False):
     """Write release.env unless it already names this image."""
-    body = release_record(image, tag).encode()
-    current = current_object(s3, env.bucket, env.release_key, env_name=env.name)
-    what = f"s3://{env.bucket}/{env.release_key}"
-    if current == body:
-        return Result("unchanged", what, detail=image)
-    if not dry_run:
-        upload_private(s3, env.bucket, env.release_key, body, "text/plain")
-    return Result("create" if current is None else "update", what, dry_run, image)
+    result = sync_object(
+        s3,
+        env=env,
+        key=env.release_key,
+        body=release_record(image, tag).encode(),
+        content_type="text/plain",
+        dry_run=dry_run,
+    )
+    return dataclasses.replace(result, detail=image)
 
 
 # --- registries -------------------------------------------------------------------------------
@@ -64,20 +66,23 @@ def record_release(*, s3, env, image, tag, dry_run=False):
 
 def ensure_ecr_repository(*, ecr, name, dry_run=False):
     """The ECR repository, scanned on push and encrypted; returns (Result, repository URI)."""
-    try:
-        repo = ecr.describe_repositories(repositoryNames=[name])["repositories"][0]
-        return Result("unchanged", f"ECR repository {name}"), repo["repositoryUri"]
-    except ClientError as exc:
-        if error_code(exc) != "RepositoryNotFoundException":
-            raise
-    if dry_run:
-        return Result("create", f"ECR repository {name}", True), None
-    repo = ecr.create_repository(
-        repositoryName=name,
-        imageScanningConfiguration={"scanOnPush": True},
-        encryptionConfiguration={"encryptionType": "AES256"},
-    )["repository"]
-    return Result("create", f"ECR repository {name}"), repo["repositoryUri"]
+    repo = value_or_none(
+        lambda: ecr.describe_repositories(repositoryNames=[name]),
+        ("RepositoryNotFoundException",),
+        lambda r: r["repositories"][0],
+    )
+    exists = repo is not None
+
+    def create():
+        nonlocal repo
+        repo = ecr.create_repository(
+            repositoryName=name,
+            imageScanningConfiguration={"scanOnPush": True},
+            encryptionConfiguration={"encryptionType": "AES256"},
+        )["repository"]
+
+    result = converge_exists(f"ECR repository {name}", exists, create, dry_run=dry_run)
+    return result, repo and repo["repositoryUri"]
 
 
 def ecr_credentials(*, ecr):
@@ -143,3 +148,63 @@ def push_image(*, docker_client, image, repository, tag, auth_config=None):
     if digest is None:
         raise OpsError(f"push of {repository}:{tag} reported no digest")
     return digest
+
+
+# --- publishing: push, then record --------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def docker_errors():
+    """A Docker engine failure as one line (the docker SDK is imported only when used)."""
+    import docker.errors
+
+    try:
+        yield
+    except docker.errors.DockerException as exc:
+        raise OpsError(f"Docker: {exc}") from None
+
+
+def publish(*, s3, ecr, landscape, registry, tag, dry_run=False, docker_client=None):
+    """Push <project>-release:tag to registry and record it as the env's release; yield Results.
+
+    registry is "ecr" (ecr is then the ECR client) or a registry address. The bucket is checked
+    before anything is pushed, and a rerun pushes nothing when the registry has this image.
+    """
+    env = landscape.env
+    read_release(s3=s3, env=env)  # the bucket must exist before any push
+    with docker_errors():
+        if docker_client is None:
+            import docker
+
+            docker_client = docker.from_env()
+        image = local_image(docker_client, landscape.project.image("release", tag))
+        auth_config = None
+        if registry == "ecr":
+            result, _ = ensure_ecr_repository(
+                ecr=ecr, name=landscape.release_repository, dry_run=dry_run
+            )
+            yield result
+            if dry_run:
+                yield Result("create", f"push of {image.tags[0]} to ECR", True)
+                return
+            host, auth_config = ecr_credentials(ecr=ecr)
+            repository = f"{host}/{landscape.release_repository}"
+        else:
+            repository = f"{registry.rstrip('/')}/{landscape.release_repository}"
+        target = dict(
+            docker_client=docker_client,
+            image=image,
+            repository=repository,
+            tag=tag,
+            auth_config=auth_config,
+        )
+        digest = pushed_digest(**target)
+        if digest:
+            yield Result("unchanged", f"image {repository}:{tag}", detail=digest)
+        elif dry_run:
+            yield Result("create", f"image {repository}:{tag}", True)
+            return
+        else:
+            digest = push_image(**target)
+            yield Result("create", f"image {repository}:{tag}", detail=digest)
+    yield record_release(s3=s3, env=env, image=f"{repository}@{digest}", tag=tag, dry_run=dry_run)

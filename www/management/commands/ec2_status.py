@@ -1,29 +1,24 @@
-from django.core.management.base import BaseCommand
+from www import aws
+from www.management.base import AWSCommand
+from www.ops import ec2
 
-from www import aws, project
-from www.ops import command_errors, ec2, landscape
 
-
-class Command(BaseCommand):
+class Command(AWSCommand):
     help = (
         "List an environment's instances: id, state, address, release, launch time. "
         "A stopped instance is listed, and serves nothing until it is started."
     )
-    requires_system_checks = []
 
     def add_arguments(self, parser):
-        parser.add_argument("--env", required=True, help="environment from project.env")
+        super().add_arguments(parser)
         parser.add_argument(
             "--all", action="store_true", help="include terminated and shutting-down instances"
         )
 
     def handle(self, *args, **options):
         states = ec2.EXISTING_STATES + (["shutting-down", "terminated"] if options["all"] else [])
-        with command_errors():
-            land = landscape.Landscape.of(project.load(), options["env"])
-            instances = ec2.environment_instances(
-                ec2=aws.client("ec2"), landscape=land, states=states
-            )
+        land = self.landscape(options)
+        instances = ec2.environment_instances(ec2=aws.client("ec2"), landscape=land, states=states)
         if not instances:
             self.stdout.write(f"No instances of {land.prefix}.")
             return

@@ -1,19 +1,18 @@
-from django.core.management.base import BaseCommand
-
 from www import aws, project
-from www.ops import command_errors, landscape
+from www.management.base import AWSCommand
+from www.ops import bucket, iam, network, rds
 
 
-class Command(BaseCommand):
+class Command(AWSCommand):
     help = (
         "Create an environment's AWS landscape: its bucket (private, encrypted, versioned, "
         "policy and CORS from deploy/aws/), security groups, and the web servers' IAM role and "
         "instance profile. Idempotent; --dry-run shows the plan and changes nothing."
     )
-    requires_system_checks = []
+    dry_run_help = "print the plan only"
 
     def add_arguments(self, parser):
-        parser.add_argument("--env", required=True, help="environment from project.env")
+        super().add_arguments(parser)
         parser.add_argument(
             "--ssh-cidr",
             help="also allow SSH to the web servers from this CIDR (e.g. 203.0.113.7/32)",
@@ -23,52 +22,36 @@ class Command(BaseCommand):
             action="store_true",
             help="also create a Postgres RDS database; its password goes to SSM, never output",
         )
-        parser.add_argument("--dry-run", action="store_true", help="print the plan only")
 
-    def handle(self, *args, **options):
-        proj = project.load()
-        dry_run = options["dry_run"]
-        with command_errors():
-            land = landscape.Landscape.of(proj, options["env"])
-            if options["ssh_cidr"]:  # before any change: nothing half-done
-                landscape.check_ssh_cidr(options["ssh_cidr"])
-            region = project.aws_region()
-            account = aws.client("sts").get_caller_identity()["Account"]
-            steps = [
-                landscape.ensure_bucket(
-                    s3=aws.client("s3"), landscape=land, region=region, dry_run=dry_run
+    def handle(self, *args, dry_run, ssh_cidr, with_rds, **options):
+        land = self.landscape(options)
+        if ssh_cidr:  # before any change: nothing half-done
+            network.check_ssh_cidr(ssh_cidr)
+        region = project.aws_region()
+        account = aws.client("sts").get_caller_identity()["Account"]
+        self.report_all(
+            bucket.ensure_bucket(
+                s3=aws.client("s3"), landscape=land, region=region, dry_run=dry_run
+            ),
+            network.ensure_security_groups(
+                ec2=aws.client("ec2"), landscape=land, ssh_cidr=ssh_cidr, dry_run=dry_run
+            ),
+            iam.ensure_role(
+                iam=aws.client("iam"),
+                landscape=land,
+                policies=iam.role_policies(
+                    landscape=land, registry=self.project.registry, region=region, account=account
                 ),
-                landscape.ensure_security_groups(
+                dry_run=dry_run,
+            ),
+        )
+        if with_rds:
+            self.report_all(
+                rds.ensure_database(
+                    rds=aws.client("rds"),
+                    ssm=aws.client("ssm"),
                     ec2=aws.client("ec2"),
                     landscape=land,
-                    ssh_cidr=options["ssh_cidr"],
                     dry_run=dry_run,
-                ),
-                landscape.ensure_role(
-                    iam=aws.client("iam"),
-                    landscape=land,
-                    policies=landscape.role_policies(
-                        landscape=land, registry=proj.registry, region=region, account=account
-                    ),
-                    dry_run=dry_run,
-                ),
-            ]
-            if options["with_rds"]:
-                steps.append(
-                    landscape.ensure_database(
-                        rds=aws.client("rds"),
-                        ssm=aws.client("ssm"),
-                        ec2=aws.client("ec2"),
-                        landscape=land,
-                        dry_run=dry_run,
-                    )
                 )
-            for step in steps:
-                for result in step:
-                    self.report(result, options["verbosity"])
-
-    def report(self, result, verbosity):
-        if verbosity < 1:
-            return
-        style = self.style.SUCCESS if result.changed and not result.dry_run else str
-        self.stdout.write(style(str(result)))
+            )

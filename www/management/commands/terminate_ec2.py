@@ -1,33 +1,25 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
-from www import aws, project
-from www.ops import command_errors, ec2, landscape
+from www import aws
+from www.management.base import AWSCommand
+from www.ops import ec2
 
 
-class Command(BaseCommand):
+class Command(AWSCommand):
     help = "Terminate instances of an environment, by id; asks first unless --no-input."
-    requires_system_checks = []
+    no_input_help = "do not ask for confirmation"
 
     def add_arguments(self, parser):
-        parser.add_argument("--env", required=True, help="environment from project.env")
+        super().add_arguments(parser)
         parser.add_argument("instance_ids", nargs="+", metavar="ID", help="instance ids")
-        parser.add_argument(
-            "--no-input",
-            "--noinput",
-            action="store_false",
-            dest="interactive",
-            help="do not ask for confirmation",
-        )
 
-    def handle(self, *args, **options):
-        ids = options["instance_ids"]
-        with command_errors():
-            land = landscape.Landscape.of(project.load(), options["env"])
-            if options["interactive"]:
-                self.confirm(f"Terminate {', '.join(ids)} of {land.prefix}? Type 'yes': ")
-            states = ec2.terminate(ec2=aws.client("ec2"), landscape=land, ids=ids)
+    def handle(self, *args, instance_ids, interactive, **options):
+        land = self.landscape(options)
+        if interactive:
+            self.confirm(f"Terminate {', '.join(instance_ids)} of {land.prefix}? Type 'yes': ")
+        states = ec2.terminate(ec2=aws.client("ec2"), landscape=land, ids=instance_ids)
         for instance_id, state in states.items():
-            if options["verbosity"] >= 1:
+            if self.verbosity >= 1:
                 self.stdout.write(self.style.SUCCESS(f"Terminated {instance_id} ({state})"))
 
     def confirm(self, question):

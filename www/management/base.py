@@ -1,0 +1,96 @@
+"""The base of the AWS commands: the options they share, their report, their one-line errors.
+
+AWSCommand owns --env (the environments listed in project.env), --dry-run and --no-input
+(for the commands that set dry_run_help / no_input_help), prints the Results the ops functions
+yield at the chosen verbosity, and turns whatever ops, AWS or boto3 raised into one
+CommandError line, never a traceback.
+"""
+
+import argparse
+import contextlib
+
+from django.core.management.base import BaseCommand, CommandError
+
+from www import project
+from www.ops.errors import AWS_ERRORS, OpsError, describe_aws_failure
+from www.ops.landscape import Landscape
+
+
+@contextlib.contextmanager
+def command_errors():
+    """Let a command fail with one line, never a traceback, whatever ops, AWS or boto3 raised.
+
+    The AWS line is "<service> <Operation>: <error code or class> — <what to do>". It carries
+    no message text from AWS or botocore, which may echo a request's values; the chained
+    exception keeps them for ./manage.py ... --traceback.
+    """
+    try:
+        yield
+    except OpsError as exc:
+        raise CommandError(str(exc)) from None
+    except AWS_ERRORS as exc:
+        raise CommandError(describe_aws_failure(exc)) from exc
+
+
+def environment_argument(proj):
+    """argparse type of --env: the named Environment of proj, or one line naming the choices."""
+
+    def environment(name):
+        try:
+            return proj.environment(name)
+        except project.UnknownEnvironment as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return environment
+
+
+class AWSCommand(BaseCommand):
+    requires_system_checks = []
+    dry_run_help = None  # the --dry-run option's help; None: the command has no --dry-run
+    no_input_help = None  # the --no-input option's help; None: the command never asks
+
+    def add_arguments(self, parser):
+        proj = project.load()
+        parser.add_argument(
+            "--env",
+            required=True,
+            type=environment_argument(proj),
+            metavar="{" + ",".join(proj.environments) + "}",
+            help="environment from project.env",
+        )
+        if self.dry_run_help:
+            parser.add_argument("--dry-run", action="store_true", help=self.dry_run_help)
+        if self.no_input_help:
+            parser.add_argument(
+                "--no-input",
+                "--noinput",
+                action="store_false",
+                dest="interactive",
+                help=self.no_input_help,
+            )
+
+    def execute(self, *args, **options):
+        self.verbosity = options.get("verbosity", 1)
+        with command_errors():
+            return super().execute(*args, **options)
+
+    @property
+    def project(self):
+        return project.load()
+
+    def landscape(self, options):
+        """The names of the --env environment's AWS resources."""
+        return Landscape(self.project, options["env"])
+
+    def report(self, result):
+        """One Result: a warning when it needs attention, else a line at verbosity 1 and up."""
+        if result.verb == "attention":
+            self.stdout.write(self.style.WARNING(str(result)))
+        elif self.verbosity >= 1:
+            style = self.style.SUCCESS if result.changed and not result.dry_run else str
+            self.stdout.write(style(str(result)))
+
+    def report_all(self, *steps):
+        for step in steps:
+            for result in step:
+                self.report(result)

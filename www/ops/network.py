@@ -1,0 +1,133 @@
+"""An environment's network: the default VPC and its security groups.
+
+<prefix>-web-sg takes HTTP and HTTPS from anywhere (and SSH from one given CIDR only);
+<prefix>-backend-sg takes Postgres from the web group only. Rules added by hand are left alone.
+"""
+
+import ipaddress
+
+from www.ops.errors import OpsError
+from www.ops.results import converge
+
+OPEN_TO_ALL = ("0.0.0.0/0", "::/0")
+WEB_PORTS = (80, 443)
+DATABASE_PORT = 5432
+
+
+def default_vpc(ec2):
+    vpcs = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"]
+    if not vpcs:
+        raise OpsError("this region has no default VPC: create one (aws ec2 create-default-vpc)")
+    return vpcs[0]["VpcId"]
+
+
+def find_group(ec2, name, vpc_id):
+    groups = ec2.describe_security_groups(
+        Filters=[
+            {"Name": "group-name", "Values": [name]},
+            {"Name": "vpc-id", "Values": [vpc_id]},
+        ]
+    )["SecurityGroups"]
+    return groups[0] if groups else None
+
+
+def _rules_of(group):
+    """Ingress rules as comparable (protocol, from, to, source) tuples."""
+    rules = set()
+    for perm in group.get("IpPermissions", []) if group else []:
+        key = (perm.get("IpProtocol"), perm.get("FromPort"), perm.get("ToPort"))
+        rules.update((*key, r["CidrIp"]) for r in perm.get("IpRanges", []))
+        rules.update((*key, r["CidrIpv6"]) for r in perm.get("Ipv6Ranges", []))
+        rules.update((*key, r["GroupId"]) for r in perm.get("UserIdGroupPairs", []))
+    return rules
+
+
+def _permission(rule):
+    protocol, from_port, to_port, source = rule
+    perm = {"IpProtocol": protocol, "FromPort": from_port, "ToPort": to_port}
+    if source.startswith("sg-"):
+        perm["UserIdGroupPairs"] = [{"GroupId": source}]
+    elif ":" in source:
+        perm["Ipv6Ranges"] = [{"CidrIpv6": source}]
+    else:
+        perm["IpRanges"] = [{"CidrIp": source}]
+    return perm
+
+
+def _described(rules):
+    return ", ".join(f"{r[1]} from {r[3]}" for r in sorted(rules))
+
+
+def _ensure_group(ec2, *, name, description, vpc_id, wanted, landscape, dry_run):
+    """One group with at least the wanted ingress rules; returns (Result, group id)."""
+    group = find_group(ec2, name, vpc_id)
+    group_id = group["GroupId"] if group else None
+    present = _rules_of(group)
+    missing = wanted - present
+
+    def apply():
+        nonlocal group_id
+        if group is None:
+            group_id = ec2.create_security_group(
+                GroupName=name,
+                Description=description,
+                VpcId=vpc_id,
+                TagSpecifications=[{"ResourceType": "security-group", "Tags": landscape.tags}],
+            )["GroupId"]
+        if missing:
+            ec2.authorize_security_group_ingress(
+                GroupId=group_id, IpPermissions=[_permission(r) for r in sorted(missing)]
+            )
+
+    result = converge(
+        f"security group {name}",
+        None if group is None else wanted & present,
+        wanted,
+        apply,
+        dry_run=dry_run,
+        detail=_described(wanted) if group is None else f"add {_described(missing)}",
+    )
+    return result, group_id
+
+
+def check_ssh_cidr(ssh_cidr):
+    """A CIDR SSH may come from: a real network, and never the whole internet."""
+    try:
+        network = ipaddress.ip_network(ssh_cidr)
+    except ValueError:
+        raise OpsError(f"--ssh-cidr {ssh_cidr}: not a CIDR such as 203.0.113.7/32") from None
+    if network.prefixlen == 0:
+        raise OpsError(f"--ssh-cidr {ssh_cidr} opens SSH to the world: give your own address/32")
+    return str(network)
+
+
+def ensure_security_groups(*, ec2, landscape, ssh_cidr=None, dry_run=False):
+    """<prefix>-web-sg open on 80/443 (and SSH from ssh_cidr only); backend from web only."""
+    ssh_cidr = ssh_cidr and check_ssh_cidr(ssh_cidr)
+    vpc_id = default_vpc(ec2)
+
+    web_rules = {("tcp", port, port, cidr) for port in WEB_PORTS for cidr in OPEN_TO_ALL}
+    if ssh_cidr:
+        web_rules.add(("tcp", 22, 22, ssh_cidr))
+    result, web_id = _ensure_group(
+        ec2,
+        name=landscape.web_group,
+        description=f"{landscape.prefix} web servers: HTTP and HTTPS",
+        vpc_id=vpc_id,
+        wanted=web_rules,
+        landscape=landscape,
+        dry_run=dry_run,
+    )
+    yield result
+
+    web_source = web_id or landscape.web_group  # a dry run names the group not created yet
+    result, _ = _ensure_group(
+        ec2,
+        name=landscape.backend_group,
+        description=f"{landscape.prefix} backends: reachable from the web servers only",
+        vpc_id=vpc_id,
+        wanted={("tcp", DATABASE_PORT, DATABASE_PORT, web_source)},
+        landscape=landscape,
+        dry_run=dry_run,
+    )
+    yield result

@@ -1,0 +1,29 @@
+"""The files in deploy/aws/ that ops fills in: {{field}} markers, never left unfilled."""
+
+import json
+import re
+
+from www.ops.errors import OpsError
+from www.project import BASE_DIR, MEDIA_PREFIX, STATIC_PREFIX
+
+TEMPLATE_DIR = BASE_DIR / "deploy" / "aws"
+TEMPLATE_FIELD = re.compile(r"\{\{([a-z_]+)\}\}")
+
+
+def render(text, **fields):
+    """Fill {{field}} markers; a marker without a value is an error, never left in."""
+    missing = set(TEMPLATE_FIELD.findall(text)) - fields.keys()
+    if missing:
+        raise OpsError(f"template needs values for: {', '.join(sorted(missing))}")
+    return TEMPLATE_FIELD.sub(lambda m: str(fields[m.group(1)]), text)
+
+
+def json_template(relative_path, **fields):
+    """A JSON document from deploy/aws/, with its {{field}} markers filled.
+
+    Every template may also use the bucket's public prefixes, {{static_prefix}} and
+    {{media_prefix}}, so the policies name the prefixes the settings store under.
+    """
+    path = TEMPLATE_DIR / relative_path
+    facts = {"static_prefix": STATIC_PREFIX, "media_prefix": MEDIA_PREFIX}
+    return json.loads(render(path.read_text(), **{**facts, **fields}))
