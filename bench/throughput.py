@@ -95,6 +95,17 @@ def wrk(urls, *, duration, cookie, args):
             process.wait()
 
 
+def warm_up(url, *, cookie, args, tries=10):
+    """2-second wrk runs until one is answered: a container's first requests (each thread's
+    database connection, lazily loaded code) can take longer than that on a busy machine."""
+    for _ in range(tries):
+        process = start_wrk(url, duration=2, cookie=cookie, args=args)
+        output, _ = process.communicate(timeout=60)
+        if process.returncode == 0 and re.search(r"\b[1-9]\d* requests in", output):
+            return
+    raise SystemExit(f"error: {url} answered no request in {tries} warm-up runs:\n{output}")
+
+
 def check(container, paths, cookie):
     """Every path answers 200 (the admin to the session's cookie), or the run stops."""
     for path in paths:
@@ -187,7 +198,7 @@ def main():
             for container in replicas:
                 check(container, paths, cookie)
                 for path in paths:  # warm-up: connections, caches, lazily loaded code
-                    wrk([container.url + path], duration=2, cookie=cookie, args=args)
+                    warm_up(container.url + path, cookie=cookie, args=args)
         releases = running.pop(RELEASE)
         cpu_before = [cpu_seconds(release) for release in releases]
         for n in range(args.rounds):
