@@ -132,12 +132,21 @@ def test_startup_skips_what_its_flags_turn_off(settings, tmp_path):
     assert not static_root.exists()
 
 
+@pytest.mark.django_db
+def test_startup_creates_its_ready_file_only_after_every_step(settings, tmp_path):
+    file_static_storage(settings, tmp_path)
+    ready = tmp_path / "ready"
+    run("startup", interactive=False, migrate=False, ready_file=ready)
+    assert ready.exists()
+
+
 def test_startup_stops_at_an_unreachable_database_in_one_line(postgres_server, tmp_path):
     config = tmp_path / "settings.py"
+    ready = tmp_path / "ready"
     db = {**postgres_server.django_settings("app"), "PORT": str(free_port())}
     config.write_text(f"SECRET_KEY = 'x' * 50\nDATABASES = {{'default': {db!r}}}\n")
     result = subprocess.run(
-        [sys.executable, "manage.py", "startup", "--no-input"],
+        [sys.executable, "manage.py", "startup", "--no-input", "--ready-file", str(ready)],
         cwd=ROOT,
         env={**os.environ, "DJANGO_CONFIG_URI": str(config), "DB_WAIT_TIMEOUT": "1"},
         capture_output=True,
@@ -146,6 +155,7 @@ def test_startup_stops_at_an_unreachable_database_in_one_line(postgres_server, t
     )
     assert result.returncode == 1
     assert result.stdout == ""
+    assert not ready.exists()  # gunicorn, behind it, never serves
     [line] = result.stderr.strip().splitlines()
     assert line.startswith(f"CommandError: postgresql app at 127.0.0.1:{db['PORT']} did not")
     assert line.endswith("(DB_WAIT_TIMEOUT or --timeout sets the wait)")

@@ -118,16 +118,12 @@ while time.monotonic() < deadline:
 }
 
 # supervisord (deploy/lib/supervised.sh) in the background, so that gunicorn's master
-# imports the app (preload_app) while the start-up steps run; it binds its port only when
-# open_gate says they are done (gunicorn.conf.py's on_starting). The gate is closed first:
-# a restarted container keeps its /tmp.
+# imports the app while the start-up steps run; it binds its port only once the start-up
+# process has created the gate file after its last step (gunicorn.conf.py's on_starting). The
+# gate is closed first: a restarted container keeps its /tmp.
 start_gunicorn_behind_gate() {
 	rm -f "$SUPERVISORD_FATAL_FILE" "$GUNICORN_START_GATE"
 	start_supervisord "$SUPERVISORD_CONF" wake_supervisord
-}
-
-open_gate() {
-	: >"$GUNICORN_START_GATE"
 }
 
 # Until supervisord exits; exits with its status, or with one line when it stopped because
@@ -149,9 +145,10 @@ fetch_config_once() {
 }
 
 # wait_for_db, migrate_with_lock and collectstatic_once in one Python process: the
-# interpreter, Django's set-up and the config fetch are paid once, not once per step.
+# interpreter, Django's set-up and the config fetch are paid once, not once per step. It
+# opens gunicorn's gate itself after the last step, before its own (slow) interpreter exit.
 run_startup_steps() {
-	local flags=(--no-input)
+	local flags=(--no-input --ready-file "$GUNICORN_START_GATE")
 	if [[ "$DJANGO_MIGRATE" == 0 ]]; then
 		log "DJANGO_MIGRATE=0: not migrating"
 		flags+=(--no-migrate)
@@ -191,7 +188,6 @@ main() {
 	log "starting supervisord (gunicorn on port $PORT once the start-up steps are done)"
 	start_gunicorn_behind_gate
 	run_startup_steps_or_stop
-	open_gate
 	wait_for_supervisord
 }
 
