@@ -55,6 +55,9 @@ DIAGNOSTIC = [
     ("diag bare w2x4 + log", ["--workers", "2", "--threads", "4", "--access-logfile", LOG]),
     # the release's gunicorn.conf.py (access log included) without start.sh and supervisord
     ("diag conf, no supervisor", ["--config", RELEASE_CONF]),
+    # the start-script's worker setting run bare, the app imported by the master before the
+    # fork (as the release's gunicorn.conf.py does), nothing else of the release
+    ("diag bare w2x4 --preload", ["--workers", "2", "--threads", "4", "--preload"]),
 ]
 # (name, environment) of the start-script itself with its access log off, and sent to stdout
 # (through supervisord, start.sh's tee and dockerd) instead of to /host/logs/access.log.
