@@ -98,6 +98,13 @@ def wrk(urls, *, duration, cookie, args):
             process.wait()
 
 
+def unmeasured_load(urls, *, duration, cookie, args):
+    """Load every url at once for duration seconds; the figures are not kept."""
+    processes = [start_wrk(url, duration=duration, cookie=cookie, args=args) for url in urls]
+    for process in processes:
+        process.communicate(timeout=duration + 60)
+
+
 def warm_up(url, *, cookie, args, tries=10):
     """2-second wrk runs until one is answered: a container's first requests (each thread's
     database connection, lazily loaded code) can take longer than that on a busy machine."""
@@ -139,6 +146,15 @@ def main():
         "containers differ by up to ~10%% in req/s (memory layout), so one of each decides nothing",
     )
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
+    parser.add_argument(
+        "--pair-warmup",
+        type=int,
+        default=1,
+        help="seconds of unmeasured load on both sides of a pair before it is measured "
+        "(default 1; 0: none). The start-script is loaded in every pair and the other side "
+        "after ~30 s idle: without it, the other side's PostgreSQL backends, woken from sleep, "
+        "get the database's busy core first, which decides a database-bound page",
+    )
     parser.add_argument("--server-cpus", default=server_cpus, help="cpuset of the servers")
     parser.add_argument("--client-cpus", default=client_cpus, help="CPUs wrk runs on")
     parser.add_argument(
@@ -214,6 +230,8 @@ def main():
                     urls = [release.url + path, replicas[n % args.replicas].url + path]
                     # wrk started first fares slightly better: every other round goes first
                     step = -1 if n % 2 else 1
+                    if args.pair_warmup:  # both sides busy, and so their database backends
+                        unmeasured_load(urls, duration=args.pair_warmup, cookie=cookie, args=args)
                     pair = wrk(urls[::step], duration=args.duration, cookie=cookie, args=args)
                     pairs[name][path].append(tuple(pair[::step]))
             common.log(
