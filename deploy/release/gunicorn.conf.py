@@ -76,9 +76,10 @@ def on_starting(server):
     the app creates no boto3 client at import. A code change means a new container anyway.
 
     Under start.sh (GUNICORN_START_GATE set, the file absent) the port is bound, and the
-    workers forked, only once start.sh creates the file: nothing is served before the
-    migrations. If the steps fail, start.sh reports it in one line and kills supervisord;
-    this master then exits quietly. An import error meanwhile is the steps' to report (they
+    workers forked, only once the start-up process (manage.py startup --ready-file) has
+    created the file after its last step: nothing is served before the migrations. If the
+    steps fail, start.sh reports it in one line and kills supervisord; this master then exits
+    quietly. An import error meanwhile is the steps' to report (they
     load the same settings); it is raised here only if they succeeded.
     """
     gate = os.environ.get("GUNICORN_START_GATE")
