@@ -72,15 +72,16 @@ def on_starting(server):
     """The master imports the app once and forks ready workers, instead of every worker
     importing Django after the fork (seconds on a small machine): what preload_app does, here
     so that under start.sh it overlaps the start-up steps (database wait, migrate,
-    collectstatic) instead of following them. Safe: Django opens no database connection and
-    the app creates no boto3 client at import. A code change means a new container anyway.
+    collectstatic) instead of following them. Safe: Django opens no database connection at
+    import, and the config fetch's S3 client is not kept. A code change means a new container
+    anyway.
 
     Under start.sh (GUNICORN_START_GATE set, the file absent) the port is bound, and the
     workers forked, only once the start-up process (manage.py startup --ready-file) has
     created the file after its last step: nothing is served before the migrations. If the
     steps fail, start.sh reports it in one line and kills supervisord; this master then exits
-    quietly. An import error meanwhile is the steps' to report (they
-    load the same settings); it is raised here only if they succeeded.
+    quietly. An import error meanwhile is the steps' to report (they load the same settings);
+    it is raised here only if they succeeded.
     """
     gate = os.environ.get("GUNICORN_START_GATE")
     if not gate or os.path.exists(gate):
