@@ -149,9 +149,9 @@ def main():
     parser.add_argument(
         "--pair-warmup",
         type=int,
-        default=1,
+        default=2,
         help="seconds of unmeasured load on both sides of a pair before it is measured "
-        "(default 1; 0: none). The start-script is loaded in every pair and the other side "
+        "(default 2; 0: none). The start-script is loaded in every pair and the other side "
         "after ~30 s idle: without it, the other side's PostgreSQL backends, woken from sleep, "
         "get the database's busy core first, which decides a database-bound page",
     )
