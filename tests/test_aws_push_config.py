@@ -8,42 +8,18 @@ import boto3
 import pytest
 from django.core.management import CommandError, call_command
 
+from tests.helpers import CONFIG_SECRET, filled_config
 from www import project
-from www.ops.config_push import default_config_file
 
 PROJECT = project.load()
 STAGE = PROJECT.environment("stage")
-SECRET = "a-secret-key-that-must-never-be-printed-" + "x" * 20
-FILLED = {
-    "SECRET_KEY": SECRET,
-    "HOSTNAME": "stage.example.com",
-    "DB_HOST": "db.internal",
-    "DB_PORT": "5432",
-    "DB_NAME": "app",
-    "DB_USER": "app",
-    "DB_PASSWORD": "db-password-never-printed",
-}
-
-
-def filled_config(tmp_path, **overrides):
-    source = default_config_file(STAGE).read_text()
-    values = {**FILLED, **overrides}
-    source = re.sub(r"<<([A-Z0-9_]+)>>", lambda m: values[m.group(1)], source)
-    path = tmp_path / "stage.local.py"
-    path.write_text(source)
-    return path
+SECRET = CONFIG_SECRET
 
 
 def push_config(*args):
     out = io.StringIO()
     call_command("push_config", "--env", "stage", *args, stdout=out)
     return out.getvalue()
-
-
-@pytest.fixture
-def landscape(aws):
-    call_command("setup_aws", "--env", "stage", stdout=io.StringIO())
-    return aws
 
 
 def test_uploads_config_and_stage2_encrypted_and_private(landscape, tmp_path):
@@ -161,3 +137,30 @@ def test_missing_file_and_unknown_env(aws, tmp_path):
         push_config(str(tmp_path / "nope.py"))
     with pytest.raises(CommandError, match="unknown environment 'qa'"):
         call_command("push_config", "--env", "qa", stdout=io.StringIO())
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda path: path.mkdir(), "IsADirectoryError"),
+        (lambda path: path.write_bytes(b"SECRET_KEY = '\xff\xfe'\n"), "UnicodeDecodeError"),
+    ],
+    ids=["directory", "not-utf8"],
+)
+def test_unreadable_config_is_refused_in_one_line(landscape, tmp_path, make, reason):
+    path = tmp_path / "stage.local.py"
+    make(path)
+    with pytest.raises(CommandError) as raised:
+        push_config(str(path))
+    assert str(raised.value) == f"{path}: not a readable UTF-8 text file ({reason})"
+    assert "Contents" not in boto3.client("s3").list_objects_v2(Bucket=STAGE.bucket)
+
+
+def test_short_secret_key_is_refused_before_upload(landscape, tmp_path):
+    path = filled_config(tmp_path, SECRET_KEY="tiny-key-123")
+    with pytest.raises(CommandError) as raised:
+        push_config(str(path))
+    message = str(raised.value)
+    assert "Django rejects these settings: SECRET_KEY is shorter than 50 characters" in message
+    assert "tiny-key-123" not in message
+    assert "Contents" not in boto3.client("s3").list_objects_v2(Bucket=STAGE.bucket)

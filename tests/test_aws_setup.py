@@ -11,7 +11,7 @@ import boto3
 import pytest
 from django.core.management import CommandError, call_command
 
-from tests.test_aws_push_config import filled_config
+from tests.helpers import filled_config
 from www import project
 from www.ops.landscape import Landscape
 

@@ -39,9 +39,9 @@ import requests
 from django.core.management import call_command
 
 from tests.docker_rig import SESSION_TAG, stage_config
+from tests.helpers import MOTO_PUBLIC_AMI
 from tests.imds import IMDSServer, InstanceMetadata
-from tests.servers import RegistryServer, free_port
-from tests.test_aws_ec2 import MOTO_PUBLIC_AMI
+from tests.servers import free_port
 from www import project
 from www.ops import images
 from www.ops.landscape import Landscape
@@ -93,13 +93,6 @@ def instance_image(docker_client, release_image):
     # The tag and its LABEL layer go; the apt layer under it stays as the next session's cache.
     with contextlib.suppress(docker.errors.ImageNotFound):
         docker_client.images.remove(name, noprune=True)
-
-
-@pytest.fixture(scope="module")
-def registry():
-    server = RegistryServer().start()
-    yield server
-    server.stop()
 
 
 def command(name, *args):
@@ -320,6 +313,9 @@ def test_pipeline_from_setup_aws_to_a_healthy_instance(rig):
     assert f"release of stage: {recorded_image()}" in log
     assert f"{rig.container_name} (stage) is up" in log
     assert "running stage 2" in console  # cloud-init's console gets the log too
+    # root's alone: on a failure it quotes the container's last log lines
+    mode = rig.instance.exec_run(["stat", "-c", "%a %U", BOOTSTRAP_LOG]).output.decode().strip()
+    assert mode == "600 root"
 
     # The site answers, with the settings of the config pushed to S3: DEBUG off, this host
     # allowed, the admin's CSS linked from (and served by) the bucket's static/ prefix.

@@ -77,7 +77,7 @@ def on_starting(server):
     anyway.
 
     Under start.sh (GUNICORN_START_GATE set, the file absent) the port is bound, and the
-    workers forked, only once the start-up process (manage.py startup --ready-file) has
+    workers forked, only once the start-up process (manage.py start_steps --ready-file) has
     created the file after its last step: nothing is served before the migrations. If the
     steps fail, start.sh reports it in one line and kills supervisord; this master then exits
     quietly. An import error meanwhile is the steps' to report (they load the same settings);

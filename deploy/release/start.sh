@@ -157,7 +157,7 @@ run_startup_steps() {
 		log "DJANGO_COLLECTSTATIC=0: not collecting static files"
 		flags+=(--no-collectstatic)
 	fi
-	python3 "$APP_DIR/manage.py" startup "${flags[@]}"
+	python3 "$APP_DIR/manage.py" start_steps "${flags[@]}"
 }
 
 # supervisord killed, not stopped: a clean stop would print its lines after the steps' error,

@@ -4,6 +4,8 @@ from pathlib import Path
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from www.management.base import add_no_input_argument
+
 
 class Command(BaseCommand):
     help = (
@@ -32,13 +34,7 @@ class Command(BaseCommand):
             help="Create this file once every step has succeeded (start.sh's gate for gunicorn: "
             "it opens before this process's own exit, which takes a while).",
         )
-        parser.add_argument(
-            "--no-input",
-            "--noinput",
-            action="store_false",
-            dest="interactive",
-            help="Do not prompt the user for input of any kind.",
-        )
+        add_no_input_argument(parser)
 
     def handle(self, *args, migrate, collectstatic, ready_file, interactive, verbosity, **options):
         step = partial(call_command, verbosity=verbosity, stdout=self.stdout, stderr=self.stderr)
