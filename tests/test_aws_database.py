@@ -1,5 +1,6 @@
 """The optional database's protections (setup_aws --with-rds) and db_snapshot, against moto."""
 
+import dataclasses
 import datetime
 import io
 
@@ -12,6 +13,18 @@ from www.ops import rds
 from www.ops.landscape import Landscape
 
 PROJECT = project.load()
+
+
+@pytest.fixture(autouse=True)
+def without_fleets(monkeypatch):
+    """Every environment on single instances: the database's setup is the same with a fleet,
+    and a fleet's setup (AMI, certificate, load balancer) is tests/test_aws_fleet.py's."""
+    environments = {
+        name: dataclasses.replace(env, load_balanced=False)
+        for name, env in PROJECT.environments.items()
+    }
+    single = dataclasses.replace(PROJECT, environments=environments)
+    monkeypatch.setattr(project, "load", lambda *args: single)
 
 
 def setup_aws(env, *args):
