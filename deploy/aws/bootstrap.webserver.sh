@@ -388,7 +388,8 @@ proxy_addresses() {
 		printf '127.0.0.1,::1\n'
 		return 0
 	fi
-	gateways=$(docker network inspect --format '{{range .IPAM.Config}}{{.Gateway}} {{end}}' \
+	# "{{ end }}" with spaces: push_config fills in every lowercase word in double braces.
+	gateways=$(docker network inspect --format '{{range .IPAM.Config}}{{.Gateway}} {{ end }}' \
 		"${CONTAINER_NETWORK:-bridge}" 2>/dev/null || true)
 	gateways=$(printf '%s' "$gateways" | tr -s ' ' ',')
 	printf '127.0.0.1,::1%s\n' "${gateways:+,${gateways%,}}"
