@@ -388,7 +388,7 @@ proxy_addresses() {
 		printf '127.0.0.1,::1\n'
 		return 0
 	fi
-	# "{{ end }}" with spaces: push_config fills in every lowercase word in double braces.
+	# "{{ end }}" spaced: push_config renders every unspaced double-braced word as a field
 	gateways=$(docker network inspect --format '{{range .IPAM.Config}}{{.Gateway}} {{ end }}' \
 		"${CONTAINER_NETWORK:-bridge}" 2>/dev/null || true)
 	gateways=$(printf '%s' "$gateways" | tr -s ' ' ',')
