@@ -158,6 +158,8 @@ class MotoServer:
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                # AWS's managed policies exist in every account (setup_aws attaches one)
+                env={**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"},
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )

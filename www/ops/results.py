@@ -12,14 +12,14 @@ import dataclasses
 class Result:
     """What happened to one item: created, updated or unchanged (or would be, in a dry run)."""
 
-    verb: str  # "create" | "update" | "unchanged" | "attention" (detail says what to do)
+    verb: str  # "create" | "update" | "push" | "unchanged" | "attention" (detail: what to do)
     what: str
     dry_run: bool = False
     detail: str = ""
 
     @property
     def changed(self):
-        return self.verb in ("create", "update")
+        return self.verb in ("create", "update", "push")
 
     def __str__(self):
         if self.verb == "attention":
@@ -29,7 +29,7 @@ class Result:
         elif self.dry_run:
             text = f"Would {self.verb} {self.what}"
         else:
-            text = f"{self.verb.capitalize()}d {self.what}"
+            text = f"{self.verb.capitalize().removesuffix('e')}ed {self.what}"
         return f"{text} ({self.detail})" if self.detail else text
 
 

@@ -1,13 +1,13 @@
 from www import aws, project
 from www.management.base import AWSCommand
-from www.ops import bucket, iam, network, rds
+from www.ops import bucket, iam, images, network, rds
 
 
 class Command(AWSCommand):
     help = (
         "Create an environment's AWS landscape: its bucket (private, encrypted, versioned, "
-        "policy and CORS from deploy/aws/), security groups, and the web servers' IAM role and "
-        "instance profile. Idempotent; --dry-run shows the plan and changes nothing."
+        "policy and CORS from deploy/aws/), security groups, and the web servers' IAM role (with "
+        "AmazonSSMManagedInstanceCore, for ./manage.py remote and session) and instance profile. Idempotent; --dry-run shows the plan and changes nothing."
     )
     dry_run_help = "print the plan only"
 
@@ -27,6 +27,9 @@ class Command(AWSCommand):
         land = self.landscape(options)
         if ssh_cidr:  # before any change: nothing half-done
             network.check_ssh_cidr(ssh_cidr)
+        warning = images.registry_warning(self.project.registry)
+        if warning:
+            self.stdout.write(self.style.WARNING(f"warning: {warning}"))
         region = project.aws_region()
         account = aws.client("sts").get_caller_identity()["Account"]
         self.report_all(
@@ -44,6 +47,7 @@ class Command(AWSCommand):
                 ),
                 dry_run=dry_run,
             ),
+            iam.ensure_managed_policies(iam=aws.client("iam"), landscape=land, dry_run=dry_run),
         )
         if with_rds:
             self.report_all(
