@@ -128,7 +128,9 @@ def pushed_digest(*, docker_client, image, repository, tag, auth_config=None):
     return remote.id if remote.id in local else None
 
 
-CHECK_REGISTRY = "check IMAGE_REGISTRY in project.env (or --registry) and that this machine reaches it"
+CHECK_REGISTRY = (
+    "check IMAGE_REGISTRY in project.env (or --registry) and that this machine reaches it"
+)
 
 
 def push_image(*, docker_client, image, repository, tag, auth_config=None):

@@ -7,7 +7,8 @@ class Command(AWSCommand):
     help = (
         "Create an environment's AWS landscape: its bucket (private, encrypted, versioned, "
         "policy and CORS from deploy/aws/), security groups, and the web servers' IAM role (with "
-        "AmazonSSMManagedInstanceCore, for ./manage.py remote and session) and instance profile. Idempotent; --dry-run shows the plan and changes nothing."
+        "AmazonSSMManagedInstanceCore, for ./manage.py remote and session) and instance profile. "
+        "Idempotent; --dry-run shows the plan and changes nothing."
     )
     dry_run_help = "print the plan only"
 
