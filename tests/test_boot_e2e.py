@@ -41,7 +41,7 @@ from django.core.management import call_command
 from tests.docker_rig import SESSION_TAG, stage_config
 from tests.imds import IMDSServer, InstanceMetadata
 from tests.servers import RegistryServer, free_port
-from tests.test_aws_ec2 import MOTO_PUBLIC_AMI
+from tests.test_aws_ec2 import MOTO_UBUNTU_AMI
 from www import project
 from www.ops import images
 from www.ops.landscape import Landscape
@@ -284,7 +284,7 @@ def deploy_and_boot(rig):
     outputs["push_config"] = command(
         "push_config", str(rig.config_file(**{MARKER_SETTING: f"boot-e2e {rig.id}"}))
     )
-    outputs["launch_ec2"] = command("launch_ec2", "--ami-parameter", MOTO_PUBLIC_AMI)
+    outputs["launch_ec2"] = command("launch_ec2", "--ami", MOTO_UBUNTU_AMI)
     rig.launch_instance()
     status, output = rig.boot()
     assert status == 0, output
@@ -429,7 +429,7 @@ def stage_failure(rig, breakage):
         image=f"{rig.registry.address}/{REGISTRY_PATH}/{PROJECT.name}-release@sha256:" + "0" * 64,
         tag="missing",
     )
-    command("launch_ec2", "--ami-parameter", MOTO_PUBLIC_AMI)
+    command("launch_ec2", "--ami", MOTO_UBUNTU_AMI)
     metadata = rig.launch_instance()
     breakage(rig, metadata)
     return rig.boot()

@@ -12,14 +12,15 @@ import dataclasses
 class Result:
     """What happened to one item: created, updated or unchanged (or would be, in a dry run)."""
 
-    verb: str  # "create" | "update" | "push" | "unchanged" | "attention" (detail: what to do)
+    # "create" | "update" | "push" | "terminate" | "unchanged" | "attention" (detail: what to do)
+    verb: str
     what: str
     dry_run: bool = False
     detail: str = ""
 
     @property
     def changed(self):
-        return self.verb in ("create", "update", "push")
+        return self.verb in ("create", "update", "push", "terminate")
 
     def __str__(self):
         if self.verb == "attention":
