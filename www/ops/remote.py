@@ -9,6 +9,7 @@ plugin. Both need the instance role's AmazonSSMManagedInstanceCore (setup_aws at
 and an AMI with the agent (the default Ubuntu has it).
 """
 
+import contextlib
 import dataclasses
 import re
 import shlex
@@ -40,6 +41,7 @@ PLUGIN_HELP = (
 class Invocation:
     """What one instance made of a Run Command: its status, exit status and output."""
 
+    command_id: str
     instance_id: str
     status: str
     exit_status: int
@@ -136,16 +138,16 @@ def send(*, ssm, landscape, instance_ids, command_line, timeout, comment):
 
 def wait(*, ssm, command_id, instance_id, delay, attempts):
     """Wait for one instance's invocation to end; what it reported (status, output)."""
-    try:
+    # failed, cancelled or timed out: the invocation itself says which
+    with contextlib.suppress(WaiterError):
         ssm.get_waiter("command_executed").wait(
             CommandId=command_id,
             InstanceId=instance_id,
             WaiterConfig={"Delay": delay, "MaxAttempts": attempts},
         )
-    except WaiterError:
-        pass  # failed, cancelled or timed out: the invocation itself says which
     reply = ssm.get_command_invocation(CommandId=command_id, InstanceId=instance_id)
     return Invocation(
+        command_id=command_id,
         instance_id=instance_id,
         status=reply["Status"],
         exit_status=reply.get("ResponseCode", -1),

@@ -47,7 +47,7 @@ class Command(AWSCommand):
         )
         manage_args = remote.manage_arguments(arguments, instance_count=len(ids))
         failed = []
-        for command_id, invocation in remote.run(
+        for invocation in remote.run(
             ssm=aws.client("ssm"),
             landscape=land,
             instance_ids=ids,
@@ -65,7 +65,7 @@ class Command(AWSCommand):
             raise CommandError(
                 "failed on "
                 + ", ".join(f"{i.instance_id} ({self.outcome(i)})" for i in failed)
-                + f"; Run Command {command_id} keeps the full record"
+                + f"; Run Command {failed[0].command_id} keeps the full record"
             )
 
     @staticmethod

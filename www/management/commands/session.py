@@ -28,4 +28,4 @@ class Command(AWSCommand):
             self.stdout.write(" ".join(argv))
         self.stdout.flush()
         sys.stdout.flush()
-        os.execvp(argv[0], argv)
+        os.execvp(argv[0], argv)  # noqa: S606 (the AWS CLI takes over the terminal)
