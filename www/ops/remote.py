@@ -168,15 +168,8 @@ def run(*, ssm, landscape, instance_ids, command_line, comment, timeout=600, del
     )
     attempts = max(1, timeout // delay + 10)
     for instance_id in instance_ids:
-        yield (
-            command_id,
-            wait(
-                ssm=ssm,
-                command_id=command_id,
-                instance_id=instance_id,
-                delay=delay,
-                attempts=attempts,
-            ),
+        yield wait(
+            ssm=ssm, command_id=command_id, instance_id=instance_id, delay=delay, attempts=attempts
         )
 
 
