@@ -77,6 +77,22 @@ def test_bad_uri_ends_manage_py_with_one_line(aws):
     ]
 
 
+def test_manage_py_outside_the_virtualenv_says_how_to_get_it():
+    """A Python without the virtualenv's packages (-S: no site-packages) gets one line."""
+    result = subprocess.run(
+        [sys.executable, "-S", "manage.py", "check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"error: Django is not installed for {sys.executable}: run ./run_tests.sh first (it "
+        "creates .venv), then activate it: . .venv/bin/activate"
+    ]
+
+
 def test_file_uri_and_absolute_path(tmp_path):
     path = tmp_path / "local.py"
     path.write_text("TIME_ZONE = 'Asia/Tokyo'\n")
