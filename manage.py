@@ -5,7 +5,6 @@ does a Python without the project's virtualenv."""
 import os
 import sys
 
-
 NO_VIRTUALENV = (
     "error: Django is not installed for {python}: run ./run_tests.sh first (it creates .venv), "
     "then activate it: . .venv/bin/activate"
