@@ -338,7 +338,8 @@ def test_rerun_with_a_stopped_instance_says_start_or_terminate_it(ready):
     out = launch()
     assert out.strip() == (
         f"instance {instance_id} exists, stopped, serving nothing: start it "
-        f"(aws ec2 start-instances --instance-ids {instance_id}) or terminate it "
+        f"(aws ec2 start-instances --region eu-west-1 --instance-ids {instance_id}) "
+        "or terminate it "
         f"(./manage.py terminate_ec2 --env stage {instance_id})"
     )
     assert [i["InstanceId"] for i in instances(states=ec2.EXISTING_STATES)] == [instance_id]

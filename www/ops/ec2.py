@@ -18,6 +18,7 @@ from www.ops.network import default_vpc, find_group
 from www.ops.objects import object_exists
 from www.ops.results import Result
 from www.ops.templates import TEMPLATE_DIR
+from www.project import aws_region
 
 # Canonical's public parameter for the current Ubuntu LTS server image. Ubuntu, not Debian,
 # for the host (the images stay Debian): its AMIs ship the Systems Manager agent, which
@@ -259,7 +260,8 @@ def _existing(instance, landscape):
             f"instance {instance_id}",
             detail=(
                 f"exists, {state}, serving nothing: start it "
-                f"(aws ec2 start-instances --instance-ids {instance_id}) or terminate it "
+                f"(aws ec2 start-instances --region {aws_region()} --instance-ids {instance_id}) "
+                "or terminate it "
                 f"(./manage.py terminate_ec2 --env {landscape.env.name} {instance_id})"
             ),
         )
