@@ -23,6 +23,7 @@ Placeholders of the page (tag 1.0, i-0123456789abcdef0, 203.0.113.10) become the
 """
 
 import io
+import os
 import re
 import shlex
 from pathlib import Path
@@ -170,7 +171,9 @@ class Walker:
     def aws(self, words):
         assert words[words.index("--region") + 1] == self.region, words
         cli = ["aws", "--endpoint-url", self.rig.moto.url, *self.substitute(words[1:])]
-        result = self.rig.instance.exec_run(cli)
+        # the developer's credentials: the test's keys for moto
+        keys = {k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+        result = self.rig.instance.exec_run(cli, environment=keys)
         output = result.output.decode(errors="replace")
         assert result.exit_code == 0, f"{words}: {output}"
         return output
