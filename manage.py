@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Django's command-line utility; a bad DJANGO_CONFIG_URI ends it with one line, and so
-does a Python without the project's virtualenv."""
+"""Django's command-line utility; a bad DJANGO_CONFIG_URI or project.env ends it with one
+line, and so does a Python without the project's virtualenv."""
 
 import os
 import sys
@@ -22,13 +22,14 @@ def main():
         sys.exit(NO_VIRTUALENV.format(python=sys.executable))
 
     from www.config import ConfigError
+    from www.project import ProjectFileError
 
     try:
         # Load settings here first: Django's own loader would swallow a ConfigError and
         # load them again, fetching a broken config twice.
         settings.INSTALLED_APPS  # noqa: B018
         execute_from_command_line(sys.argv)
-    except ConfigError as exc:
+    except (ConfigError, ProjectFileError) as exc:
         sys.exit(f"error: {exc}")
 
 

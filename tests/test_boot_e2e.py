@@ -320,6 +320,9 @@ def test_pipeline_from_setup_aws_to_a_healthy_instance(rig):
     assert f"release of stage: {recorded_image()}" in log
     assert f"{rig.container_name} (stage) is up" in log
     assert "running stage 2" in console  # cloud-init's console gets the log too
+    # root's alone: on a failure it quotes the container's last log lines
+    mode = rig.instance.exec_run(["stat", "-c", "%a %U", BOOTSTRAP_LOG]).output.decode().strip()
+    assert mode == "600 root"
 
     # The site answers, with the settings of the config pushed to S3: DEBUG off, this host
     # allowed, the admin's CSS linked from (and served by) the bucket's static/ prefix.
