@@ -205,12 +205,11 @@ def test_supervisord_restarts_gunicorn_and_docker_stop_is_clean(
         app.wait_healthy(timeout=60)
         assert "exited: gunicorn (terminated by SIGKILL" in app.logs()
 
-        started = time.monotonic()
+        # Clean means stopped by SIGTERM within docker's grace, not killed (exit 137): no
+        # wall-clock bound, which a loaded machine would turn into noise.
         app.container.stop(timeout=30)
-        elapsed = time.monotonic() - started
         state = app.reload()
         assert state["ExitCode"] == 0, app.logs()
-        assert elapsed < 10, f"docker stop took {elapsed:.1f}s"
         assert "stopped: gunicorn (exit status 0)" in app.logs()
 
 
