@@ -145,7 +145,13 @@ class PostgresServer:
 
 
 class MotoServer:
-    """moto's server as a subprocess: the AWS endpoint for boto3 via AWS_ENDPOINT_URL."""
+    """moto's server as a subprocess: the AWS endpoint for boto3 via AWS_ENDPOINT_URL.
+
+    moto marks a requested ACM certificate issued this many seconds after the request (it
+    checks no DNS); AWS takes minutes once the validation records resolve.
+    """
+
+    acm_validation_wait = 2
 
     def __init__(self):
         self.port = free_port()
@@ -158,10 +164,14 @@ class MotoServer:
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-                # AWS's managed policies exist in every account (setup_aws attaches one)
-                env={**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"},
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                env={
+                    **os.environ,
+                    "MOTO_ACM_VALIDATION_WAIT": str(self.acm_validation_wait),
+                    # AWS's managed policies exist in every account (setup_aws attaches one)
+                    "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",
+                },
             )
 
         def up():

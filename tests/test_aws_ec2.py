@@ -14,7 +14,6 @@ import http.server
 import io
 import json
 import subprocess
-import sys
 import threading
 from urllib.parse import parse_qs, urlsplit
 
@@ -22,18 +21,19 @@ import boto3
 import pytest
 from django.core.management import CommandError, call_command
 
+from tests.helpers import (
+    MOTO_PUBLIC_AMI,
+    MOTO_UBUNTU_AMI,
+    PROJECT,
+    RELEASE,
+    STAGE,
+    filled_config,
+    instances,
+    manage,
+)
 from tests.servers import free_port
-from tests.test_aws_push_config import filled_config
-from www import project
 from www.ops import ec2, images
 from www.ops.errors import OpsError
-from www.ops.landscape import Landscape
-
-PROJECT = project.load()
-STAGE = Landscape.of(PROJECT, "stage")
-MOTO_PUBLIC_AMI = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
-MOTO_UBUNTU_AMI = "ami-785db401"  # among moto's images: Canonical's Ubuntu 16.04 server
-RELEASE = f"127.0.0.1:5000/team/{PROJECT.name}-release@sha256:" + "ab" * 32
 
 
 def launch(*args):
@@ -42,10 +42,6 @@ def launch(*args):
         args = ("--ami", MOTO_UBUNTU_AMI, *args)
     call_command("launch_ec2", "--env", "stage", *args, stdout=out)
     return out.getvalue()
-
-
-def instances(states=("pending", "running")):
-    return ec2.environment_instances(ec2=boto3.client("ec2"), landscape=STAGE, states=states)
 
 
 def tags_of(instance):
@@ -253,10 +249,23 @@ def test_status_lists_state_address_release_and_launch_time(ready):
     out = io.StringIO()
     call_command("ec2_status", "--env", "stage", stdout=out)
     lines = out.getvalue().splitlines()
-    assert lines[0].split() == ["id", "state", "address", "release", "launched"]
+    assert lines[0].split() == ["id", "state", "address", "release", "health", "launched"]
     for instance in instances():
         row = next(line for line in lines if line.startswith(instance["InstanceId"]))
         assert "running" in row and RELEASE in row and instance["PublicIpAddress"] in row
+    # Once an instance reports (stage 2's status object), its release and health are shown.
+    reporter = instances()[0]["InstanceId"]
+    boto3.client("s3").put_object(
+        Bucket=STAGE.bucket,
+        Key=f"{STAGE.env.status_prefix}{reporter}.json",
+        Body=json.dumps(
+            {"release": "2.0", "healthy": False, "reason": "/health did not answer"}
+        ).encode(),
+    )
+    reported = io.StringIO()
+    call_command("ec2_status", "--env", "stage", stdout=reported)
+    row = next(line for line in reported.getvalue().splitlines() if line.startswith(reporter))
+    assert "2.0" in row and "unhealthy: /health did not answer" in row
     other = io.StringIO()
     call_command("ec2_status", "--env", "prod", stdout=other)
     assert other.getvalue().strip() == f"No instances of {PROJECT.name}-prod."
@@ -303,14 +312,7 @@ def test_terminate_dry_run_and_rerun(ready):
 def test_terminate_asks_first_and_a_no_changes_nothing(ready):
     launch()
     (instance,) = instances()
-    result = subprocess.run(
-        [sys.executable, "manage.py", "terminate_ec2", "--env", "stage", instance["InstanceId"]],
-        cwd=project.BASE_DIR,
-        input="no\n",
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = manage("terminate_ec2", "--env", "stage", instance["InstanceId"], input="no\n")
     assert result.returncode == 1
     assert f"Terminate {instance['InstanceId']} of {STAGE.prefix}? Type 'yes'" in result.stdout
     assert "Terminate cancelled; nothing changed." in result.stderr
@@ -320,13 +322,8 @@ def test_terminate_asks_first_and_a_no_changes_nothing(ready):
 def test_terminate_with_no_answer_on_stdin_changes_nothing(ready):
     launch()
     (instance,) = instances()
-    result = subprocess.run(
-        [sys.executable, "manage.py", "terminate_ec2", "--env", "stage", instance["InstanceId"]],
-        cwd=project.BASE_DIR,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = manage(
+        "terminate_ec2", "--env", "stage", instance["InstanceId"], stdin=subprocess.DEVNULL
     )
     assert result.returncode == 1
     assert result.stderr.splitlines() == [

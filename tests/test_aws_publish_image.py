@@ -5,40 +5,26 @@ other tests build), tagged <project>-release:<unique tag>, and removed by its id
 """
 
 import io
+import json
 import tarfile
 import uuid
 
 import boto3
-import docker
 import pytest
 import requests
 from django.core.management import CommandError, call_command
 
-from tests.servers import RegistryServer, free_port
+from tests.servers import free_port
 from www import project
-from www.ops import images
+from www.ops import images, releases
 from www.ops.landscape import Landscape
 
 PROJECT = project.load()
 STAGE = Landscape.of(PROJECT, "stage")
 
 
-@pytest.fixture(scope="module")
-def registry():
-    server = RegistryServer().start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
-def docker_client():
-    client = docker.from_env()
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def release_image(docker_client):
+def tiny_release(docker_client):
     """A tiny image tagged <project>-release:<tag>; every tag of it removed afterwards."""
     tag = f"test-{uuid.uuid4().hex[:10]}"
     data = io.BytesIO()
@@ -48,7 +34,12 @@ def release_image(docker_client):
         info.size = len(payload)
         tar.addfile(info, io.BytesIO(payload))
     repository = PROJECT.image("release")
-    docker_client.api.import_image_from_data(data.getvalue(), repository=repository, tag=tag)
+    docker_client.api.import_image_from_data(
+        data.getvalue(),
+        repository=repository,
+        tag=tag,
+        changes=[f"LABEL org.opencontainers.image.revision=rev-{tag}"],
+    )
     image = docker_client.images.get(f"{repository}:{tag}")
     yield tag, image
     docker_client.images.remove(image.id, force=True)
@@ -65,16 +56,10 @@ def release_env():
     return body
 
 
-@pytest.fixture
-def landscape(aws):
-    call_command("setup_aws", "--env", "stage", stdout=io.StringIO())
-    return aws
-
-
 def test_push_records_the_digest_and_the_image_pulls_back(
-    landscape, registry, docker_client, release_image
+    landscape, registry, docker_client, tiny_release
 ):
-    tag, image = release_image
+    tag, image = tiny_release
     target = f"{registry.address}/team"
     out = publish(tag, "--registry", target)
     repository = f"{target}/{PROJECT.name}-release"
@@ -99,8 +84,8 @@ def test_push_records_the_digest_and_the_image_pulls_back(
     pulled.tag(PROJECT.image("release"), tag)  # so the fixture's cleanup finds it by id
 
 
-def test_second_publish_changes_nothing(landscape, registry, release_image):
-    tag, _ = release_image
+def test_second_publish_changes_nothing(landscape, registry, tiny_release):
+    tag, _ = tiny_release
     target = f"{registry.address}/team"
     publish(tag, "--registry", target)
     versions = boto3.client("s3").list_object_versions(Bucket=STAGE.bucket)["Versions"]
@@ -110,8 +95,8 @@ def test_second_publish_changes_nothing(landscape, registry, release_image):
     assert boto3.client("s3").list_object_versions(Bucket=STAGE.bucket)["Versions"] == versions
 
 
-def test_dry_run_pushes_and_records_nothing(landscape, registry, release_image):
-    tag, _ = release_image
+def test_dry_run_pushes_and_records_nothing(landscape, registry, tiny_release):
+    tag, _ = tiny_release
     out = publish(tag, "--registry", f"{registry.address}/team", "--dry-run")
     assert f"Would push {PROJECT.image('release', tag)} to {registry.address}/team/" in out
     tags = requests.get(
@@ -126,8 +111,8 @@ def test_missing_local_image_is_a_clear_error(landscape, registry):
         publish("no-such-tag", "--registry", f"{registry.address}/team")
 
 
-def test_missing_bucket_says_run_setup_aws(aws, registry, release_image):
-    tag, _ = release_image
+def test_missing_bucket_says_run_setup_aws(aws, registry, tiny_release):
+    tag, _ = tiny_release
     with pytest.raises(CommandError, match="run ./manage.py setup_aws --env stage first"):
         publish(tag, "--registry", f"{registry.address}/team")
 
@@ -184,3 +169,75 @@ def test_ecr_dry_run_says_would_push(landscape, release_image):
         in out
     )
     assert boto3.client("ecr").describe_repositories()["repositories"] == []
+
+
+def test_publish_appends_tag_digest_revision_who_and_when_to_the_history(
+    landscape, registry, tiny_release
+):
+    tag, _ = tiny_release
+    publish(tag, "--registry", f"{registry.address}/team")
+    entries, _ = releases.read_history(boto3.client("s3"), STAGE.env)
+    (entry,) = entries
+    record = images.parse_release(release_env()["Body"].read().decode())
+    assert entry["tag"] == tag and entry["image"] == record["IMAGE"]
+    assert entry["digest"] == record["IMAGE"].partition("@")[2]
+    assert entry["revision"] == f"rev-{tag}"  # the image's OCI label
+    assert entry["by"] == boto3.client("sts").get_caller_identity()["Arn"]
+    assert entry["at"].endswith("Z")
+
+
+def deploy(*args):
+    out = io.StringIO()
+    call_command("deploy", "--env", "stage", *args, "--interval", "0.2", stdout=out)
+    return out.getvalue()
+
+
+def report(instance_id, record, *, healthy=True, reason=""):
+    body = {"release": record["TAG"], "image": record["IMAGE"], "healthy": healthy}
+    boto3.client("s3").put_object(
+        Bucket=STAGE.bucket,
+        Key=f"{STAGE.env.status_prefix}{instance_id}.json",
+        Body=json.dumps({**body, "reason": reason}).encode(),
+    )
+
+
+def running_instance():
+    ec2 = boto3.client("ec2")
+    ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    tags = [{"ResourceType": "instance", "Tags": STAGE.tags}]
+    (instance,) = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, TagSpecifications=tags)[
+        "Instances"
+    ]
+    return instance["InstanceId"]
+
+
+def test_deploy_waits_for_every_instance_to_report_the_release_healthy(
+    landscape, registry, tiny_release
+):
+    tag, _ = tiny_release
+    target = f"{registry.address}/team"
+    instance_id = running_instance()
+    with pytest.raises(CommandError, match=rf"1 instance\(s\) did not report {tag} healthy"):
+        deploy(tag, "--registry", target, "--timeout", "1")
+    record = images.parse_release(release_env()["Body"].read().decode())
+    report(instance_id, record)
+    out = deploy(tag, "--registry", target, "--timeout", "30")
+    assert f"{instance_id}: runs {tag}, healthy" in out
+    assert f"{tag} runs healthy on 1 instance(s)" in out
+
+
+def test_deploy_exits_1_when_the_release_is_marked_failed(landscape, registry, tiny_release):
+    tag, _ = tiny_release
+    target = f"{registry.address}/team"
+    assert "Would wait until every running instance" in deploy(
+        tag, "--registry", target, "--dry-run"
+    )
+    publish(tag, "--registry", target)
+    digest = images.parse_release(release_env()["Body"].read().decode())["IMAGE"].partition("@")[2]
+    boto3.client("s3").put_object(
+        Bucket=STAGE.bucket,
+        Key=STAGE.env.failed_release_key(digest),
+        Body=json.dumps({"instance": "i-0abc", "reason": "/health did not answer"}).encode(),
+    )
+    with pytest.raises(CommandError, match=rf"release {tag} failed on i-0abc: /health did not"):
+        deploy(tag, "--registry", target, "--timeout", "30")

@@ -8,42 +8,18 @@ import boto3
 import pytest
 from django.core.management import CommandError, call_command
 
+from tests.helpers import CONFIG_SECRET, filled_config
 from www import project
-from www.ops.config_push import default_config_file
 
 PROJECT = project.load()
 STAGE = PROJECT.environment("stage")
-SECRET = "a-secret-key-that-must-never-be-printed-" + "x" * 20
-FILLED = {
-    "SECRET_KEY": SECRET,
-    "HOSTNAME": "stage.example.com",
-    "DB_HOST": "db.internal",
-    "DB_PORT": "5432",
-    "DB_NAME": "app",
-    "DB_USER": "app",
-    "DB_PASSWORD": "db-password-never-printed",
-}
-
-
-def filled_config(tmp_path, **overrides):
-    source = default_config_file(STAGE).read_text()
-    values = {**FILLED, **overrides}
-    source = re.sub(r"<<([A-Z0-9_]+)>>", lambda m: values[m.group(1)], source)
-    path = tmp_path / "stage.local.py"
-    path.write_text(source)
-    return path
+SECRET = CONFIG_SECRET
 
 
 def push_config(*args):
     out = io.StringIO()
     call_command("push_config", "--env", "stage", *args, stdout=out)
     return out.getvalue()
-
-
-@pytest.fixture
-def landscape(aws):
-    call_command("setup_aws", "--env", "stage", stdout=io.StringIO())
-    return aws
 
 
 def test_uploads_config_and_stage2_encrypted_and_private(landscape, tmp_path):

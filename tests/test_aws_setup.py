@@ -11,7 +11,7 @@ import boto3
 import pytest
 from django.core.management import CommandError, call_command
 
-from tests.test_aws_push_config import filled_config
+from tests.helpers import filled_config
 from www import project
 from www.ops.landscape import Landscape
 
@@ -89,7 +89,7 @@ def test_role_policies_and_instance_profile_are_least_privilege(aws):
     trust = role["AssumeRolePolicyDocument"]["Statement"][0]
     assert trust["Principal"] == {"Service": "ec2.amazonaws.com"}
     names = iam.list_role_policies(RoleName=STAGE.role)["PolicyNames"]
-    assert sorted(names) == ["ecr-pull-release", "s3-config-and-files"]
+    assert sorted(names) == ["ecr-pull-release", "s3-config-and-files", "s3-report-releases"]
 
     s3_policy = iam.get_role_policy(RoleName=STAGE.role, PolicyName="s3-config-and-files")
     statements = {s["Sid"]: s for s in s3_policy["PolicyDocument"]["Statement"]}

@@ -35,7 +35,7 @@ from django.core.management import call_command
 
 from tests import test_boot_e2e as boot
 from tests.docker_rig import SESSION_TAG
-from tests.test_aws_ec2 import MOTO_UBUNTU_AMI
+from tests.helpers import MOTO_UBUNTU_AMI
 from www import project
 
 pytestmark = pytest.mark.docker

@@ -14,11 +14,26 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 PROJECT_FILE = BASE_DIR / "project.env"
-# The key prefixes of a bucket the public may read: collectstatic's output and uploaded files.
-# The config templates store under them (ENV.static_prefix, ENV.media_prefix) and the policy
-# templates in deploy/aws/ are rendered with them ({{static_prefix}}, {{media_prefix}}).
+# The key prefixes of an environment's bucket, owned here. The public may read two:
+# collectstatic's output and uploaded files; the config templates store under them
+# (ENV.static_prefix, ENV.media_prefix). config/ (the settings file) and deploy/ (stage 2 and
+# the release record) are readable by the instance role only. The policy templates in
+# deploy/aws/ are rendered with all four ({{static_prefix}}, ..., www.ops.templates).
 STATIC_PREFIX = "static"
 MEDIA_PREFIX = "media"
+CONFIG_PREFIX = "config"
+DEPLOY_PREFIX = "deploy"
+
+
+def bucket_variable(env_name):
+    """The project.env variable naming an environment's bucket, e.g. STAGE_BUCKET."""
+    return f"{env_name.upper()}_BUCKET"
+
+
+def instance_type_variable(env_name):
+    """The project.env variable naming an environment's instance type."""
+    return f"{env_name.upper()}_INSTANCE_TYPE"
+
 
 # Lowercase words joined by single hyphens: the intersection of S3 bucket names, Docker
 # repository names, and (with '-' as '_') Python identifiers.
@@ -72,36 +87,87 @@ def check_environment_name(name):
         )
 
 
+# An environment's fleet bounds when project.env names none: one instance, room for a second.
+DEFAULT_MIN_INSTANCES = 1
+DEFAULT_MAX_INSTANCES = 2
+
+
 class UnknownEnvironment(ValueError):
     """An environment name that project.env's ENVIRONMENTS does not list."""
 
 
 @dataclasses.dataclass(frozen=True)
 class Environment:
+    """One environment's facts from project.env.
+
+    load_balanced (<ENV>_LOAD_BALANCER=yes) puts the environment behind an Application Load
+    Balancer with an Auto Scaling group of min_instances..max_instances (<ENV>_MIN_INSTANCES,
+    <ENV>_MAX_INSTANCES); without it the environment is single instances launched by
+    launch_ec2. domains (<ENV>_DOMAINS, space-separated) get an ACM certificate and HTTPS;
+    subnets (<ENV>_SUBNETS) replace the default VPC's default subnets.
+    """
+
     name: str
     bucket: str
     instance_type: str
+    load_balanced: bool = False
+    domains: tuple = ()
+    min_instances: int = DEFAULT_MIN_INSTANCES
+    max_instances: int = DEFAULT_MAX_INSTANCES
+    subnets: tuple = ()
+
+    def uri(self, key):
+        """s3://<bucket>/<key>: an object in this environment's bucket."""
+        return f"s3://{self.bucket}/{key}"
 
     @property
     def config_key(self):
-        return f"config/{self.name}.py"
+        return f"{CONFIG_PREFIX}/{self.name}.py"
 
     @property
     def config_uri(self):
-        return f"s3://{self.bucket}/{self.config_key}"
+        return self.uri(self.config_key)
+
+    @property
+    def deploy_prefix(self):
+        """This environment's deploy/ keys: its own, so no environment's push or publish
+        overwrites another's and its instance role reads only these (webserver-s3.json)."""
+        return f"{DEPLOY_PREFIX}/{self.name}"
 
     @property
     def bootstrap_key(self):
-        return "deploy/webserver.sh"
+        return f"{DEPLOY_PREFIX}/webserver.sh"
 
     @property
     def bootstrap_uri(self):
-        return f"s3://{self.bucket}/{self.bootstrap_key}"
+        return self.uri(self.bootstrap_key)
 
     @property
     def release_key(self):
-        """Where publish_image records the image this environment runs."""
-        return "deploy/release.env"
+        """Where publish_image records the image this environment runs (www.ops.images)."""
+        return f"{DEPLOY_PREFIX}/release.env"
+
+    @property
+    def release_uri(self):
+        return self.uri(self.release_key)
+
+    @property
+    def release_history_key(self):
+        """Every release publish_image recorded (JSON, oldest first), appended with If-Match."""
+        return f"{self.deploy_prefix}/releases/history.json"
+
+    @property
+    def failed_releases_prefix(self):
+        return f"{self.deploy_prefix}/releases/failed/"
+
+    def failed_release_key(self, digest):
+        """The mark of a release no instance could make healthy (the first one's reason)."""
+        return f"{self.failed_releases_prefix}{digest.removeprefix('sha256:')}.json"
+
+    @property
+    def status_prefix(self):
+        """Each instance's report of what it runs: <prefix><instance-id>.json."""
+        return f"{self.deploy_prefix}/status/"
 
     @property
     def static_prefix(self):
@@ -167,18 +233,47 @@ def check_values(values):
         raise ProjectFileError(f"project.env: {exc}") from None
 
 
+def _yes_no(values, key):
+    value = values.get(key, "no")
+    if value not in ("yes", "no"):
+        raise ProjectFileError(f"project.env: {key}={value!r}: set it to yes or no")
+    return value == "yes"
+
+
+def _count(values, key, default):
+    value = values.get(key, str(default))
+    if not value.isdigit():
+        raise ProjectFileError(f"project.env: {key}={value!r}: set it to a whole number")
+    return int(value)
+
+
+def environment_from(values, env):
+    """The Environment named env, from project.env's values; one line for a bad value."""
+    prefix = env.upper()
+    min_instances = _count(values, f"{prefix}_MIN_INSTANCES", DEFAULT_MIN_INSTANCES)
+    max_instances = _count(values, f"{prefix}_MAX_INSTANCES", DEFAULT_MAX_INSTANCES)
+    if not 1 <= min_instances <= max_instances:
+        raise ProjectFileError(
+            f"project.env: {prefix}_MIN_INSTANCES={min_instances} and "
+            f"{prefix}_MAX_INSTANCES={max_instances}: need 1 <= min <= max"
+        )
+    return Environment(
+        name=env,
+        bucket=require(values, bucket_variable(env)),
+        instance_type=require(values, instance_type_variable(env)),
+        load_balanced=_yes_no(values, f"{prefix}_LOAD_BALANCER"),
+        domains=tuple(values.get(f"{prefix}_DOMAINS", "").split()),
+        min_instances=min_instances,
+        max_instances=max_instances,
+        subnets=tuple(values.get(f"{prefix}_SUBNETS", "").split()),
+    )
+
+
 @functools.cache
 def load(path=PROJECT_FILE):
     values = parse_env_file(Path(path).read_text())
     check_values(values)
-    environments = {
-        env: Environment(
-            name=env,
-            bucket=require(values, f"{env.upper()}_BUCKET"),
-            instance_type=require(values, f"{env.upper()}_INSTANCE_TYPE"),
-        )
-        for env in values["ENVIRONMENTS"].split()
-    }
+    environments = {env: environment_from(values, env) for env in values["ENVIRONMENTS"].split()}
     return Project(
         name=values["PROJECT_NAME"],
         region=require(values, "AWS_REGION"),

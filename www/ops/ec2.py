@@ -108,9 +108,7 @@ def check_prerequisites(*, s3, ec2, iam, landscape):
         raise OpsError(f"no instance profile {landscape.instance_profile}: {setup}")
     for key in (env.config_key, env.bootstrap_key):
         if not object_exists(s3, env.bucket, key):
-            raise OpsError(
-                f"no s3://{env.bucket}/{key}: run ./manage.py push_config --env {env.name} first"
-            )
+            raise OpsError(f"no {env.uri(key)}: run ./manage.py push_config --env {env.name} first")
     release = read_release(s3=s3, env=env)
     if not release or not release.get("IMAGE"):
         raise OpsError(
@@ -290,6 +288,17 @@ def status_rows(instances):
             "release": tag(i, "Release") or "-",
             "launched": i["LaunchTime"].strftime("%Y-%m-%d %H:%M:%SZ"),
         }
+
+
+GROUP_TAG = "aws:autoscaling:groupName"  # EC2 Auto Scaling tags the instances it launches
+
+
+def group_members(*, ec2, landscape, ids):
+    """{instance id: Auto Scaling group} for those of ids a group launched."""
+    found = environment_instances(
+        ec2=ec2, landscape=landscape, extra_filters=[{"Name": "instance-id", "Values": ids}]
+    )
+    return {i["InstanceId"]: tag(i, GROUP_TAG) for i in found if tag(i, GROUP_TAG)}
 
 
 def terminate(*, ec2, landscape, ids, dry_run=False):

@@ -10,7 +10,14 @@ from www.ops.templates import json_template
 def role_policies(*, landscape, registry, region, account):
     """Inline policies of the webserver role, by name, from deploy/aws/iam/."""
     policies = {
-        "s3-config-and-files": json_template("iam/webserver-s3.json", bucket=landscape.bucket)
+        "s3-config-and-files": json_template("iam/webserver-s3.json", bucket=landscape.bucket),
+        "s3-report-releases": json_template(
+            "iam/webserver-releases.json",
+            bucket=landscape.bucket,
+            status_prefix=landscape.env.status_prefix,
+            failed_prefix=landscape.env.failed_releases_prefix,
+            release_key=landscape.env.release_key,
+        ),
     }
     if registry == "ecr":
         policies["ecr-pull-release"] = json_template(

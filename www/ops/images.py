@@ -17,6 +17,7 @@ import dataclasses
 import ipaddress
 import re
 
+from www.ops import releases
 from www.ops.errors import OpsError, value_or_none
 from www.ops.objects import read_object, sync_object
 from www.ops.results import Result, converge_exists
@@ -211,29 +212,42 @@ def registry_warning(registry, docker_info=None):
 # --- publishing: push, then record --------------------------------------------------------------
 
 
+def docker_sdk():
+    """The docker SDK, imported only when used: the release image ships this module without it."""
+    try:
+        import docker
+        import docker.errors
+    except ImportError:
+        raise OpsError(
+            "publish_image needs the docker SDK (requirements/dev.txt): run it where the "
+            "release image is built, not inside it"
+        ) from None
+    return docker
+
+
 @contextlib.contextmanager
 def docker_errors():
-    """A Docker engine failure as one line (the docker SDK is imported only when used)."""
-    import docker.errors
-
+    """A Docker engine failure as one line."""
+    docker = docker_sdk()
     try:
         yield
     except docker.errors.DockerException as exc:
         raise OpsError(f"Docker: {exc}") from None
 
 
-def publish(*, s3, ecr, landscape, registry, tag, dry_run=False, docker_client=None):
+def publish(*, s3, ecr, landscape, registry, tag, dry_run=False, docker_client=None, sts=None):
     """Push <project>-release:tag to registry and record it as the env's release; yield Results.
 
     registry is "ecr" (ecr is then the ECR client) or a registry address. The bucket is checked
     before anything is pushed, and a rerun pushes nothing when the registry has this image.
+    The release is appended to the env's history (www.ops.releases) with its git revision and
+    who published it (sts: the caller's ARN).
     """
     env = landscape.env
+    docker = docker_sdk()  # a local prerequisite, checked before any AWS call
     read_release(s3=s3, env=env)  # the bucket must exist before any push
     with docker_errors():
         if docker_client is None:
-            import docker
-
             docker_client = docker.from_env()
         image = local_image(docker_client, landscape.project.image("release", tag))
         auth_config = None
@@ -269,4 +283,12 @@ def publish(*, s3, ecr, landscape, registry, tag, dry_run=False, docker_client=N
         else:
             digest = push_image(**target)
             yield Result("create", f"image {repository}:{tag}", detail=digest)
-    yield record_release(s3=s3, env=env, image=f"{repository}@{digest}", tag=tag, dry_run=dry_run)
+    yield from releases.record(
+        s3=s3,
+        sts=sts,
+        env=env,
+        image=f"{repository}@{digest}",
+        tag=tag,
+        revision=releases.image_revision(image),
+        dry_run=dry_run,
+    )

@@ -12,7 +12,7 @@ import dataclasses
 class Result:
     """What happened to one item: created, updated or unchanged (or would be, in a dry run)."""
 
-    # "create" | "update" | "push" | "terminate" | "unchanged" | "attention" (detail: what to do)
+    # "create" | "update" | "delete" | "push" | "terminate" | "unchanged" | "attention"
     verb: str
     what: str
     dry_run: bool = False
@@ -20,7 +20,7 @@ class Result:
 
     @property
     def changed(self):
-        return self.verb in ("create", "update", "push", "terminate")
+        return self.verb in ("create", "update", "delete", "push", "terminate")
 
     def __str__(self):
         if self.verb == "attention":

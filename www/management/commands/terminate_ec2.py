@@ -8,7 +8,9 @@ from www.ops import ec2
 class Command(AWSCommand):
     help = (
         "Terminate instances of an environment, by id; asks first unless --no-input. An id "
-        "already terminated is reported unchanged; --dry-run says what would be terminated."
+        "already terminated is reported unchanged; --dry-run says what would be terminated. An "
+        "instance of an Auto Scaling group is replaced by the group: to run fewer, lower the "
+        "group's count with launch_ec2 --count N."
     )
     no_input_help = "do not ask for confirmation"
     dry_run_help = "say what would be terminated; terminate nothing"
@@ -21,9 +23,20 @@ class Command(AWSCommand):
         land = self.landscape(options)
         if interactive and not dry_run:
             self.confirm(f"Terminate {', '.join(instance_ids)} of {land.prefix}? Type 'yes': ")
+        ec2_client = aws.client("ec2")
+        members = ec2.group_members(ec2=ec2_client, landscape=land, ids=instance_ids)
         self.report_all(
-            ec2.terminate(ec2=aws.client("ec2"), landscape=land, ids=instance_ids, dry_run=dry_run)
+            ec2.terminate(ec2=ec2_client, landscape=land, ids=instance_ids, dry_run=dry_run)
         )
+        for instance_id in instance_ids:
+            if instance_id in members:
+                self.stdout.write(
+                    self.style.WARNING(
+                        f"{instance_id} belongs to Auto Scaling group {members[instance_id]}, "
+                        "which launches a replacement to keep its count; to run fewer, "
+                        f"./manage.py launch_ec2 --env {land.env.name} --count N"
+                    )
+                )
 
     def confirm(self, question):
         try:
