@@ -136,6 +136,16 @@ build_base() {
 	echo "$image"
 }
 
+# The first few paths of `git status --porcelain` output, on one line.
+changed_files() {
+	local count
+	count=$(printf '%s\n' "$1" | wc -l)
+	printf '%s\n' "$1" | cut -c4- | head -n 5 | paste -sd ' ' - | sed 's/ /, /g'
+	if ((count > 5)); then
+		printf ' and %d more' $((count - 5))
+	fi
+}
+
 # The commit a release is built from; refuses unless HEAD is tag release/$1 and clean.
 release_revision() {
 	local tag="$1"
@@ -147,10 +157,18 @@ release_revision() {
 		echo "$head"
 		return
 	fi
-	local why="HEAD is not the git tag release/$tag"
-	[[ "$tagged" == "$head" ]] && why="the working tree has uncommitted changes"
+	local why fix
+	if [[ -z "$tagged" ]]; then
+		why="there is no git tag release/$tag" fix="commit, then git tag release/$tag"
+	elif [[ "$tagged" != "$head" ]]; then
+		why="git tag release/$tag is ${tagged:0:12}, not HEAD"
+		fix="move it to HEAD with git tag -f release/$tag (or check out the tag)"
+	else
+		why="the working tree has uncommitted changes: $(changed_files "$dirty")"
+		fix="commit them (git commit), then move the tag: git tag -f release/$tag"
+	fi
 	if [[ "${ALLOW_UNRELEASED_BUILD:-0}" != 1 ]]; then
-		die "release $tag refused: $why (git tag release/$tag on a clean commit, or set ALLOW_UNRELEASED_BUILD=1 for a local trial)"
+		die "release $tag refused: $why; $fix (or set ALLOW_UNRELEASED_BUILD=1 for a local trial)"
 	fi
 	log "WARNING: ALLOW_UNRELEASED_BUILD=1: building release $tag although $why; not for deployment"
 	echo "$head${dirty:+-dirty}"

@@ -1,14 +1,25 @@
 #!/usr/bin/env python3
-"""Django's command-line utility; a bad DJANGO_CONFIG_URI or project.env ends it with one line."""
+"""Django's command-line utility; a bad DJANGO_CONFIG_URI or project.env ends it with one
+line, and so does a Python without the project's virtualenv."""
 
 import os
 import sys
 
+NO_VIRTUALENV = (
+    "error: Django is not installed for {python}: run ./run_tests.sh first (it creates .venv), "
+    "then activate it: . .venv/bin/activate"
+)
+
 
 def main():
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "www.settings")
-    from django.conf import settings
-    from django.core.management import execute_from_command_line
+    try:
+        from django.conf import settings
+        from django.core.management import execute_from_command_line
+    except ImportError as exc:
+        if (exc.name or "").partition(".")[0] != "django":
+            raise
+        sys.exit(NO_VIRTUALENV.format(python=sys.executable))
 
     from www.config import ConfigError
     from www.project import ProjectFileError

@@ -20,6 +20,9 @@ PROJECT = project.load()
 STAGE = Landscape.of(PROJECT, "stage")
 # An AMI parameter moto's SSM serves (Debian's, the default, is not among them).
 MOTO_PUBLIC_AMI = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+# Among moto's images: Canonical's Ubuntu 16.04 server; launch_ec2 takes only Debian or Ubuntu
+# (moto serves no Canonical parameter, the default).
+MOTO_UBUNTU_AMI = "ami-785db401"
 # A release record's image, by digest, in a registry nobody needs to reach.
 RELEASE = f"127.0.0.1:5000/team/{PROJECT.name}-release@sha256:" + "ab" * 32
 CONFIG_SECRET = "a-secret-key-that-must-never-be-printed-" + "x" * 20

@@ -166,7 +166,12 @@ class MotoServer:
                 [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "MOTO_ACM_VALIDATION_WAIT": str(self.acm_validation_wait)},
+                env={
+                    **os.environ,
+                    "MOTO_ACM_VALIDATION_WAIT": str(self.acm_validation_wait),
+                    # AWS's managed policies exist in every account (setup_aws attaches one)
+                    "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",
+                },
             )
 
         def up():

@@ -1,9 +1,11 @@
 """launch_ec2, ec2_status and terminate_ec2 against moto's server.
 
-moto serves some public SSM parameters (Amazon Linux, ECS) but not Debian's or Ubuntu's, and,
-like AWS, refuses to let anyone create parameters under /aws/. So the lookup is exercised with
-a public parameter moto does serve (--ami-parameter), and the default Debian parameter's
-absence is checked for its clear error.
+moto serves some public SSM parameters (Amazon Linux, ECS) but not Ubuntu's or Debian's, and,
+like AWS, refuses to let anyone create parameters under /aws/. Its images include one of
+Canonical's Ubuntu AMIs, which the launches use (--ami). The lookup is exercised with a
+parameter of the account's own naming that Ubuntu AMI (--ami-parameter), the refusal of a
+family stage 1 cannot boot with the Amazon Linux parameter moto serves, and the default
+parameter's absence for its clear error.
 """
 
 import base64
@@ -21,6 +23,7 @@ from django.core.management import CommandError, call_command
 
 from tests.helpers import (
     MOTO_PUBLIC_AMI,
+    MOTO_UBUNTU_AMI,
     PROJECT,
     RELEASE,
     STAGE,
@@ -35,9 +38,9 @@ from www.ops.errors import OpsError
 
 def launch(*args):
     out = io.StringIO()
-    call_command(
-        "launch_ec2", "--env", "stage", "--ami-parameter", MOTO_PUBLIC_AMI, *args, stdout=out
-    )
+    if "--ami" not in args and "--ami-parameter" not in args:
+        args = ("--ami", MOTO_UBUNTU_AMI, *args)
+    call_command("launch_ec2", "--env", "stage", *args, stdout=out)
     return out.getvalue()
 
 
@@ -72,8 +75,7 @@ def test_launch_tags_metadata_profile_groups_and_user_data(ready):
     out = launch()
     (instance,) = instances()
     assert f"Created instance {instance['InstanceId']}" in out
-    ssm = boto3.client("ssm")
-    assert instance["ImageId"] == ssm.get_parameter(Name=MOTO_PUBLIC_AMI)["Parameter"]["Value"]
+    assert instance["ImageId"] == MOTO_UBUNTU_AMI
     assert instance["InstanceType"] == "t3.small"
     tags = tags_of(instance)
     assert tags["Name"] == f"{PROJECT.name}-stage-web"
@@ -111,14 +113,14 @@ def test_rerun_launches_nothing_more(ready):
 
 
 def test_count_and_overrides(ready):
-    launch("--count", "2", "--ami", "ami-0123456789abcdef0", "--instance-type", "t3.micro")
+    launch("--count", "2", "--ami", MOTO_UBUNTU_AMI, "--instance-type", "t3.micro")
     launched = instances()
     assert len(launched) == 2
-    assert {i["ImageId"] for i in launched} == {"ami-0123456789abcdef0"}
+    assert {i["ImageId"] for i in launched} == {MOTO_UBUNTU_AMI}
     assert {i["InstanceType"] for i in launched} == {"t3.micro"}
     assert all(tags_of(i)["Env"] == "stage" for i in launched)
     # a third one on request, the two running ones are kept
-    launch("--count", "3", "--ami", "ami-0123456789abcdef0")
+    launch("--count", "3")
     assert len(instances()) == 3
 
 
@@ -141,9 +143,50 @@ def test_dry_run_prints_the_request_and_launches_nothing(ready):
 
 
 def test_default_ami_parameter_missing_is_a_clear_error(ready):
-    with pytest.raises(CommandError, match=r"no AMI parameter /aws/service/debian/.*pass --ami"):
+    with pytest.raises(
+        CommandError, match=r"no AMI parameter /aws/service/canonical/ubuntu/.*pass --ami"
+    ):
         call_command("launch_ec2", "--env", "stage", stdout=io.StringIO())
     assert instances(states=ec2.EXISTING_STATES) == []
+
+
+def test_ami_parameter_is_looked_up(ready):
+    name = f"/{PROJECT.name}/test/ubuntu-ami"
+    boto3.client("ssm").put_parameter(
+        Name=name, Value=MOTO_UBUNTU_AMI, Type="String", DataType="aws:ec2:image"
+    )
+    launch("--ami-parameter", name)
+    (instance,) = instances()
+    assert instance["ImageId"] == MOTO_UBUNTU_AMI
+
+
+@pytest.mark.parametrize(
+    ("args", "refusal"),
+    [
+        (
+            ("--ami-parameter", MOTO_PUBLIC_AMI),
+            r"^AMI ami-\w+ \(al2023-ami-[^)]*\) is not Debian or Ubuntu: stage 1 installs Docker "
+            r"and the AWS CLI with apt; leave --ami/--ami-parameter out for Ubuntu LTS",
+        ),
+        (("--ami", "ami-1812c061"), r"^AMI ami-1812c061 \(Windows_Server-2016-[^)]*\) is not"),
+        (("--ami", "ami-bb9a6bc2"), r"^AMI ami-bb9a6bc2 \(RHEL-7\.4[^)]*\) is not Debian"),
+        (("--ami", "ami-0123456789abcdef0"), r"^no AMI ami-0123456789abcdef0 in this region"),
+    ],
+    ids=["amazon-linux", "windows", "rhel", "unknown"],
+)
+def test_an_ami_stage_1_cannot_boot_is_refused(ready, args, refusal):
+    with pytest.raises(CommandError, match=refusal):
+        launch(*args)
+    assert instances(states=ec2.EXISTING_STATES) == []
+
+
+def test_rerun_with_instances_running_needs_no_ami_lookup(ready):
+    launch()
+    (instance,) = instances()
+    # the default parameter is missing here (see the docstring): a rerun never asks for it
+    out = io.StringIO()
+    call_command("launch_ec2", "--env", "stage", stdout=out)
+    assert out.getvalue().startswith(f"instance {instance['InstanceId']} exists, unchanged")
 
 
 def test_no_landscape(aws):
@@ -188,7 +231,7 @@ def test_launch_failing_half_way_leaves_no_instance_running(ready):
     )
     request = ec2.launch_request(
         landscape=STAGE,
-        ami="ami-0123456789abcdef0",
+        ami=MOTO_UBUNTU_AMI,
         instance_type="t3.small",
         count=2,
         group_id=group_id,
@@ -202,7 +245,7 @@ def test_launch_failing_half_way_leaves_no_instance_running(ready):
 
 
 def test_status_lists_state_address_release_and_launch_time(ready):
-    launch("--count", "2", "--ami", "ami-0123456789abcdef0")
+    launch("--count", "2")
     out = io.StringIO()
     call_command("ec2_status", "--env", "stage", stdout=out)
     lines = out.getvalue().splitlines()
@@ -229,24 +272,41 @@ def test_status_lists_state_address_release_and_launch_time(ready):
 
 
 def test_terminate_only_this_envs_instances(ready):
-    launch("--count", "2", "--ami", "ami-0123456789abcdef0")
+    launch("--count", "2")
     first, second = (i["InstanceId"] for i in instances())
     stranger = boto3.client("ec2").run_instances(
         ImageId="ami-0123456789abcdef0", MinCount=1, MaxCount=1
     )["Instances"][0]["InstanceId"]
 
-    with pytest.raises(CommandError, match=f"not a live instance of .*{stranger}; nothing"):
+    with pytest.raises(CommandError, match=f"not an instance of .*{stranger}; nothing"):
         call_command("terminate_ec2", "--env", "stage", first, stranger, "--no-input")
-    with pytest.raises(CommandError, match="not a live instance"):
+    with pytest.raises(CommandError, match="not an instance"):
         call_command("terminate_ec2", "--env", "prod", first, "--no-input")
     assert len(instances()) == 2
 
     out = io.StringIO()
     call_command("terminate_ec2", "--env", "stage", first, "--no-input", stdout=out)
-    assert f"Terminated {first}" in out.getvalue()
+    assert f"Terminated instance {first}" in out.getvalue()
     assert [i["InstanceId"] for i in instances()] == [second]
     state = boto3.client("ec2").describe_instances(InstanceIds=[stranger])
     assert state["Reservations"][0]["Instances"][0]["State"]["Name"] == "running"
+
+
+def test_terminate_dry_run_and_rerun(ready):
+    launch()
+    (instance,) = instances()
+    instance_id = instance["InstanceId"]
+    out = io.StringIO()
+    call_command("terminate_ec2", "--env", "stage", instance_id, "--dry-run", stdout=out)
+    assert out.getvalue().strip() == f"Would terminate instance {instance_id} (running)"
+    assert [i["InstanceId"] for i in instances()] == [instance_id]
+
+    call_command("terminate_ec2", "--env", "stage", instance_id, "--no-input", stdout=out)
+    again = io.StringIO()
+    call_command("terminate_ec2", "--env", "stage", instance_id, "--no-input", stdout=again)
+    assert again.getvalue().strip() in (
+        f"instance {instance_id} exists, unchanged (already {state})" for state in ec2.GONE_STATES
+    )
 
 
 def test_terminate_asks_first_and_a_no_changes_nothing(ready):
@@ -280,7 +340,8 @@ def test_rerun_with_a_stopped_instance_says_start_or_terminate_it(ready):
     out = launch()
     assert out.strip() == (
         f"instance {instance_id} exists, stopped, serving nothing: start it "
-        f"(aws ec2 start-instances --instance-ids {instance_id}) or terminate it "
+        f"(aws ec2 start-instances --region eu-west-1 --instance-ids {instance_id}) "
+        "or terminate it "
         f"(./manage.py terminate_ec2 --env stage {instance_id})"
     )
     assert [i["InstanceId"] for i in instances(states=ec2.EXISTING_STATES)] == [instance_id]

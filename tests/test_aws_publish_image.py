@@ -14,6 +14,7 @@ import pytest
 import requests
 from django.core.management import CommandError, call_command
 
+from tests.servers import free_port
 from www import project
 from www.ops import images, releases
 from www.ops.landscape import Landscape
@@ -89,7 +90,7 @@ def test_second_publish_changes_nothing(landscape, registry, tiny_release):
     publish(tag, "--registry", target)
     versions = boto3.client("s3").list_object_versions(Bucket=STAGE.bucket)["Versions"]
     out = publish(tag, "--registry", target)
-    lines = out.strip().splitlines()
+    lines = [line for line in out.strip().splitlines() if not line.startswith("warning:")]
     assert len(lines) == 2 and all("exists, unchanged" in line for line in lines), out
     assert boto3.client("s3").list_object_versions(Bucket=STAGE.bucket)["Versions"] == versions
 
@@ -97,7 +98,7 @@ def test_second_publish_changes_nothing(landscape, registry, tiny_release):
 def test_dry_run_pushes_and_records_nothing(landscape, registry, tiny_release):
     tag, _ = tiny_release
     out = publish(tag, "--registry", f"{registry.address}/team", "--dry-run")
-    assert "Would create image" in out
+    assert f"Would push {PROJECT.image('release', tag)} to {registry.address}/team/" in out
     tags = requests.get(
         f"http://{registry.address}/v2/team/{PROJECT.name}-release/tags/list", timeout=10
     )
@@ -127,6 +128,47 @@ def test_ecr_repository_is_created_once_and_token_gives_the_registry(aws):
     host, auth = images.ecr_credentials(ecr=ecr)
     assert uri == f"{host}/{STAGE.release_repository}"
     assert host.endswith(".amazonaws.com") and auth["username"] == "AWS" and auth["password"]
+
+
+def test_a_loopback_registry_is_recorded_with_a_warning(landscape, registry, release_image):
+    tag, _ = release_image
+    out = publish(tag, "--registry", f"{registry.address}/team")
+    host = registry.address
+    assert (
+        f"warning: registry {host} is this machine's loopback: instances cannot pull from it; "
+        "set IMAGE_REGISTRY in project.env to an address they reach, then rerun setup_aws"
+    ) in out
+
+
+def test_registry_warning_reads_dockers_insecure_registries():
+    info = {"RegistryConfig": {"IndexConfigs": {"reg.example.com:5000": {"Secure": False}}}}
+    assert "plain HTTP" in images.registry_warning("reg.example.com:5000/team", info)
+    assert images.registry_warning("reg.example.com/team", info) == ""
+    assert "loopback" in images.registry_warning("localhost:5000")
+    assert images.registry_warning("ecr.example.com/x") == ""
+
+
+def test_a_failed_push_leaves_no_registry_tag_and_names_the_setting(
+    landscape, docker_client, release_image
+):
+    tag, image = release_image
+    target = f"127.0.0.1:{free_port()}/team"  # nothing listens there
+    with pytest.raises(CommandError, match=r"push of .* failed: .*check IMAGE_REGISTRY"):
+        publish(tag, "--registry", target)
+    image.reload()
+    assert image.tags == [PROJECT.image("release", tag)]
+    assert "Contents" not in boto3.client("s3").list_objects_v2(Bucket=STAGE.bucket)
+
+
+def test_ecr_dry_run_says_would_push(landscape, release_image):
+    tag, _ = release_image
+    out = publish(tag, "--registry", "ecr", "--dry-run")
+    assert f"Would create ECR repository {STAGE.release_repository}" in out
+    assert (
+        f"Would push {PROJECT.image('release', tag)} to ECR repository {STAGE.release_repository}"
+        in out
+    )
+    assert boto3.client("ecr").describe_repositories()["repositories"] == []
 
 
 def test_publish_appends_tag_digest_revision_who_and_when_to_the_history(

@@ -124,6 +124,15 @@ def test_role_policies_and_instance_profile_are_least_privilege(aws):
     profile = iam.get_instance_profile(InstanceProfileName=STAGE.instance_profile)
     assert [r["RoleName"] for r in profile["InstanceProfile"]["Roles"]] == [STAGE.role]
 
+    # Systems Manager (./manage.py remote and session), AWS's own managed policy, nothing else
+    attached = iam.list_attached_role_policies(RoleName=STAGE.role)["AttachedPolicies"]
+    assert attached == [
+        {
+            "PolicyName": "AmazonSSMManagedInstanceCore",
+            "PolicyArn": "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore",
+        }
+    ]
+
 
 def test_second_run_changes_nothing_and_says_so(aws):
     first = setup_aws()
@@ -139,6 +148,10 @@ def test_second_run_changes_nothing_and_says_so(aws):
     assert f"security group {STAGE.web_group} exists, unchanged" in lines
     assert f"IAM role {STAGE.role} exists, unchanged" in lines
     assert f"instance profile {STAGE.instance_profile} exists, unchanged" in lines
+    assert (
+        f"IAM role {STAGE.role} managed policy AmazonSSMManagedInstanceCore exists, unchanged"
+        in lines
+    )
 
 
 def test_rerun_repairs_drift(aws):
@@ -157,6 +170,7 @@ def test_dry_run_creates_nothing(aws):
     assert f"Would create bucket {STAGE.bucket}" in out
     assert f"Would create security group {STAGE.web_group}" in out
     assert f"Would create IAM role {STAGE.role}" in out
+    assert f"Would create IAM role {STAGE.role} managed policy AmazonSSMManagedInstanceCore" in out
     assert boto3.client("s3").list_buckets()["Buckets"] == []
     assert STAGE.web_group not in groups_by_name(boto3.client("ec2"))
     assert boto3.client("iam").list_roles()["Roles"] == []

@@ -41,7 +41,7 @@ import requests
 from django.core.management import CommandError, call_command
 
 from tests.docker_rig import SESSION_TAG, stage_config
-from tests.helpers import MOTO_PUBLIC_AMI, instances
+from tests.helpers import MOTO_UBUNTU_AMI, instances
 from tests.imds import IMDSServer, InstanceMetadata
 from tests.load import SteadyLoad
 from tests.servers import free_port
@@ -288,7 +288,7 @@ def deploy_and_boot(rig):
     outputs["push_config"] = command(
         "push_config", str(rig.config_file(**{MARKER_SETTING: f"boot-e2e {rig.id}"}))
     )
-    outputs["launch_ec2"] = command("launch_ec2", "--ami-parameter", MOTO_PUBLIC_AMI)
+    outputs["launch_ec2"] = command("launch_ec2", "--ami", MOTO_UBUNTU_AMI)
     rig.launch_instance()
     status, output = rig.boot()
     assert status == 0, output
@@ -560,7 +560,7 @@ def stage_failure(rig, breakage):
         image=f"{rig.registry.address}/{REGISTRY_PATH}/{PROJECT.name}-release@sha256:" + "0" * 64,
         tag="missing",
     )
-    command("launch_ec2", "--ami-parameter", MOTO_PUBLIC_AMI)
+    command("launch_ec2", "--ami", MOTO_UBUNTU_AMI)
     metadata = rig.launch_instance()
     breakage(rig, metadata)
     return rig.boot()

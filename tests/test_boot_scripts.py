@@ -20,7 +20,7 @@ import boto3
 import pytest
 from django.core.management import call_command
 
-from tests.helpers import MOTO_PUBLIC_AMI, RELEASE, STAGE, filled_config, instances
+from tests.helpers import MOTO_UBUNTU_AMI, RELEASE, STAGE, filled_config, instances
 from tests.imds import IMDSServer, InstanceMetadata
 from www.ops import ec2, images, releases
 from www.ops.config_push import STAGE2_TEMPLATE
@@ -66,9 +66,7 @@ def launched(aws, tmp_path):
     # launch_ec2 needs a recorded release; it is withdrawn afterwards so that stage 2 stops
     # at its first step here instead of pulling an image.
     images.record_release(s3=boto3.client("s3"), env=STAGE.env, image=RELEASE, tag="1.0")
-    call_command(
-        "launch_ec2", "--env", "stage", "--ami-parameter", MOTO_PUBLIC_AMI, stdout=io.StringIO()
-    )
+    call_command("launch_ec2", "--env", "stage", "--ami", MOTO_UBUNTU_AMI, stdout=io.StringIO())
     boto3.client("s3").delete_object(Bucket=STAGE.bucket, Key=STAGE.env.release_key)
     (instance,) = instances()
     return instance

@@ -3,6 +3,8 @@
 import os
 import socket
 import stat
+import subprocess
+import sys
 
 import boto3
 import pytest
@@ -62,6 +64,22 @@ def test_bad_uri_ends_manage_py_with_one_line(aws):
     lines = result.stderr.strip().splitlines()
     assert lines == [
         "error: DJANGO_CONFIG_URI=s3://no-such-bucket/config/x.py: no such bucket 'no-such-bucket'"
+    ]
+
+
+def test_manage_py_outside_the_virtualenv_says_how_to_get_it():
+    """A Python without the virtualenv's packages (-S: no site-packages) gets one line."""
+    result = subprocess.run(
+        [sys.executable, "-S", "manage.py", "check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"error: Django is not installed for {sys.executable}: run ./run_tests.sh first (it "
+        "creates .venv), then activate it: . .venv/bin/activate"
     ]
 
 

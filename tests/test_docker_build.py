@@ -5,6 +5,7 @@ its own git repository: tags, labels, layer reuse, and what never gets into an i
 import io
 import json
 import os
+import re
 import subprocess
 import tarfile
 import uuid
@@ -92,16 +93,29 @@ def test_release_refuses_untagged_or_dirty_tree_in_one_line(repo, docker_client)
     untagged = run_script(repo, "release", tag, env={"ALLOW_UNRELEASED_BUILD": None})
     assert untagged.returncode != 0
     assert untagged.stderr.strip().splitlines() == [
-        f"build_docker_image.sh: error: release {tag} refused: HEAD is not the git tag "
-        f"release/{tag} (git tag release/{tag} on a clean commit, "
-        "or set ALLOW_UNRELEASED_BUILD=1 for a local trial)"
+        f"build_docker_image.sh: error: release {tag} refused: there is no git tag "
+        f"release/{tag}; commit, then git tag release/{tag} "
+        "(or set ALLOW_UNRELEASED_BUILD=1 for a local trial)"
     ]
     git(repo, "tag", f"release/{tag}")
     (repo / "www" / "urls.py").write_text((repo / "www" / "urls.py").read_text() + "# edit\n")
+    (repo / "project.env").write_text((repo / "project.env").read_text() + "# edit\n")
     dirty = run_script(repo, "release", tag, env={"ALLOW_UNRELEASED_BUILD": None})
     assert dirty.returncode != 0
-    assert "the working tree has uncommitted changes" in dirty.stderr
-    assert len(dirty.stderr.strip().splitlines()) == 1
+    assert dirty.stderr.strip().splitlines() == [
+        f"build_docker_image.sh: error: release {tag} refused: the working tree has uncommitted "
+        "changes: project.env, www/urls.py; commit them (git commit), then move the tag: "
+        f"git tag -f release/{tag} (or set ALLOW_UNRELEASED_BUILD=1 for a local trial)"
+    ]
+    # committed, the tag is one commit behind: the line says how to move it
+    git(repo, "commit", "-q", "-am", "edits")
+    behind = run_script(repo, "release", tag, env={"ALLOW_UNRELEASED_BUILD": None})
+    assert behind.returncode != 0
+    assert re.search(
+        rf"refused: git tag release/{tag} is [0-9a-f]{{12}}, not HEAD; move it to HEAD with "
+        rf"git tag -f release/{tag} ",
+        behind.stderr,
+    ), behind.stderr
     image = project.load().image("release", tag)
     assert not docker_client.images.list(name=image)
 

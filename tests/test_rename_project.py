@@ -77,6 +77,14 @@ def test_rename_rewrites_the_project_file_and_what_derives_from_it(fork):
         "Rewrote pyproject.toml: [project] name webapp -> acme-shop",
         "Renamed project webapp -> acme-shop.",
     ]
+    # AWS is not asked (no credentials needed): what the old name may have left is named
+    assert result.stderr.splitlines() == [
+        "warning: AWS resources made under webapp keep that name and no command finds them "
+        "after the rename: buckets webapp-stage, webapp, security groups and IAM roles "
+        "webapp-<env>-*, ECR repository webapp-release, instances tagged Project=webapp. If "
+        "setup_aws ran under webapp, terminate those instances and delete those resources (or "
+        "keep the name)."
+    ]
     # Only those four lines changed; comments and the other values are as they were.
     expected = (
         before.replace("PROJECT_NAME=webapp\n", "PROJECT_NAME=acme-shop\n")

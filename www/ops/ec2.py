@@ -19,15 +19,24 @@ from www.ops.network import default_vpc, find_group
 from www.ops.objects import object_exists
 from www.ops.results import Result
 from www.ops.templates import TEMPLATE_DIR, render
+from www.project import aws_region
 
-# Debian's own public parameter for its current stable release (Debian 13, "trixie").
-DEFAULT_AMI_PARAMETER = "/aws/service/debian/release/13/latest/amd64"
+# Canonical's public parameter for the current Ubuntu LTS server image. Ubuntu, not Debian,
+# for the host (the images stay Debian): its AMIs ship the Systems Manager agent, which
+# ./manage.py remote and session need and Debian's AMIs lack; and it is apt-based, as stage 1
+# installs Docker and the AWS CLI with apt.
+DEFAULT_AMI_PARAMETER = (
+    "/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id"
+)
+# Families stage 1 can install on (apt), as AMI names and descriptions spell them.
+APT_FAMILIES = ("ubuntu", "debian")
 USER_DATA_FILE = TEMPLATE_DIR / "user-data.sh"
 USER_DATA_LIMIT = 16 * 1024  # EC2's limit, before base64
 # Every state an instance can be left in: a launch counts these toward --count, so a rerun
 # never starts a second instance beside a stopped one; it tells the operator instead.
 EXISTING_STATES = ["pending", "running", "stopping", "stopped"]
 STOPPED_STATES = ("stopping", "stopped")
+GONE_STATES = ("shutting-down", "terminated")
 METADATA_OPTIONS = {
     "HttpTokens": "required",
     "HttpEndpoint": "enabled",
@@ -46,6 +55,34 @@ def lookup_ami(*, ssm, parameter):
                 "pass --ami ami-... or --ami-parameter NAME"
             ) from None
         raise
+
+
+def check_ami(*, ec2, ami):
+    """The AMI's name if stage 1 can boot it (a Debian or Ubuntu image), else one line why not.
+
+    The family is read from the image's name, description and platform details: stage 1
+    installs with apt, so Amazon Linux, RHEL, SUSE or Windows would launch and never boot.
+    """
+    try:
+        found = ec2.describe_images(ImageIds=[ami])["Images"]
+    except ClientError as exc:
+        if not error_code(exc).startswith("InvalidAMIID"):
+            raise
+        found = []
+    if not found:
+        raise OpsError(f"no AMI {ami} in this region: pass a Debian or Ubuntu AMI with --ami")
+    image = found[0]
+    name = image.get("Name") or image.get("Description") or ami
+    described = " ".join(
+        image.get(field) or "" for field in ("Name", "Description", "PlatformDetails", "Platform")
+    ).lower()
+    if image.get("Platform") == "windows" or not any(f in described for f in APT_FAMILIES):
+        raise OpsError(
+            f"AMI {ami} ({name}) is not Debian or Ubuntu: stage 1 installs Docker and the AWS "
+            "CLI with apt; leave --ami/--ami-parameter out for Ubuntu LTS, or pass a Debian or "
+            "Ubuntu AMI"
+        )
+    return name
 
 
 def user_data(env):
@@ -199,8 +236,7 @@ def ensure_instances(*, ec2, landscape, request, dry_run=False, **launch_options
     """
     existing = environment_instances(ec2=ec2, landscape=landscape)
     wanted = request["MaxCount"]
-    for instance in existing[:wanted]:
-        yield _existing(instance, landscape)
+    yield from existing_results(existing[:wanted], landscape)
     missing = wanted - len(existing)
     if missing <= 0:
         return
@@ -212,6 +248,12 @@ def ensure_instances(*, ec2, landscape, request, dry_run=False, **launch_options
         yield Result("create", f"instance {instance['InstanceId']}", detail=summary(instance))
 
 
+def existing_results(instances, landscape):
+    """A Result for each instance already there: unchanged, or stopped and needing a hand."""
+    for instance in instances:
+        yield _existing(instance, landscape)
+
+
 def _existing(instance, landscape):
     instance_id, state = instance["InstanceId"], instance["State"]["Name"]
     if state in STOPPED_STATES:
@@ -220,7 +262,8 @@ def _existing(instance, landscape):
             f"instance {instance_id}",
             detail=(
                 f"exists, {state}, serving nothing: start it "
-                f"(aws ec2 start-instances --instance-ids {instance_id}) or terminate it "
+                f"(aws ec2 start-instances --region {aws_region()} --instance-ids {instance_id}) "
+                "or terminate it "
                 f"(./manage.py terminate_ec2 --env {landscape.env.name} {instance_id})"
             ),
         )
@@ -258,19 +301,37 @@ def group_members(*, ec2, landscape, ids):
     return {i["InstanceId"]: tag(i, GROUP_TAG) for i in found if tag(i, GROUP_TAG)}
 
 
-def terminate(*, ec2, landscape, ids):
-    """Terminate ids, all of which must be live instances of this env; else change nothing."""
-    ours = {
-        i["InstanceId"]
+def terminate(*, ec2, landscape, ids, dry_run=False):
+    """Terminate ids, all of which must be instances of this env; else change nothing.
+
+    Yields a Result per id: one already terminated (or shutting down) is "unchanged", so a
+    rerun says so instead of failing.
+    """
+    found = {
+        i["InstanceId"]: i["State"]["Name"]
         for i in environment_instances(
-            ec2=ec2, landscape=landscape, extra_filters=[{"Name": "instance-id", "Values": ids}]
+            ec2=ec2,
+            landscape=landscape,
+            states=[*EXISTING_STATES, *GONE_STATES],
+            extra_filters=[{"Name": "instance-id", "Values": ids}],
         )
     }
-    foreign = [i for i in ids if i not in ours]
+    foreign = [i for i in ids if i not in found]
     if foreign:
         raise OpsError(
-            f"not a live instance of {landscape.project.name} {landscape.env.name}: "
+            f"not an instance of {landscape.project.name} {landscape.env.name}: "
             f"{', '.join(foreign)}; nothing terminated"
         )
-    changes = ec2.terminate_instances(InstanceIds=ids)["TerminatingInstances"]
-    return {c["InstanceId"]: c["CurrentState"]["Name"] for c in changes}
+    live = [i for i in ids if found[i] not in GONE_STATES]
+    changes = {}
+    if live and not dry_run:
+        reply = ec2.terminate_instances(InstanceIds=live)["TerminatingInstances"]
+        changes = {c["InstanceId"]: c["CurrentState"]["Name"] for c in reply}
+    for instance_id in ids:
+        if instance_id in live:
+            state = changes.get(instance_id, found[instance_id])
+            yield Result("terminate", f"instance {instance_id}", dry_run, detail=state)
+        else:
+            yield Result(
+                "unchanged", f"instance {instance_id}", detail=f"already {found[instance_id]}"
+            )

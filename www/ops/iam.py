@@ -3,7 +3,7 @@
 import json
 
 from www.ops.errors import value_or_none
-from www.ops.results import converge
+from www.ops.results import converge, converge_exists
 from www.ops.templates import json_template
 
 
@@ -109,3 +109,35 @@ def ensure_role(*, iam, landscape, policies, dry_run=False):
 
 def instance_profile_exists(iam, landscape):
     return _instance_profile(iam, landscape.instance_profile) is not None
+
+
+# AWS's managed policy that lets the Systems Manager agent on an instance register and take
+# Run Command and Session Manager requests: `./manage.py remote` and `session` need it, and it
+# replaces SSH (no key pair, no port 22).
+SSM_MANAGED_POLICY = "AmazonSSMManagedInstanceCore"
+
+
+def managed_policy_arn(name, partition="aws"):
+    return f"arn:{partition}:iam::aws:policy/{name}"
+
+
+def _attached_policies(iam, role):
+    arns = set()
+    for page in iam.get_paginator("list_attached_role_policies").paginate(RoleName=role):
+        arns.update(p["PolicyArn"] for p in page["AttachedPolicies"])
+    return arns
+
+
+def ensure_managed_policies(*, iam, landscape, names=(SSM_MANAGED_POLICY,), dry_run=False):
+    """Attach AWS managed policies to the webserver role (created just before, by ensure_role)."""
+    role = landscape.role
+    role_exists = value_or_none(lambda: iam.get_role(RoleName=role), ("NoSuchEntity",), bool)
+    attached = _attached_policies(iam, role) if role_exists else set()
+    for name in names:
+        arn = managed_policy_arn(name)
+        yield converge_exists(
+            f"IAM role {role} managed policy {name}",
+            arn in attached,
+            lambda arn=arn: iam.attach_role_policy(RoleName=role, PolicyArn=arn),
+            dry_run=dry_run,
+        )

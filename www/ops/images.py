@@ -14,6 +14,7 @@ registry address such as registry.example.com:5000/team (reached without credent
 import base64
 import contextlib
 import dataclasses
+import ipaddress
 import re
 
 from www.ops import releases
@@ -128,27 +129,84 @@ def pushed_digest(*, docker_client, image, repository, tag, auth_config=None):
     return remote.id if remote.id in local else None
 
 
+CHECK_REGISTRY = (
+    "check IMAGE_REGISTRY in project.env (or --registry) and that this machine reaches it"
+)
+
+
 def push_image(*, docker_client, image, repository, tag, auth_config=None):
-    """Tag the local image as repository:tag, push it, and return its digest."""
+    """Tag the local image as repository:tag, push it, and return its digest.
+
+    A failed push removes the repository:tag reference it made, so no tag of an image that
+    is not in the registry stays behind.
+    """
     import docker.errors
 
+    reference = f"{repository}:{tag}"
+    try:
+        docker_client.images.get(reference)
+        tagged_here = False
+    except docker.errors.ImageNotFound:
+        tagged_here = True
     image.tag(repository, tag)
+    try:
+        digest = _push(docker_client, repository, tag, auth_config)
+    except OpsError:
+        if tagged_here:
+            with contextlib.suppress(docker.errors.APIError):
+                docker_client.images.remove(reference, noprune=True)
+        raise
+    return digest
+
+
+def _push(docker_client, repository, tag, auth_config):
+    import docker.errors
+
     digest = None
+    failed = f"push of {repository}:{tag} failed"
     try:
         stream = docker_client.api.push(
             repository, tag=tag, stream=True, decode=True, auth_config=auth_config
         )
         for event in stream:
             if "error" in event:
-                raise OpsError(f"push of {repository}:{tag} failed: {event['error'].strip()}")
+                raise OpsError(f"{failed}: {event['error'].strip()}; {CHECK_REGISTRY}")
             aux = event.get("aux") or {}
             if DIGEST.match(aux.get("Digest", "")):
                 digest = aux["Digest"]
     except docker.errors.APIError as exc:
-        raise OpsError(f"push of {repository}:{tag} failed: {exc.explanation or exc}") from None
+        raise OpsError(f"{failed}: {exc.explanation or exc}; {CHECK_REGISTRY}") from None
     if digest is None:
-        raise OpsError(f"push of {repository}:{tag} reported no digest")
+        raise OpsError(f"push of {repository}:{tag} reported no digest; {CHECK_REGISTRY}")
     return digest
+
+
+def registry_warning(registry, docker_info=None):
+    """Why instances may not pull from registry (one line), or "" when nothing stands out.
+
+    A registry on this machine's loopback is out of the instances' reach; one that Docker
+    reaches over plain HTTP (an insecure registry here) is refused by the instances' Docker
+    unless they list it too. docker_info is the engine's `docker info`, if at hand.
+    """
+    host = registry.split("/", 1)[0]
+    hostname = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    hostname = hostname.strip("[]")
+    try:
+        address = ipaddress.ip_address(hostname)
+    except ValueError:
+        address = None
+    if hostname == "localhost" or (address is not None and address.is_loopback):
+        return (
+            f"registry {host} is this machine's loopback: instances cannot pull from it; "
+            "set IMAGE_REGISTRY in project.env to an address they reach, then rerun setup_aws"
+        )
+    config = ((docker_info or {}).get("RegistryConfig") or {}).get("IndexConfigs") or {}
+    if config.get(host, {}).get("Secure") is False:
+        return (
+            f"registry {host} is reached over plain HTTP (an insecure registry): instances' "
+            "Docker refuses it unless it is in their insecure-registries; prefer HTTPS or ecr"
+        )
+    return ""
 
 
 # --- publishing: push, then record --------------------------------------------------------------
@@ -199,12 +257,16 @@ def publish(*, s3, ecr, landscape, registry, tag, dry_run=False, docker_client=N
             )
             yield result
             if dry_run:
-                yield Result("create", f"push of {image.tags[0]} to ECR", True)
+                where = f"ECR repository {landscape.release_repository}"
+                yield Result("push", f"{image.tags[0]} to {where}", True)
                 return
             host, auth_config = ecr_credentials(ecr=ecr)
             repository = f"{host}/{landscape.release_repository}"
         else:
             repository = f"{registry.rstrip('/')}/{landscape.release_repository}"
+            warning = registry_warning(registry, docker_client.info())
+            if warning:
+                yield Result("attention", "warning:", detail=warning)
         target = dict(
             docker_client=docker_client,
             image=image,
@@ -216,7 +278,7 @@ def publish(*, s3, ecr, landscape, registry, tag, dry_run=False, docker_client=N
         if digest:
             yield Result("unchanged", f"image {repository}:{tag}", detail=digest)
         elif dry_run:
-            yield Result("create", f"image {repository}:{tag}", True)
+            yield Result("push", f"{image.tags[0]} to {repository}:{tag}", True)
             return
         else:
             digest = push_image(**target)

@@ -12,8 +12,8 @@ import dataclasses
 class Result:
     """What happened to one item: created, updated or unchanged (or would be, in a dry run)."""
 
-    # "create" | "update" | "delete" | "unchanged" | "attention" (detail says what to do) |
-    # "skip" (detail says why nothing was done)
+    # "create" | "update" | "delete" | "push" | "terminate" | "unchanged" | "attention" (detail
+    # says what to do) | "skip" (detail says why nothing was done)
     verb: str
     what: str
     dry_run: bool = False
@@ -21,7 +21,7 @@ class Result:
 
     @property
     def changed(self):
-        return self.verb in ("create", "update", "delete")
+        return self.verb in ("create", "update", "delete", "push", "terminate")
 
     def __str__(self):
         if self.verb in ("attention", "skip"):
@@ -31,7 +31,7 @@ class Result:
         elif self.dry_run:
             text = f"Would {self.verb} {self.what}"
         else:
-            text = f"{self.verb.capitalize()}d {self.what}"
+            text = f"{self.verb.capitalize().removesuffix('e')}ed {self.what}"
         return f"{text} ({self.detail})" if self.detail else text
 
 

@@ -9,8 +9,9 @@ from www.ops import ec2, loadbalancer, scaling
 
 class Command(AWSCommand):
     help = (
-        "Launch an environment's web servers: a current Debian AMI (from SSM public "
-        "parameters), its security group and instance profile, deploy/aws/user-data.sh as "
+        "Launch an environment's web servers: a current Ubuntu LTS AMI (from SSM public "
+        "parameters; only Debian or Ubuntu AMIs are accepted, as stage 1 uses apt), its "
+        "security group and instance profile, deploy/aws/user-data.sh as "
         "user-data, IMDSv2 only. Launches until the environment has --count instances, so a "
         "rerun launches nothing; a stopped one counts, and the rerun says to start or "
         "terminate it. --dry-run prints the full request. On a load-balanced environment "
@@ -27,7 +28,9 @@ class Command(AWSCommand):
             type=int,
             help="instances wanted (default 1; a load-balanced env: <ENV>_MIN_INSTANCES)",
         )
-        parser.add_argument("--ami", help="AMI id to use instead of looking one up")
+        parser.add_argument(
+            "--ami", help="AMI id to use instead of looking one up (Debian or Ubuntu only)"
+        )
         parser.add_argument(
             "--ami-parameter",
             default=ec2.DEFAULT_AMI_PARAMETER,
@@ -56,9 +59,14 @@ class Command(AWSCommand):
         group_id, release = ec2.check_prerequisites(
             s3=aws.client("s3"), ec2=ec2_client, iam=aws.client("iam"), landscape=land
         )
+        existing = ec2.environment_instances(ec2=ec2_client, landscape=land)
+        if len(existing) >= count:  # a rerun: nothing to launch, so no AMI to look up
+            self.report_all(ec2.existing_results(existing[:count], land))
+            return
         ami = options["ami"] or ec2.lookup_ami(
             ssm=aws.client("ssm"), parameter=options["ami_parameter"]
         )
+        ec2.check_ami(ec2=ec2_client, ami=ami)
         request = ec2.launch_request(
             landscape=land,
             ami=ami,

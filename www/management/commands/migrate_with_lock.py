@@ -16,6 +16,10 @@ class Command(BaseCommand):
     requires_system_checks = []
 
     def add_arguments(self, parser):
+        parser.add_argument("app_label", nargs="?", help="as migrate's: migrate this app only")
+        parser.add_argument(
+            "migration_name", nargs="?", help="as migrate's: to this migration (zero: unapply)"
+        )
         parser.add_argument(
             "--lock-timeout",
             type=float,
@@ -28,9 +32,12 @@ class Command(BaseCommand):
         add_no_input_argument(parser)
 
     def handle(self, *args, lock_timeout, database, interactive, verbosity, **options):
+        targets = [a for a in (options["app_label"], options["migration_name"]) if a]
+
         def migrate():
             call_command(
                 "migrate",
+                *targets,
                 database=database,
                 interactive=interactive,
                 verbosity=verbosity,

@@ -32,3 +32,17 @@ class Command(BaseCommand):
             self.stdout.write(f"{verb} {change}")
         if not dry_run:
             self.stdout.write(self.style.SUCCESS(f"Renamed project {old_name} -> {name}."))
+        self.stderr.write(self.style.WARNING(orphan_warning(old_name, changes)))
+
+
+def orphan_warning(old_name, changes):
+    """What AWS resources the old name may have left, without asking AWS (no credentials
+    needed): nothing renames them, and the commands only ever look for the new names."""
+    buckets = [c.old for c in changes if c.key.endswith("_BUCKET")]
+    return (
+        f"warning: AWS resources made under {old_name} keep that name and no command finds "
+        f"them after the rename: buckets {', '.join(buckets) or '(chosen by hand)'}, "
+        f"security groups and IAM roles {old_name}-<env>-*, ECR repository "
+        f"{old_name}-release, instances tagged Project={old_name}. If setup_aws ran under "
+        f"{old_name}, terminate those instances and delete those resources (or keep the name)."
+    )

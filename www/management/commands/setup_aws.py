@@ -1,14 +1,15 @@
 from www import aws, project
 from www.management.base import AWSCommand
-from www.ops import alarms, bucket, ec2, fleet, iam, logs, network, rds
+from www.ops import alarms, bucket, ec2, fleet, iam, images, logs, network, rds
 
 
 class Command(AWSCommand):
     help = (
         "Create an environment's AWS landscape: its bucket (private, encrypted, versioned, "
-        "policy and CORS from deploy/aws/), security groups, the web servers' IAM role and "
-        "instance profile, the log group, and the alarms with the SNS topic that emails "
-        "ALERT_EMAILS. A load-balanced environment (<ENV>_LOAD_BALANCER=yes) also gets its "
+        "policy and CORS from deploy/aws/), security groups, the web servers' IAM role (with "
+        "AmazonSSMManagedInstanceCore, for ./manage.py remote and session) and instance profile, "
+        "the log group, and the alarms with the SNS topic that emails ALERT_EMAILS. "
+        "A load-balanced environment (<ENV>_LOAD_BALANCER=yes) also gets its "
         "fleet: load balancer, target group, certificate, listeners, DNS records, launch "
         "template, Auto Scaling group. Idempotent; --dry-run shows the plan and changes nothing."
     )
@@ -32,7 +33,7 @@ class Command(AWSCommand):
         parser.add_argument(
             "--ami-parameter",
             default=ec2.DEFAULT_AMI_PARAMETER,
-            help="load-balanced env: SSM parameter naming the AMI (default: Debian 13's)",
+            help="load-balanced env: SSM parameter naming the AMI (default: Ubuntu LTS's)",
         )
         parser.add_argument(
             "--wait",
@@ -47,6 +48,9 @@ class Command(AWSCommand):
         land = self.landscape(options)
         if ssh_cidr:  # before any change: nothing half-done
             network.check_ssh_cidr(ssh_cidr)
+        warning = images.registry_warning(self.project.registry)
+        if warning:
+            self.stdout.write(self.style.WARNING(f"warning: {warning}"))
         ec2_client = aws.client("ec2")
         plan = None
         if land.env.load_balanced:  # the AMI and the subnets too
@@ -71,6 +75,7 @@ class Command(AWSCommand):
                 ),
                 dry_run=dry_run,
             ),
+            iam.ensure_managed_policies(iam=aws.client("iam"), landscape=land, dry_run=dry_run),
         )
         if with_rds:
             self.report_all(

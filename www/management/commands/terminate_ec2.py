@@ -7,26 +7,28 @@ from www.ops import ec2
 
 class Command(AWSCommand):
     help = (
-        "Terminate instances of an environment, by id; asks first unless --no-input. An "
+        "Terminate instances of an environment, by id; asks first unless --no-input. An id "
+        "already terminated is reported unchanged; --dry-run says what would be terminated. An "
         "instance of an Auto Scaling group is replaced by the group: to run fewer, lower the "
         "group's count with launch_ec2 --count N."
     )
     no_input_help = "do not ask for confirmation"
+    dry_run_help = "say what would be terminated; terminate nothing"
 
     def add_arguments(self, parser):
         super().add_arguments(parser)
         parser.add_argument("instance_ids", nargs="+", metavar="ID", help="instance ids")
 
-    def handle(self, *args, instance_ids, interactive, **options):
+    def handle(self, *args, instance_ids, interactive, dry_run, **options):
         land = self.landscape(options)
-        if interactive:
+        if interactive and not dry_run:
             self.confirm(f"Terminate {', '.join(instance_ids)} of {land.prefix}? Type 'yes': ")
         ec2_client = aws.client("ec2")
         members = ec2.group_members(ec2=ec2_client, landscape=land, ids=instance_ids)
-        states = ec2.terminate(ec2=ec2_client, landscape=land, ids=instance_ids)
-        for instance_id, state in states.items():
-            if self.verbosity >= 1:
-                self.stdout.write(self.style.SUCCESS(f"Terminated {instance_id} ({state})"))
+        self.report_all(
+            ec2.terminate(ec2=ec2_client, landscape=land, ids=instance_ids, dry_run=dry_run)
+        )
+        for instance_id in instance_ids:
             if instance_id in members:
                 self.stdout.write(
                     self.style.WARNING(
