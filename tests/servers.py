@@ -145,7 +145,13 @@ class PostgresServer:
 
 
 class MotoServer:
-    """moto's server as a subprocess: the AWS endpoint for boto3 via AWS_ENDPOINT_URL."""
+    """moto's server as a subprocess: the AWS endpoint for boto3 via AWS_ENDPOINT_URL.
+
+    moto marks a requested ACM certificate issued this many seconds after the request (it
+    checks no DNS); AWS takes minutes once the validation records resolve.
+    """
+
+    acm_validation_wait = 2
 
     def __init__(self):
         self.port = free_port()
@@ -160,6 +166,7 @@ class MotoServer:
                 [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                env={**os.environ, "MOTO_ACM_VALIDATION_WAIT": str(self.acm_validation_wait)},
             )
 
         def up():

@@ -87,15 +87,34 @@ def check_environment_name(name):
         )
 
 
+# An environment's fleet bounds when project.env names none: one instance, room for a second.
+DEFAULT_MIN_INSTANCES = 1
+DEFAULT_MAX_INSTANCES = 2
+
+
 class UnknownEnvironment(ValueError):
     """An environment name that project.env's ENVIRONMENTS does not list."""
 
 
 @dataclasses.dataclass(frozen=True)
 class Environment:
+    """One environment's facts from project.env.
+
+    load_balanced (<ENV>_LOAD_BALANCER=yes) puts the environment behind an Application Load
+    Balancer with an Auto Scaling group of min_instances..max_instances (<ENV>_MIN_INSTANCES,
+    <ENV>_MAX_INSTANCES); without it the environment is single instances launched by
+    launch_ec2. domains (<ENV>_DOMAINS, space-separated) get an ACM certificate and HTTPS;
+    subnets (<ENV>_SUBNETS) replace the default VPC's default subnets.
+    """
+
     name: str
     bucket: str
     instance_type: str
+    load_balanced: bool = False
+    domains: tuple = ()
+    min_instances: int = DEFAULT_MIN_INSTANCES
+    max_instances: int = DEFAULT_MAX_INSTANCES
+    subnets: tuple = ()
 
     def uri(self, key):
         """s3://<bucket>/<key>: an object in this environment's bucket."""
@@ -214,18 +233,47 @@ def check_values(values):
         raise ProjectFileError(f"project.env: {exc}") from None
 
 
+def _yes_no(values, key):
+    value = values.get(key, "no")
+    if value not in ("yes", "no"):
+        raise ProjectFileError(f"project.env: {key}={value!r}: set it to yes or no")
+    return value == "yes"
+
+
+def _count(values, key, default):
+    value = values.get(key, str(default))
+    if not value.isdigit():
+        raise ProjectFileError(f"project.env: {key}={value!r}: set it to a whole number")
+    return int(value)
+
+
+def environment_from(values, env):
+    """The Environment named env, from project.env's values; one line for a bad value."""
+    prefix = env.upper()
+    min_instances = _count(values, f"{prefix}_MIN_INSTANCES", DEFAULT_MIN_INSTANCES)
+    max_instances = _count(values, f"{prefix}_MAX_INSTANCES", DEFAULT_MAX_INSTANCES)
+    if not 1 <= min_instances <= max_instances:
+        raise ProjectFileError(
+            f"project.env: {prefix}_MIN_INSTANCES={min_instances} and "
+            f"{prefix}_MAX_INSTANCES={max_instances}: need 1 <= min <= max"
+        )
+    return Environment(
+        name=env,
+        bucket=require(values, bucket_variable(env)),
+        instance_type=require(values, instance_type_variable(env)),
+        load_balanced=_yes_no(values, f"{prefix}_LOAD_BALANCER"),
+        domains=tuple(values.get(f"{prefix}_DOMAINS", "").split()),
+        min_instances=min_instances,
+        max_instances=max_instances,
+        subnets=tuple(values.get(f"{prefix}_SUBNETS", "").split()),
+    )
+
+
 @functools.cache
 def load(path=PROJECT_FILE):
     values = parse_env_file(Path(path).read_text())
     check_values(values)
-    environments = {
-        env: Environment(
-            name=env,
-            bucket=require(values, bucket_variable(env)),
-            instance_type=require(values, instance_type_variable(env)),
-        )
-        for env in values["ENVIRONMENTS"].split()
-    }
+    environments = {env: environment_from(values, env) for env in values["ENVIRONMENTS"].split()}
     return Project(
         name=values["PROJECT_NAME"],
         region=require(values, "AWS_REGION"),

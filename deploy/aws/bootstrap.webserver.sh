@@ -53,6 +53,10 @@
 #   AWS_ENDPOINT_URL    AWS endpoint override (e.g. a local emulator); the container gets it too
 #   IMDS_ENDPOINT       instance metadata address, if not http://169.254.169.254; the container's
 #                       AWS SDK gets it as AWS_EC2_METADATA_SERVICE_ENDPOINT (instance role)
+#   FORWARDED_ALLOW_IPS where the load balancer connects from: nginx believes X-Forwarded-For
+#                       and X-Forwarded-Proto from these only (comma-separated IPs or CIDRs;
+#                       default: the VPC's ranges from instance metadata). The container's
+#                       gunicorn believes only nginx.
 #   CONTAINER_NAME      the container's name (default: the project's name)
 #   CONTAINER_NETWORK   a Docker network for the container; "host" makes the app itself listen
 #                       on its upstream port (on every address of the host: tests only)
@@ -115,6 +119,25 @@ on_error() {
 # Debian 12's) ignore that variable.
 aws_cli() {
 	aws ${AWS_ENDPOINT_URL:+--endpoint-url "$AWS_ENDPOINT_URL"} "$@"
+}
+
+# Refuse anything but comma-separated addresses and CIDRs: they go into nginx's config.
+check_ranges() {
+	[[ $1 =~ ^[0-9A-Fa-f:.]+(/[0-9]+)?(,[0-9A-Fa-f:.]+(/[0-9]+)?)*$ ]] ||
+		die "FORWARDED_ALLOW_IPS=$1: set it to comma-separated addresses or CIDRs (the load balancer's subnets)"
+}
+
+# The VPC's IPv4 ranges, comma-separated, from instance metadata: a load balancer in front of
+# this instance sends from them, so nginx believes X-Forwarded-Proto from there only.
+vpc_ranges() {
+	local imds=${IMDS_ENDPOINT:-http://169.254.169.254} token mac
+	imds=${imds%/}
+	token=$(curl --silent --fail --max-time 5 --request PUT \
+		--header 'X-aws-ec2-metadata-token-ttl-seconds: 60' "$imds/latest/api/token") || return 1
+	mac=$(curl --silent --fail --max-time 5 --header "X-aws-ec2-metadata-token: $token" \
+		"$imds/latest/meta-data/mac") || return 1
+	curl --silent --fail --max-time 5 --header "X-aws-ec2-metadata-token: $token" \
+		"$imds/latest/meta-data/network/interfaces/macs/$mac/vpc-ipv4-cidr-blocks" | paste -sd, -
 }
 
 # push_config fills in the facts above; running the template itself is a mistake.
@@ -355,6 +378,23 @@ remove_container() {
 	fi
 }
 
+# Where nginx's requests reach a container from, comma-separated: loopback on the host's
+# network, else also the Docker network's gateway (a port published on 127.0.0.1 is
+# forwarded from there). gunicorn believes X-Forwarded-Proto from these only: nginx has
+# already replaced what a client sent unless it came from the load balancer.
+proxy_addresses() {
+	local gateways
+	if [[ ${CONTAINER_NETWORK:-} == host ]]; then
+		printf '127.0.0.1,::1\n'
+		return 0
+	fi
+	# "{{ end }}" spaced: push_config renders every unspaced double-braced word as a field
+	gateways=$(docker network inspect --format '{{range .IPAM.Config}}{{.Gateway}} {{ end }}' \
+		"${CONTAINER_NETWORK:-bridge}" 2>/dev/null || true)
+	gateways=$(printf '%s' "$gateways" | tr -s ' ' ',')
+	printf '127.0.0.1,::1%s\n' "${gateways:+,${gateways%,}}"
+}
+
 # Container $1's loopback port (its bootstrap.port label); empty for none or no container.
 container_port() {
 	docker container inspect --format '{{index .Config.Labels "bootstrap.port"}}' "$1" 2>/dev/null || true
@@ -371,6 +411,7 @@ run_container() {
 		--label "bootstrap.config-etag=$CONFIG_ETAG" --label "bootstrap.release=${RELEASE_TAG:-}"
 		--volume "$HOST_DIR:/host"
 		--env "DJANGO_CONFIG_URI=$CONFIG_URI"
+		--env "FORWARDED_ALLOW_IPS=$(proxy_addresses)"
 		--env "AWS_REGION=$AWS_REGION" --env "AWS_DEFAULT_REGION=$AWS_REGION"
 		--log-opt max-size=20m --log-opt max-file=5
 	)
@@ -449,9 +490,7 @@ render_site() {
 			# Written by stage 2 (bootstrap-webserver) at every swap: edits here are lost.
 			geo $bootstrap_from_proxy {
 				default 0;
-				10.0.0.0/8 1;
-				172.16.0.0/12 1;
-				192.168.0.0/16 1;
+			@PROXY_RANGES@
 			}
 			map "$bootstrap_from_proxy:$http_x_forwarded_proto" $bootstrap_forwarded_proto {
 				default $scheme;
@@ -486,6 +525,11 @@ render_site() {
 			}
 		EOF
 	)
+	local ranges="" range
+	for range in ${FORWARDED_ALLOW_IPS//,/ }; do
+		ranges+=$'\t'"$range 1;"$'\n'
+	done
+	site=${site//@PROXY_RANGES@/$ranges}
 	site=${site//@HOST_PORT@/$HOST_PORT}
 	printf '%s\n' "${site//@UPSTREAM_PORT@/$1}"
 }
@@ -721,6 +765,11 @@ main() {
 	trap 'on_error $? $LINENO "$BASH_COMMAND"' ERR
 	check_rendered
 	read_settings
+	if [[ -z ${FORWARDED_ALLOW_IPS:-} ]] && ! FORWARDED_ALLOW_IPS=$(vpc_ranges); then
+		die "cannot read the VPC's address ranges from instance metadata (mac, vpc-ipv4-cidr-blocks): set FORWARDED_ALLOW_IPS"
+	fi
+	check_ranges "$FORWARDED_ALLOW_IPS"
+	log "nginx believes X-Forwarded-For and X-Forwarded-Proto from $FORWARDED_ALLOW_IPS"
 	command -v nginx >/dev/null || die "nginx is not installed: stage 1 (deploy/aws/user-data.sh) installs it"
 
 	install -d -m 0700 "$STATE_DIR"

@@ -12,14 +12,14 @@ import dataclasses
 class Result:
     """What happened to one item: created, updated or unchanged (or would be, in a dry run)."""
 
-    verb: str  # "create" | "update" | "unchanged" | "attention" (detail says what to do)
+    verb: str  # "create" | "update" | "delete" | "unchanged" | "attention" (detail: what to do)
     what: str
     dry_run: bool = False
     detail: str = ""
 
     @property
     def changed(self):
-        return self.verb in ("create", "update")
+        return self.verb in ("create", "update", "delete")
 
     def __str__(self):
         if self.verb == "attention":

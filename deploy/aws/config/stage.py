@@ -10,7 +10,9 @@ ENV = PROJECT.environment("stage")
 
 SECRET_KEY = "<<SECRET_KEY>>"  # 50+ random characters, e.g. ./manage.py generate_secret_key
 DEBUG = False
-ALLOWED_HOSTS = ["<<HOSTNAME>>"]  # the site's public name(s); /health needs none
+# The site's public name(s); /health needs none. Behind a load balancer without STAGE_DOMAINS,
+# the load balancer's own DNS name (setup_aws prints it: "site answers at http://...").
+ALLOWED_HOSTS = ["<<HOSTNAME>>"]
 CSRF_TRUSTED_ORIGINS = [f"https://{host}" for host in ALLOWED_HOSTS]
 
 DATABASES = {
@@ -27,7 +29,8 @@ DATABASES = {
 # config/ and deploy/ stay private.
 STORAGES = s3_storages(ENV)
 
-# TLS ends in front of the instance (load balancer or CDN); stage accepts plain HTTP too.
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# TLS, if any, ends at a load balancer in front; stage accepts plain HTTP too. The request's
+# scheme comes from gunicorn, which believes X-Forwarded-Proto only from FORWARDED_ALLOW_IPS
+# (deploy/release/gunicorn.conf.py): no SECURE_PROXY_SSL_HEADER, which Django takes from anyone.
 SESSION_COOKIE_SECURE = False
 CSRF_COOKIE_SECURE = False
