@@ -487,7 +487,7 @@ run_container() {
 	local args=(
 		--detach --name "$name" --cpu-shares "$cpu_shares"
 		--label "project=$PROJECT_NAME" --label "env=$ENV_NAME" --label "bootstrap.port=$port"
-		--label "bootstrap.config-etag=$CONFIG_ETAG" --label "bootstrap.release=$RELEASE_TAG"
+		--label "bootstrap.config-etag=$CONFIG_ETAG" --label "bootstrap.release=${RELEASE_TAG:-}"
 		--volume "$HOST_DIR:/host"
 		--env "DJANGO_CONFIG_URI=$CONFIG_URI"
 		--env "FORWARDED_ALLOW_IPS=$(proxy_addresses)"
