@@ -38,6 +38,7 @@ import requests
 from tests.servers import AWS_TEST_ENV, free_port
 from www import aws, project
 from www.config import PLACEHOLDER
+from www.ops.landscape import Landscape
 from www.ops.templates import json_template
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,19 +103,33 @@ def dev_image(docker_client):
     remove_image(docker_client, name, keep_cache=True)  # Postgres and dev requirements
 
 
+def put_secrets(env_name="stage", **values):
+    """Store secrets in the emulator's SSM where the env's config reads them: secret_key=...
+    becomes /<project>/<env>/secret-key (underscores as hyphens)."""
+    landscape = Landscape.of(project.load(), env_name)
+    ssm = aws.client("ssm")
+    for name, value in values.items():
+        ssm.put_parameter(
+            Name=landscape.secret_parameter(name.replace("_", "-")),
+            Value=value,
+            Type="SecureString",
+            Overwrite=True,
+        )
+
+
 def stage_config(postgres_server, dbname, *, secret_key=TEST_SECRET_KEY, **values):
-    """The stage template filled in for a container on this machine's loopback."""
+    """The stage template filled in for a container on this machine's loopback; its secrets
+    (the SECRET_KEY and the database password) stored in the emulator's SSM."""
     db = postgres_server.django_settings(dbname)
     filled = {
-        "SECRET_KEY": secret_key,
         "HOSTNAME": "127.0.0.1",
         "DB_HOST": db["HOST"],
         "DB_PORT": db["PORT"],
         "DB_NAME": db["NAME"],
         "DB_USER": db["USER"],
-        "DB_PASSWORD": db["PASSWORD"],
         **values,
     }
+    put_secrets(secret_key=secret_key, database_password=db["PASSWORD"])
     template = (ROOT / "deploy" / "aws" / "config" / "stage.py").read_text()
     return PLACEHOLDER.sub(lambda m: filled[m.group(1)], template)
 

@@ -8,6 +8,9 @@ path, the first process writes the fetched source there (mode 0600, atomically) 
 later process (collectstatic, gunicorn and its restarted workers) reads that copy. The
 start-script deletes the copy before it starts, so restarting the container picks up a
 changed config.
+
+secret("name") in a config stands for the SSM SecureString /<project>/<env>/<name>, read when
+the settings load (www/config_secrets.py); the cached copy holds the references, not values.
 """
 
 import os
@@ -158,8 +161,11 @@ def apply(uri, namespace, cache=None):
         raise ConfigError(
             f"DJANGO_CONFIG_URI={uri}: syntax error at line {exc.lineno}: {exc.msg}"
         ) from None
+    from www import config_secrets
+
     try:
-        exec(code, namespace)  # noqa: S102 -- running the operator's settings file is the point
+        with config_secrets.in_scope(namespace):
+            exec(code, namespace)  # noqa: S102 -- running the operator's settings file is the point
     except Exception as exc:
         detail = exc.__class__.__name__
         if isinstance(exc, NameError) and exc.name:
@@ -169,6 +175,7 @@ def apply(uri, namespace, cache=None):
         raise ConfigError(
             f"DJANGO_CONFIG_URI={uri}: {detail} at line {line_of_error(exc, uri)}"
         ) from None
+    config_secrets.resolve(uri, namespace)
 
 
 def apply_from_environment(namespace):

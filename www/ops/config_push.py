@@ -17,6 +17,7 @@ from pathlib import Path
 from www.config import PLACEHOLDER
 from www.ops.errors import OpsError
 from www.ops.objects import sync_object
+from www.ops.results import Result
 from www.ops.templates import TEMPLATE_DIR, render
 from www.project import BASE_DIR
 
@@ -43,12 +44,20 @@ def rejected(reason):
 uri = os.environ["DJANGO_CONFIG_URI"]
 try:
     django.setup()
+    warnings = []
     if sys.argv[1] == "check":
-        errors = [
-            m for m in checks.run_checks() if m.level >= checks.ERROR and not m.is_silenced()
+        found = [
+            m for m in checks.run_checks(include_deployment_checks=True) if not m.is_silenced()
         ]
+        errors = [m for m in found if m.level >= checks.ERROR]
         if errors:
             rejected("system check " + ", ".join(sorted({m.id or "error" for m in errors})))
+        # Django's security messages and the project's own are fixed text; any other
+        # warning is named by its id only, as its message may quote a value.
+        warnings = sorted(
+            (m.id or "warning", m.msg if (m.id or "").startswith(("security.", "www.")) else "")
+            for m in found if m.level >= checks.WARNING
+        )
 except ConfigError as exc:  # www.config's own line: the file's error class and line, no value
     rejected(str(exc).removeprefix(f"DJANGO_CONFIG_URI={uri}: "))
 except Exception as exc:
@@ -56,9 +65,10 @@ except Exception as exc:
     rejected(exc.__class__.__name__ + (f" at line {line}" if line else ""))
 names = {
     name: hashlib.sha256(repr(getattr(settings, name)).encode()).hexdigest()
-    for name in dir(settings._wrapped) if name.isupper() and name != "CONFIG_URI"
+    for name in dir(settings._wrapped)
+    if name.isupper() and name not in ("CONFIG_URI", "CONFIG_SECRETS")
 }
-print(json.dumps(names))
+print(json.dumps({"settings": names, "warnings": warnings}))
 """
 
 
@@ -112,7 +122,33 @@ def validate_config(path):
             f"{path}: Django rejects these settings: {_why_rejected(result)} "
             f"(DJANGO_CONFIG_URI={Path(path).resolve()} ./manage.py check shows it in full)"
         )
-    return source, json.loads(result.stdout.strip().splitlines()[-1])
+    probe = json.loads(result.stdout.strip().splitlines()[-1])
+    return source, probe["settings"], [tuple(w) for w in probe["warnings"]]
+
+
+def refuses_deploy_warnings(env):
+    """Every environment but stage refuses a config Django's deploy checks warn about."""
+    return env.name != "stage"
+
+
+def check_deploy_warnings(path, env, warnings):
+    """Any environment but stage: one line refusing the config if a deploy check warns.
+    stage: one line naming the warnings, to read and let pass.
+
+    Django's own (security.*) are named by id (its check docs explain each); the project's
+    own (www.*, www/checks.py) also say what they found."""
+    if not warnings:
+        return
+    described = ", ".join(
+        f"{id} ({msg.rstrip('.')})" if id.startswith("www.") else id for id, msg in warnings
+    )
+    see = f"DJANGO_CONFIG_URI={Path(path).resolve()} ./manage.py check --deploy shows them with hints"
+    if refuses_deploy_warnings(env):
+        raise OpsError(
+            f"{path}: Django's deploy checks warn and {env.name} takes no warning: {described} "
+            f"({see})"
+        )
+    yield Result("attention", "deploy checks warn:", detail=f"{described}; allowed on {env.name}")
 
 
 def fingerprint_of(source):
@@ -126,7 +162,7 @@ def fingerprint_of(source):
         os.unlink(tmp)
     if result.returncode != 0:
         return None
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads(result.stdout.strip().splitlines()[-1])["settings"]
 
 
 def setting_changes(old, new):
@@ -160,7 +196,8 @@ def render_stage2(*, project, env, region):
 
 def push_config(*, s3, project, env, config_file, region, dry_run=False):
     """Validate config_file, then upload it and the rendered stage-2 script if they changed."""
-    source, new_fingerprint = validate_config(config_file)
+    source, new_fingerprint, warnings = validate_config(config_file)
+    yield from check_deploy_warnings(config_file, env, warnings)
     stage2 = render_stage2(project=project, env=env, region=region)
     yield sync_object(
         s3,

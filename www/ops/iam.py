@@ -7,10 +7,26 @@ from www.ops.results import converge
 from www.ops.templates import json_template
 
 
-def role_policies(*, landscape, registry, region, account):
+def secrets_key_arn(kms, landscape):
+    """The ARN of the key the secrets are encrypted with (SSM's AWS-managed key).
+
+    DescribeKey on an AWS alias such as alias/aws/ssm creates the AWS-managed key if the
+    account has none yet, so the role can name that one key before any secret exists.
+    """
+    return kms.describe_key(KeyId=landscape.secrets_key_alias)["KeyMetadata"]["Arn"]
+
+
+def role_policies(*, landscape, registry, region, account, key_arn):
     """Inline policies of the webserver role, by name, from deploy/aws/iam/."""
     policies = {
-        "s3-config-and-files": json_template("iam/webserver-s3.json", bucket=landscape.bucket)
+        "s3-config-and-files": json_template("iam/webserver-s3.json", bucket=landscape.bucket),
+        "ssm-read-secrets": json_template(
+            "iam/webserver-secrets.json",
+            region=region,
+            account=account,
+            secrets_path=landscape.secrets_path,
+            key_arn=key_arn,
+        ),
     }
     if registry == "ecr":
         policies["ecr-pull-release"] = json_template(

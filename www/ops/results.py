@@ -12,18 +12,22 @@ import dataclasses
 class Result:
     """What happened to one item: created, updated or unchanged (or would be, in a dry run)."""
 
-    verb: str  # "create" | "update" | "unchanged" | "attention" (detail says what to do)
+    # "create" | "update" | "delete" | "unchanged" | "attention" (detail says what to do) |
+    # "drift" (found, not made by us: what/detail say what; --prune removes it)
+    verb: str
     what: str
     dry_run: bool = False
     detail: str = ""
 
     @property
     def changed(self):
-        return self.verb in ("create", "update")
+        return self.verb in ("create", "update", "delete")
 
     def __str__(self):
         if self.verb == "attention":
             return f"{self.what} {self.detail}"
+        if self.verb == "drift":
+            return f"Drift: {self.what} ({self.detail})"
         if not self.changed:
             text = f"{self.what} exists, unchanged"
         elif self.dry_run:

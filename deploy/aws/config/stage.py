@@ -1,14 +1,18 @@
 # Settings for the stage environment. They run after www/settings.py's defaults, with those
 # names in scope (PROJECT, BASE_DIR, INSTALLED_APPS, ...).
 #
-# This template is committed and holds no secret. Copy it to stage.local.py (git ignores
-# *.local.py), replace every <<...>> placeholder, then:
+# This template is committed and holds no secret, nor does a filled-in copy: secrets are
+# secret("name") references (below). Copy it to stage.local.py (git ignores *.local.py),
+# replace every <<...>> placeholder, then:
 #     ./manage.py push_config --env stage deploy/aws/config/stage.local.py
 from www.deployed import postgres_database, s3_storages
 
 ENV = PROJECT.environment("stage")
 
-SECRET_KEY = "<<SECRET_KEY>>"  # 50+ random characters, e.g. ./manage.py generate_secret_key
+# Secrets are references to SSM SecureStrings /<project>/stage/<name>, read at each start:
+#     ./manage.py secret --env stage generate secret-key
+#     ./manage.py secret --env stage set database-password   (setup_aws --with-rds sets it)
+SECRET_KEY = secret("secret-key")
 DEBUG = False
 ALLOWED_HOSTS = ["<<HOSTNAME>>"]  # the site's public name(s); /health needs none
 CSRF_TRUSTED_ORIGINS = [f"https://{host}" for host in ALLOWED_HOSTS]
@@ -19,7 +23,7 @@ DATABASES = {
         port="<<DB_PORT>>",
         name="<<DB_NAME>>",
         user="<<DB_USER>>",
-        password="<<DB_PASSWORD>>",
+        password=secret("database-password"),
     )
 }
 

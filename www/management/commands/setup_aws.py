@@ -40,7 +40,11 @@ class Command(AWSCommand):
                 iam=aws.client("iam"),
                 landscape=land,
                 policies=iam.role_policies(
-                    landscape=land, registry=self.project.registry, region=region, account=account
+                    landscape=land,
+                    registry=self.project.registry,
+                    region=region,
+                    account=account,
+                    key_arn=iam.secrets_key_arn(aws.client("kms"), land),
                 ),
                 dry_run=dry_run,
             ),
