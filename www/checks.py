@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.checks import Tags, register
 from django.core.checks import Warning as CheckWarning
 
-SECRET_IN_FILE_HINT = (
+MOVE_TO_SSM = (
     'store it in SSM (./manage.py secret --env ENV set NAME) and write secret("NAME") in its place'
 )
 
@@ -26,7 +26,7 @@ def secrets_by_reference(app_configs, **kwargs):
         warnings.append(
             CheckWarning(
                 "SECRET_KEY is written in the config file.",
-                hint=SECRET_IN_FILE_HINT.replace("NAME", "secret-key"),
+                hint=MOVE_TO_SSM.replace("NAME", "secret-key"),
                 id="www.W001",
             )
         )
@@ -35,7 +35,7 @@ def secrets_by_reference(app_configs, **kwargs):
             warnings.append(
                 CheckWarning(
                     f"DATABASES[{alias!r}] has its password written in the config file.",
-                    hint=SECRET_IN_FILE_HINT.replace("NAME", "database-password"),
+                    hint=MOVE_TO_SSM.replace("NAME", "database-password"),
                     id="www.W002",
                 )
             )

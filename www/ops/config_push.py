@@ -142,7 +142,7 @@ def check_deploy_warnings(path, env, warnings):
     described = ", ".join(
         f"{id} ({msg.rstrip('.')})" if id.startswith("www.") else id for id, msg in warnings
     )
-    see = f"DJANGO_CONFIG_URI={Path(path).resolve()} ./manage.py check --deploy shows them with hints"
+    see = f"DJANGO_CONFIG_URI={Path(path).resolve()} ./manage.py check --deploy: the hints"
     if refuses_deploy_warnings(env):
         raise OpsError(
             f"{path}: Django's deploy checks warn and {env.name} takes no warning: {described} "

@@ -11,7 +11,7 @@ from www.ops import secrets
 class Command(AWSCommand):
     help = (
         "Manage an environment's secrets: SSM SecureStrings /<project>/<env>/<name> that its "
-        "config reads with secret(\"name\"). set reads the value from stdin or a hidden prompt "
+        'config reads with secret("name"). set reads the value from stdin or a hidden prompt '
         "(never the command line); list shows names, versions and dates, never values."
     )
     dry_run_help = "say what would change, change nothing"
