@@ -82,7 +82,7 @@ def test_launch_tags_metadata_profile_groups_and_user_data(ready):
     tags = tags_of(instance)
     assert tags["Name"] == f"{PROJECT.name}-stage-web"
     assert tags["Project"] == PROJECT.name and tags["Env"] == "stage"
-    assert tags["Bootstrap"] == f"s3://{STAGE.bucket}/deploy/webserver.sh"
+    assert tags["Bootstrap"] == f"s3://{STAGE.bucket}/deploy/stage/webserver.sh"
     assert tags["Release"] == RELEASE
     options = instance["MetadataOptions"]
     assert options["HttpTokens"] == "required"

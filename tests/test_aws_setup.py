@@ -89,15 +89,15 @@ def test_role_policies_and_instance_profile_are_least_privilege(aws):
     trust = role["AssumeRolePolicyDocument"]["Statement"][0]
     assert trust["Principal"] == {"Service": "ec2.amazonaws.com"}
     names = iam.list_role_policies(RoleName=STAGE.role)["PolicyNames"]
-    assert sorted(names) == ["ecr-pull-release", "s3-config-and-files"]
+    assert sorted(names) == ["ecr-pull-release", "s3-config-and-files", "ssm-read-secrets"]
 
     s3_policy = iam.get_role_policy(RoleName=STAGE.role, PolicyName="s3-config-and-files")
     statements = {s["Sid"]: s for s in s3_policy["PolicyDocument"]["Statement"]}
     bucket = STAGE.bucket
     assert statements["ReadConfigAndBootstrap"]["Action"] == "s3:GetObject"
     assert statements["ReadConfigAndBootstrap"]["Resource"] == [
-        f"arn:aws:s3:::{bucket}/config/*",
-        f"arn:aws:s3:::{bucket}/deploy/*",
+        f"arn:aws:s3:::{bucket}/config/stage.py",
+        f"arn:aws:s3:::{bucket}/deploy/stage/*",
     ]
     writes = statements["WriteStaticAndMedia"]
     assert "s3:PutObject" in writes["Action"]

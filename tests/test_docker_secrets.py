@@ -64,6 +64,7 @@ def test_release_resolves_its_secrets_from_ssm_and_shows_them_nowhere(
         status, output = app.exec(
             "python3",
             "-c",
+            "import os; os.environ['DJANGO_SETTINGS_MODULE'] = 'www.settings'; "
             "import django, hashlib; django.setup(); from django.conf import settings; "
             "print(hashlib.sha256(settings.SECRET_KEY.encode()).hexdigest())",
             user="10001",

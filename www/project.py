@@ -38,8 +38,14 @@ class Environment:
         return f"s3://{self.bucket}/{self.config_key}"
 
     @property
+    def deploy_prefix(self):
+        """This environment's deploy/ keys: its own, so no environment's push or publish
+        overwrites another's and its instance role reads only these (webserver-s3.json)."""
+        return f"deploy/{self.name}"
+
+    @property
     def bootstrap_key(self):
-        return "deploy/webserver.sh"
+        return f"{self.deploy_prefix}/webserver.sh"
 
     @property
     def bootstrap_uri(self):
@@ -48,7 +54,7 @@ class Environment:
     @property
     def release_key(self):
         """Where publish_image records the image this environment runs."""
-        return "deploy/release.env"
+        return f"{self.deploy_prefix}/release.env"
 
     @property
     def static_prefix(self):
@@ -94,6 +100,19 @@ def parse_env_file(text):
     return values
 
 
+def check_own_buckets(environments):
+    """Each environment keeps its config, stage 2 and files in a bucket of its own: a shared one
+    would let one environment's instance role read another's config."""
+    owners = {}
+    for env in environments.values():
+        if env.bucket in owners:
+            raise ValueError(
+                f"project.env: {owners[env.bucket].upper()}_BUCKET and {env.name.upper()}_BUCKET "
+                f"are both {env.bucket!r}: give each environment a bucket of its own"
+            )
+        owners[env.bucket] = env.name
+
+
 @functools.cache
 def load(path=PROJECT_FILE):
     values = parse_env_file(Path(path).read_text())
@@ -105,6 +124,7 @@ def load(path=PROJECT_FILE):
         )
         for env in values["ENVIRONMENTS"].split()
     }
+    check_own_buckets(environments)
     return Project(
         name=values["PROJECT_NAME"],
         region=values["AWS_REGION"],

@@ -19,7 +19,12 @@ def secrets_key_arn(kms, landscape):
 def role_policies(*, landscape, registry, region, account, key_arn):
     """Inline policies of the webserver role, by name, from deploy/aws/iam/."""
     policies = {
-        "s3-config-and-files": json_template("iam/webserver-s3.json", bucket=landscape.bucket),
+        "s3-config-and-files": json_template(
+            "iam/webserver-s3.json",
+            bucket=landscape.bucket,
+            config_key=landscape.env.config_key,
+            deploy_prefix=landscape.env.deploy_prefix,
+        ),
         "ssm-read-secrets": json_template(
             "iam/webserver-secrets.json",
             region=region,
