@@ -11,6 +11,7 @@ import http.client
 import http.server
 import io
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -195,8 +196,12 @@ def test_launch_failing_half_way_leaves_no_instance_running(ready):
         client_token=ec2.new_client_token(),
     )
     request["IamInstanceProfile"] = {"Name": "no-such-profile"}
-    with pytest.raises(OpsError, match="launch failed .*no instance was left running"):
+    with pytest.raises(OpsError, match="launch failed .*no instance was left running") as raised:
         ec2.launch(ec2=client, landscape=STAGE, request=request)
+    # One line with AWS's error code, never AWS's message text (it echoes the request).
+    message = str(raised.value)
+    assert re.fullmatch(r"launch failed \([A-Za-z.]+\); no instance was left running", message)
+    assert "no-such-profile" not in message
     assert instances(states=ec2.EXISTING_STATES) == []
 
 
