@@ -218,3 +218,68 @@ def test_where_the_settings_store_files_is_where_the_policies_open(aws, tmp_path
     for private in (STAGE.env.config_key, STAGE.env.bootstrap_key):
         arn = f"arn:aws:s3:::{bucket}/{private}"
         assert not any(fnmatch.fnmatchcase(arn, pattern) for pattern in public)
+
+
+def add_ingress(ec2, group_id, port, cidr):
+    ec2.authorize_security_group_ingress(
+        GroupId=group_id,
+        IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": port, "ToPort": port, "IpRanges": [{"CidrIp": cidr}]}
+        ],
+    )
+
+
+ADMIN = json.dumps(
+    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+)
+
+
+def test_drift_it_did_not_create_is_reported_then_pruned(aws):
+    setup_aws()
+    ec2, iam = boto3.client("ec2"), boto3.client("iam")
+    groups = groups_by_name(ec2)
+    web, backend = groups[STAGE.web_group]["GroupId"], groups[STAGE.backend_group]["GroupId"]
+    add_ingress(ec2, web, 22, "0.0.0.0/1")
+    add_ingress(ec2, web, 22, "0.0.0.0/0")
+    add_ingress(ec2, backend, 5432, "0.0.0.0/0")
+    iam.put_role_policy(RoleName=STAGE.role, PolicyName="debugging", PolicyDocument=ADMIN)
+    arn = iam.create_policy(PolicyName="hand-made-admin", PolicyDocument=ADMIN)["Policy"]["Arn"]
+    iam.attach_role_policy(RoleName=STAGE.role, PolicyArn=arn)
+
+    out = setup_aws()
+    drift = [line for line in out.splitlines() if line.startswith("Drift: ")]
+    assert drift == [
+        f"Drift: security group {STAGE.web_group} ingress 22 from 0.0.0.0/0, 22 from 0.0.0.0/1 "
+        "(not set by setup_aws; --prune removes it)",
+        f"Drift: security group {STAGE.backend_group} ingress 5432 from 0.0.0.0/0 "
+        "(not set by setup_aws; --prune removes it)",
+        f"Drift: IAM role {STAGE.role} inline policy debugging (allows every action on every "
+        "resource; not set by setup_aws; --prune removes it)",
+        f"Drift: IAM role {STAGE.role} attached policy {arn} (allows every action on every "
+        "resource; not set by setup_aws; --prune removes it)",
+    ]
+    assert "Drift" not in setup_aws("--dry-run", "--prune").replace("Would delete", "")
+    assert len([x for x in setup_aws().splitlines() if x.startswith("Drift")]) == 4
+
+    out = setup_aws("--prune")
+    assert f"Deleted IAM role {STAGE.role} inline policy debugging" in out
+    assert f"Deleted security group {STAGE.web_group} ingress 22 from 0.0.0.0/0" in out
+    groups = groups_by_name(ec2)
+    assert not any(p["FromPort"] == 22 for p in groups[STAGE.web_group]["IpPermissions"])
+    (backend_rule,) = groups[STAGE.backend_group]["IpPermissions"]
+    assert backend_rule["IpRanges"] == []
+    assert sorted(iam.list_role_policies(RoleName=STAGE.role)["PolicyNames"]) == [
+        "ecr-pull-release",
+        "s3-config-and-files",
+        "ssm-read-secrets",
+    ]
+    assert iam.list_attached_role_policies(RoleName=STAGE.role)["AttachedPolicies"] == []
+    lines = setup_aws().strip().splitlines()
+    assert all(line.endswith("exists, unchanged") for line in lines), lines
+
+
+@pytest.mark.parametrize("cidr", ["10.0.0.0/8", "0.0.0.0/1", "2001:db8::/32"])
+def test_ssh_cidr_wider_than_a_site_is_refused(aws, cidr):
+    with pytest.raises(CommandError, match=f"--ssh-cidr {cidr} is wider than /"):
+        setup_aws("--ssh-cidr", cidr)
+    assert boto3.client("s3").list_buckets()["Buckets"] == []

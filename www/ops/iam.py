@@ -1,9 +1,13 @@
-"""The web servers' instance role: trust, inline policies from deploy/aws/iam/, instance profile."""
+"""The web servers' instance role: trust, inline policies from deploy/aws/iam/, instance profile.
+
+A policy on the role that setup_aws did not put there (inline or attached) is drift: reported,
+and removed with --prune. The role holds exactly the permissions this code grants.
+"""
 
 import json
 
 from www.ops.errors import value_or_none
-from www.ops.results import converge
+from www.ops.results import Result, converge
 from www.ops.templates import json_template
 
 
@@ -119,3 +123,71 @@ def ensure_role(*, iam, landscape, policies, dry_run=False):
 
 def instance_profile_exists(iam, landscape):
     return _instance_profile(iam, landscape.instance_profile) is not None
+
+
+def _attached_policy_arns(iam, role):
+    arns = []
+    for page in iam.get_paginator("list_attached_role_policies").paginate(RoleName=role):
+        arns.extend(p["PolicyArn"] for p in page["AttachedPolicies"])
+    return arns
+
+
+def _managed_document(iam, arn):
+    policy = iam.get_policy(PolicyArn=arn)["Policy"]
+    version = iam.get_policy_version(PolicyArn=arn, VersionId=policy["DefaultVersionId"])
+    return version["PolicyVersion"]["Document"]
+
+
+def _as_list(value):
+    return value if isinstance(value, list) else [value]
+
+
+def allows_everything(document):
+    """Whether a policy document allows every action on every resource."""
+    if isinstance(document, str):
+        document = json.loads(document)
+    return any(
+        statement.get("Effect") == "Allow"
+        and "*" in _as_list(statement.get("Action", []))
+        and "*" in _as_list(statement.get("Resource", []))
+        for statement in _as_list(document.get("Statement", []))
+    )
+
+
+def role_drift(*, iam, landscape, inline, attached=(), prune=False, dry_run=False):
+    """Results for the role's policies other than inline (names) and attached (ARNs): drift,
+    or with prune their removal."""
+    role = landscape.role
+    if value_or_none(lambda: iam.get_role(RoleName=role), ("NoSuchEntity",), bool) is None:
+        return
+    extras = []
+    for page in iam.get_paginator("list_role_policies").paginate(RoleName=role):
+        for name in page["PolicyNames"]:
+            if name not in inline:
+                document = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+                extras.append(
+                    (
+                        f"IAM role {role} inline policy {name}",
+                        document,
+                        lambda name=name: iam.delete_role_policy(RoleName=role, PolicyName=name),
+                    )
+                )
+    for arn in _attached_policy_arns(iam, role):
+        if arn not in attached:
+            extras.append(
+                (
+                    f"IAM role {role} attached policy {arn}",
+                    _managed_document(iam, arn),
+                    lambda arn=arn: iam.detach_role_policy(RoleName=role, PolicyArn=arn),
+                )
+            )
+    for what, document, remove in extras:
+        everything = allows_everything(document) and "allows every action on every resource; "
+        if not prune:
+            yield Result(
+                "drift", what, detail=f"{everything or ''}not set by setup_aws; --prune removes it"
+            )
+            continue
+        if not dry_run:
+            remove()
+        yield Result("delete", what, dry_run)
