@@ -117,12 +117,16 @@ def put_secrets(env_name="stage", **values):
         )
 
 
-def stage_config(postgres_server, dbname, *, secret_key=TEST_SECRET_KEY, **values):
+def stage_config(
+    postgres_server, dbname, *, secret_key=TEST_SECRET_KEY, cdn_domain="cdn.invalid", **values
+):
     """The stage template filled in for a container on this machine's loopback; its secrets
-    (the SECRET_KEY and the database password) stored in the emulator's SSM."""
+    (the SECRET_KEY and the database password) stored in the emulator's SSM. Static URLs name
+    cdn_domain: a tests.cdn.CdnStandIn's where a test loads them."""
     db = postgres_server.django_settings(dbname)
     filled = {
         "HOSTNAME": "127.0.0.1",
+        "CDN_DOMAIN": cdn_domain,
         "DB_HOST": db["HOST"],
         "DB_PORT": db["PORT"],
         "DB_NAME": db["NAME"],
@@ -139,13 +143,17 @@ def stage_bucket():
 
 
 def ensure_bucket(s3, bucket):
-    """The bucket with the project's policy: static/ and media/ public, the rest private."""
+    """The bucket with the project's policy (a made-up distribution as its one reader)."""
     with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
         s3.create_bucket(
             Bucket=bucket,
             CreateBucketConfiguration={"LocationConstraint": project.aws_region()},
         )
-    policy = json_template("bucket-policy.json", bucket=bucket)
+    policy = json_template(
+        "bucket-policy.json",
+        bucket=bucket,
+        distribution_arn="arn:aws:cloudfront::123456789012:distribution/EDFDVBD6EXAMPLE",
+    )
     s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
 
 

@@ -145,7 +145,8 @@ class PostgresServer:
 
 
 class MotoServer:
-    """moto's server as a subprocess: the AWS endpoint for boto3 via AWS_ENDPOINT_URL."""
+    """moto's server as a subprocess: the AWS endpoint for boto3 via AWS_ENDPOINT_URL.
+    It runs through tests/moto_rig.py, which closes two gaps of the emulator (read it)."""
 
     def __init__(self):
         self.port = free_port()
@@ -157,9 +158,10 @@ class MotoServer:
     def start(self):
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                [sys.executable, "-m", "tests.moto_rig", "-H", "127.0.0.1", "-p", str(self.port)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                cwd=Path(__file__).resolve().parent.parent,  # where `tests` is a package
             )
 
         def up():

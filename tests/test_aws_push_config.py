@@ -18,6 +18,7 @@ SECRET = "a-secret-key-that-must-never-be-printed-" + "x" * 20
 DB_PASSWORD = "db-password-never-printed"
 FILLED = {
     "HOSTNAME": "stage.example.com",
+    "CDN_DOMAIN": "d1234abcd.cloudfront.net",
     "DB_HOST": "db.internal",
     "DB_PORT": "5432",
     "DB_NAME": "app",

@@ -462,7 +462,8 @@ def image_missing(rig, metadata):
         ),
         (
             stage2_missing,
-            r"bootstrap: error: cannot download stage 2 from s3://[^ ]+/deploy/stage/webserver\.sh: "
+            r"bootstrap: error: cannot download stage 2 from "
+            r"s3://[^ ]+/deploy/stage/webserver\.sh: "
             r"upload it with \./manage\.py push_config",
             r"\(404\).*does not exist",
         ),

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.docker_rig import put_secrets
 from www import project
 from www.aws import client as aws_client
 from www.config import PLACEHOLDER
@@ -16,14 +17,19 @@ TEMPLATES = ROOT / "deploy" / "aws" / "config"
 
 
 def filled(env, tmp_path, **values):
+    """The env's template filled in; the secrets it references stored in moto's SSM."""
+    put_secrets(
+        env,
+        secret_key="vK3#p9!zQ2@wL8$eR5^tY1&uI7*oP4(aS6)dF0_gH2+jK9-lZ3=x",
+        database_password="not-a-real-password",
+    )
     defaults = {
-        "SECRET_KEY": "vK3#p9!zQ2@wL8$eR5^tY1&uI7*oP4(aS6)dF0_gH2+jK9-lZ3=x",
         "HOSTNAME": "www.example.com",
+        "CDN_DOMAIN": "d1234abcd.cloudfront.net",
         "DB_HOST": "127.0.0.1",
         "DB_PORT": "5432",
         "DB_NAME": "app",
         "DB_USER": "app",
-        "DB_PASSWORD": "not-a-real-password",
     }
     defaults.update(values)
     text = PLACEHOLDER.sub(lambda m: defaults[m.group(1)], (TEMPLATES / f"{env}.py").read_text())
@@ -44,20 +50,22 @@ def manage(*args, env):
 
 
 @pytest.mark.parametrize("env", project.load().environments)
-def test_template_has_placeholders_and_no_secrets(env):
+def test_template_names_its_secrets_and_holds_none(env):
     text = (TEMPLATES / f"{env}.py").read_text()
-    assert {"SECRET_KEY", "DB_PASSWORD", "DB_HOST", "HOSTNAME"} <= set(PLACEHOLDER.findall(text))
-    # Every secret-bearing assignment holds a placeholder, never a value.
+    assert {"DB_HOST", "HOSTNAME", "CDN_DOMAIN"} <= set(PLACEHOLDER.findall(text))
+    # Every secret-bearing assignment is a secret("name") reference, never a value.
     secret_lines = [
         line
         for line in text.splitlines()
         if any(word in line for word in ("SECRET_KEY =", "password="))
     ]
-    assert len(secret_lines) == 2
-    assert all(PLACEHOLDER.search(line) for line in secret_lines)
+    assert [line.strip() for line in secret_lines] == [
+        'SECRET_KEY = secret("secret-key")',
+        'password=secret("database-password"),',
+    ]
 
 
-def test_filled_prod_passes_check_deploy_with_zero_warnings(tmp_path):
+def test_filled_prod_passes_check_deploy_with_zero_warnings(aws, tmp_path):
     result = manage(
         "check",
         "--deploy",

@@ -75,6 +75,12 @@ class Landscape:
         return self.secret_parameter("database-password")
 
     @property
+    def static_distribution(self):
+        """The Comment that identifies the CloudFront distribution serving static/ and media/
+        (a distribution has no name of its own), and the name of its origin access control."""
+        return f"{self.prefix}-static"
+
+    @property
     def release_repository(self):
         return self.project.image("release")
 

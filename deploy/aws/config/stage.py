@@ -27,9 +27,9 @@ DATABASES = {
     )
 }
 
-# Static and media files in the environment's bucket, under the prefixes the public may read;
-# config/ and deploy/ stay private.
-STORAGES = s3_storages(ENV)
+# Static and media files in the environment's bucket, served by its CloudFront distribution
+# (setup_aws prints its domain, e.g. d1234abcd.cloudfront.net); the bucket itself is private.
+STORAGES = s3_storages(ENV, cdn_domain="<<CDN_DOMAIN>>")
 
 # TLS ends in front of the instance (load balancer or CDN); stage accepts plain HTTP too.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

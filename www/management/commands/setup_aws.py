@@ -1,12 +1,13 @@
 from www import aws, project
 from www.management.base import AWSCommand
-from www.ops import bucket, iam, network, rds
+from www.ops import bucket, cdn, iam, network, rds
 
 
 class Command(AWSCommand):
     help = (
         "Create an environment's AWS landscape: its bucket (private, encrypted, versioned, "
-        "policy and CORS from deploy/aws/), security groups, and the web servers' IAM role and "
+        "policy and CORS from deploy/aws/), the CloudFront distribution serving its static and "
+        "media files, security groups, and the web servers' IAM role and "
         "instance profile. Idempotent; --dry-run shows the plan and changes nothing. Rules and "
         "policies it did not set are reported as drift; --prune removes them."
     )
@@ -46,6 +47,18 @@ class Command(AWSCommand):
         self.report_all(
             bucket.ensure_bucket(
                 s3=aws.client("s3"), landscape=land, region=region, dry_run=dry_run
+            ),
+            cdn.ensure_static_distribution(
+                cloudfront=aws.client("cloudfront"), landscape=land, region=region, dry_run=dry_run
+            ),
+        )
+        distribution = cdn.find_distribution(aws.client("cloudfront"), land)
+        self.report_all(
+            bucket.ensure_bucket_policy(
+                s3=aws.client("s3"),
+                landscape=land,
+                distribution_arn=distribution and distribution["ARN"],
+                dry_run=dry_run,
             ),
             network.ensure_security_groups(
                 ec2=aws.client("ec2"),
