@@ -5,6 +5,8 @@ Session fixtures (tests/conftest.py registers them for every test module):
   docker_client   a docker SDK client
   release_image   "<project>-release:<session tag>", built with ALLOW_UNRELEASED_BUILD=1
   dev_image       "<project>-dev:<session tag>"
+  cdn_stand_in    (per test) the stage bucket's CloudFront distribution on loopback: .domain
+                  for stage_config(cdn_domain=...), .ca_file for clients
 Both tags are removed at teardown by that exact name; the base image, and the dev image's
 intermediate layers (Postgres, dev requirements), stay behind as the build cache, so the
 next session builds in seconds.
@@ -35,6 +37,7 @@ import docker
 import pytest
 import requests
 
+from tests.cdn import CdnStandIn
 from tests.servers import AWS_TEST_ENV, free_port
 from www import aws, project
 from www.config import PLACEHOLDER
@@ -115,6 +118,13 @@ def put_secrets(env_name="stage", **values):
             Type="SecureString",
             Overwrite=True,
         )
+
+
+@pytest.fixture
+def cdn_stand_in(aws):
+    """The stage bucket's CloudFront distribution played on loopback (tests/cdn.py)."""
+    with CdnStandIn(stage_bucket()) as cdn:
+        yield cdn
 
 
 def stage_config(
