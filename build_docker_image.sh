@@ -186,9 +186,17 @@ export_tree() {
 	git -C "$ROOT" archive --format=tar "$treeish" | tar -x -C "$dir"
 }
 
-# Where the code comes from (OCI source label): the origin remote without any credentials.
+# Where the code comes from (OCI source label): the origin remote without its userinfo, which
+# may hold credentials (https://user:token@host/...). Everything up to the host's last '@' goes
+# (a password may hold an unencoded '@'); scp-like remotes (user@host:path) lose the user too.
 source_url() {
-	git -C "$ROOT" remote get-url origin 2>/dev/null | sed -E 's#^([a-z+]+://)[^@/]*@#\1#' || true
+	local url
+	url="$(git -C "$ROOT" remote get-url origin 2>/dev/null)" || return 0
+	if [[ $url == *://* ]]; then
+		sed -E 's|^([A-Za-z][A-Za-z0-9+.-]*://)[^/]*@|\1|' <<<"$url"
+	else
+		sed -E 's|^[^/:]*@||' <<<"$url"
+	fi
 }
 
 # Print name and size of each image built.

@@ -163,3 +163,31 @@ def test_missing_file_and_unknown_env(aws, tmp_path):
         push_config(str(tmp_path / "nope.py"))
     with pytest.raises(CommandError, match="unknown environment 'qa'"):
         call_command("push_config", "--env", "qa", stdout=io.StringIO())
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda path: path.mkdir(), "IsADirectoryError"),
+        (lambda path: path.write_bytes(b"SECRET_KEY = '\xff\xfe'\n"), "UnicodeDecodeError"),
+    ],
+    ids=["directory", "not-utf8"],
+)
+def test_unreadable_config_is_refused_in_one_line(landscape, tmp_path, make, reason):
+    path = tmp_path / "stage.local.py"
+    make(path)
+    with pytest.raises(CommandError) as raised:
+        push_config(str(path))
+    assert str(raised.value) == f"{path}: not a readable UTF-8 text file ({reason})"
+    assert "Contents" not in boto3.client("s3").list_objects_v2(Bucket=STAGE.bucket)
+
+
+def test_short_secret_key_is_refused_before_upload(landscape, tmp_path):
+    path = filled_config(tmp_path)
+    put_secrets(secret_key="tiny-key-123")  # what the config's secret("secret-key") reads
+    with pytest.raises(CommandError) as raised:
+        push_config(str(path))
+    message = str(raised.value)
+    assert "Django rejects these settings: SECRET_KEY is shorter than 50 characters" in message
+    assert "tiny-key-123" not in message
+    assert "Contents" not in boto3.client("s3").list_objects_v2(Bucket=STAGE.bucket)

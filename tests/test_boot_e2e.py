@@ -139,7 +139,7 @@ class Rig:
         return self.dbname
 
     def config_file(self, **settings):
-        source = stage_config(self.postgres, self.dbname)
+        source = stage_config(self.postgres, self.dbname, cdn_domain=self.cdn.domain)
         source += "".join(f"\n{name} = {value!r}\n" for name, value in settings.items())
         path = self.tmp_path / "stage.local.py"
         path.write_text(source)
@@ -265,8 +265,18 @@ class Rig:
 
 
 @pytest.fixture
-def rig(aws, docker_client, postgres_server, registry, release_image, instance_image, tmp_path):
+def rig(
+    aws,
+    docker_client,
+    postgres_server,
+    registry,
+    release_image,
+    instance_image,
+    cdn_stand_in,
+    tmp_path,
+):
     rig = Rig(docker_client, postgres_server, aws, registry, tmp_path)
+    rig.cdn = cdn_stand_in  # the distribution's stand-in: static files as a browser gets them
     rig.release_image = release_image
     rig.instance_image = instance_image
     yield rig
@@ -320,15 +330,18 @@ def test_pipeline_from_setup_aws_to_a_healthy_instance(rig):
     assert f"release of stage: {recorded_image()}" in log
     assert f"{rig.container_name} (stage) is up" in log
     assert "running stage 2" in console  # cloud-init's console gets the log too
+    # root's alone: on a failure it quotes the container's last log lines
+    mode = rig.instance.exec_run(["stat", "-c", "%a %U", BOOTSTRAP_LOG]).output.decode().strip()
+    assert mode == "600 root"
 
     # The site answers, with the settings of the config pushed to S3: DEBUG off, this host
-    # allowed, the admin's CSS linked from (and served by) the bucket's static/ prefix.
+    # allowed, the admin's CSS linked from the CDN and served from the bucket's static/ prefix.
     assert rig.health() == 200
     login = requests.get(rig.url("/admin/login/"), timeout=10)
     assert login.status_code == 200
     css = re.search(r'href="([^"]+/static/admin/css/base\.css)"', login.text).group(1)
-    assert css.startswith(f"{rig.moto.url}/{STAGE.bucket}/static/")
-    assert requests.get(css, timeout=10).status_code == 200
+    assert css.startswith(f"https://{rig.cdn.domain}/static/")
+    assert requests.get(css, timeout=10, verify=rig.cdn.ca_file).status_code == 200
     (app,) = rig.containers()
     assert marker(app) == f"boot-e2e {rig.id}"
 

@@ -38,6 +38,18 @@ def test_templates_pass_shellcheck():
     shellcheck(STAGE2_TEMPLATE)
 
 
+def test_unrendered_stage1_refuses_to_run(tmp_path):
+    result = subprocess.run(
+        ["bash", str(STAGE1)],
+        env={**os.environ, "BOOTSTRAP_LOG": str(tmp_path / "bootstrap.log")},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    # stage 1 joins its stderr to stdout: one stream to the console (cloud-init) and the log
+    assert "unrendered template: launch instances with ./manage.py launch_ec2" in result.stdout
+
+
 def test_unrendered_stage2_refuses_to_run():
     result = subprocess.run(["bash", str(STAGE2_TEMPLATE)], capture_output=True, text=True)
     assert result.returncode == 1
@@ -72,11 +84,14 @@ def test_user_data_sent_to_ec2_passes_shellcheck(launched, tmp_path):
 
 
 def run_stage1(tmp_path, metadata):
+    """Run the user-data EC2 holds for the instance, as cloud-init would."""
     assert shutil.which("aws"), "the AWS CLI must be on PATH (stage 1 would install it)"
+    script = tmp_path / "user-data.sh"
+    script.write_bytes(metadata.paths["/latest/user-data"])
     server = IMDSServer(metadata).start()
     try:
         return subprocess.run(
-            ["bash", str(STAGE1)],
+            ["bash", str(script)],
             env={
                 **os.environ,
                 "IMDS_ENDPOINT": server.url,
@@ -106,6 +121,50 @@ def test_stage1_reads_imds_downloads_stage2_and_runs_it(launched, tmp_path):
     s3_copy = boto3.client("s3").get_object(Bucket=STAGE.bucket, Key=STAGE.env.bootstrap_key)
     assert stage2.read_bytes() == s3_copy["Body"].read()
     assert stage2.stat().st_mode & 0o777 == 0o700
+    # The log may quote the container's last lines: root's alone.
+    assert (tmp_path / "bootstrap.log").stat().st_mode & 0o777 == 0o600
+
+
+def test_stage1_makes_a_readable_log_private(launched, tmp_path):
+    metadata = InstanceMetadata.from_ec2(boto3.client("ec2"), launched["InstanceId"])
+    log = tmp_path / "bootstrap.log"
+    log.write_text("an older boot's lines\n")
+    log.chmod(0o644)
+    run_stage1(tmp_path, metadata)
+    assert log.stat().st_mode & 0o777 == 0o600
+    assert log.read_text().startswith("an older boot's lines\n")
+
+
+@pytest.mark.parametrize(
+    "tag",
+    [
+        "s3://{bucket}/media/uploads/avatar.sh",  # a file any user of the site may upload
+        "s3://attacker-bucket/deploy/webserver.sh",
+        "s3://{bucket}/deploy/stage/webserver.sh.evil",
+        "s3://{bucket}/deploy/prod/webserver.sh",  # another environment's stage 2
+        "s3://{bucket}/deploy/../media/uploads/avatar.sh",
+    ],
+)
+def test_stage1_runs_only_its_environments_stage2(launched, tmp_path, tag):
+    """Whoever may tag an instance and upload a media file must not get a root shell."""
+    tag = tag.format(bucket=STAGE.bucket)
+    marker = tmp_path / "owned"
+    boto3.client("s3").put_object(
+        Bucket=STAGE.bucket, Key="media/uploads/avatar.sh", Body=f"touch {marker}\n".encode()
+    )
+    metadata = InstanceMetadata.from_ec2(boto3.client("ec2"), launched["InstanceId"])
+    metadata.paths["/latest/meta-data/tags/instance/Bootstrap"] = tag
+    result = run_stage1(tmp_path, metadata)
+    assert result.returncode == 1
+    errors = [line for line in result.stdout.splitlines() if "error:" in line]
+    assert len(errors) == 1
+    assert errors[0].endswith(
+        f"bootstrap: error: the Bootstrap tag names {tag}, not this environment's stage 2 "
+        f"({STAGE.env.bootstrap_uri}): refusing to run it; set the tag back or relaunch with "
+        "./manage.py launch_ec2"
+    )
+    assert not marker.exists()
+    assert not (tmp_path / "bootstrap" / "webserver.sh").exists()
 
 
 def test_stage1_without_bootstrap_tag_fails_loudly(launched, tmp_path):

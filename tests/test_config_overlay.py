@@ -245,3 +245,95 @@ def test_import_error_names_the_module(tmp_path):
     assert str(raised.value).endswith(
         "ModuleNotFoundError (module 'no_such_settings_helper') at line 2"
     )
+
+
+def test_config_still_holding_placeholders_is_refused_at_start(aws):
+    """Uploaded by other means than push_config: the template's known values never run."""
+    template = (project.BASE_DIR / "deploy" / "aws" / "config" / "stage.py").read_text()
+    source = template.replace("<<DB_USER>>", SECRET).replace("<<HOSTNAME>>", "example.com")
+    uri = put_config(project.load().environment("stage").bucket, "config/stage.py", source)
+    result = manage("check", env={"DJANGO_CONFIG_URI": uri})
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: DJANGO_CONFIG_URI={uri}: still holds the placeholder(s) <<CDN_DOMAIN>>, "
+        "<<DB_HOST>>, <<DB_NAME>>, <<DB_PORT>>: fill them in and upload it "
+        "again (./manage.py push_config)"
+    ]
+    assert SECRET not in result.stderr
+
+
+def test_placeholder_anywhere_in_the_file_is_refused(tmp_path):
+    path = tmp_path / "c.py"
+    path.write_text(f"SECRET_KEY = {SECRET * 2!r}\nALLOWED_HOSTS = ['<<HOSTNAME>>']\n")
+    with pytest.raises(ConfigError, match=r"still holds the placeholder\(s\) <<HOSTNAME>>:"):
+        config.apply(str(path), {})
+
+
+def test_short_secret_key_is_refused(tmp_path):
+    path = tmp_path / "c.py"
+    path.write_text(f"SECRET_KEY = {'k' * 49!r}\n")
+    result = manage("check", env={"DJANGO_CONFIG_URI": str(path)})
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"error: DJANGO_CONFIG_URI={path}: SECRET_KEY is shorter than 50 characters: "
+        "store a new one (./manage.py secret --env ENV generate secret-key --replace)"
+    )
+    path.write_text(f"SECRET_KEY = {'k' * 50!r}\n")
+    assert manage("check", env={"DJANGO_CONFIG_URI": str(path)}).returncode == 0
+
+
+def cached_copy(tmp_path, uri, source):
+    """A cache file as write_cache lays it out, written by hand."""
+    cache = tmp_path / "run" / "config.py"
+    cache.parent.mkdir(mode=0o700, exist_ok=True)
+    cache.write_text(f"{config.CACHE_HEADER}{uri}\n{source}")
+    cache.chmod(0o600)
+    return cache
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o606], ids=oct)
+def test_cache_others_may_read_or_write_is_not_trusted(tmp_path, mode):
+    path = tmp_path / "c.py"
+    path.write_text("TIME_ZONE = 'Asia/Tokyo'\n")
+    cache = cached_copy(tmp_path, str(path), "TIME_ZONE = 'Planted/Value'\n")
+    cache.chmod(mode)
+    namespace = {}
+    config.apply(str(path), namespace, cache=str(cache))
+    assert namespace["TIME_ZONE"] == "Asia/Tokyo"
+    # refetched, and the copy replaced by one only this user may read
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o600
+    assert "Asia/Tokyo" in cache.read_text()
+
+
+def test_cache_owned_by_another_user_is_not_trusted(tmp_path):
+    if os.getuid() != 0:
+        pytest.fail("this test creates a file owned by another user: run it as root (as CI does)")
+    path = tmp_path / "c.py"
+    path.write_text("TIME_ZONE = 'Asia/Tokyo'\n")
+    cache = cached_copy(tmp_path, str(path), "TIME_ZONE = 'Planted/Value'\n")
+    os.chown(cache, 65534, 65534)  # nobody
+    namespace = {}
+    config.apply(str(path), namespace, cache=str(cache))
+    assert namespace["TIME_ZONE"] == "Asia/Tokyo"
+    assert cache.stat().st_uid == os.getuid()
+
+
+def test_cache_that_is_a_symlink_is_not_followed(tmp_path):
+    path = tmp_path / "c.py"
+    path.write_text("TIME_ZONE = 'Asia/Tokyo'\n")
+    planted = cached_copy(tmp_path, str(path), "TIME_ZONE = 'Planted/Value'\n")
+    cache = tmp_path / "run" / "link.py"
+    cache.symlink_to(planted)
+    namespace = {}
+    config.apply(str(path), namespace, cache=str(cache))
+    assert namespace["TIME_ZONE"] == "Asia/Tokyo"
+
+
+def test_own_private_cache_is_used(tmp_path):
+    """The counterpart of the tests above: a copy this user alone wrote is read."""
+    path = tmp_path / "c.py"
+    path.write_text("TIME_ZONE = 'Asia/Tokyo'\n")
+    cache = cached_copy(tmp_path, str(path), "TIME_ZONE = 'Europe/Paris'\n")
+    namespace = {}
+    config.apply(str(path), namespace, cache=str(cache))
+    assert namespace["TIME_ZONE"] == "Europe/Paris"

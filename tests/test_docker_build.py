@@ -124,6 +124,8 @@ def test_tagged_release_is_labelled_reuses_layers_and_holds_no_secret(
     images = []
     try:
         git(repo, "tag", f"release/{first_tag}")
+        # a remote cloned with a token in its URL, as CI systems do
+        git(repo, "remote", "add", "origin", f"https://ci:{CANARY}@git.example.com/team/app.git")
         first, output = build_image("release", first_tag, cwd=repo, env=no_override())
         images.append(first)
         assert f"Images built:\n  {project.load().image('base')}:" in output
@@ -132,6 +134,8 @@ def test_tagged_release_is_labelled_reuses_layers_and_holds_no_secret(
         assert labels["org.opencontainers.image.version"] == first_tag
         assert labels["org.opencontainers.image.revision"] == git(repo, "rev-parse", "HEAD")
         assert labels["org.opencontainers.image.created"].endswith("Z")
+        assert labels["org.opencontainers.image.source"] == "https://git.example.com/team/app.git"
+        assert CANARY not in json.dumps(docker_client.images.get(first).attrs)
 
         # A one-line code change: every layer but the code's is reused.
         urls = repo / "www" / "urls.py"
@@ -167,6 +171,34 @@ def test_tagged_release_is_labelled_reuses_layers_and_holds_no_secret(
     finally:
         for image in images:
             remove_image(docker_client, image)
+
+
+@pytest.mark.parametrize(
+    ("remote", "label"),
+    [
+        (
+            "https://ci:{secret}@git.example.com/team/app.git",
+            "https://git.example.com/team/app.git",
+        ),
+        (
+            "https://oauth2:{secret}@x@gitlab.example.com/app.git",
+            "https://gitlab.example.com/app.git",
+        ),
+        ("HTTPS://{secret}@git.example.com:8443/app", "HTTPS://git.example.com:8443/app"),
+        ("ssh://git:{secret}@git.example.com/app.git", "ssh://git.example.com/app.git"),
+        ("{secret}@git.example.com:team/app.git", "git.example.com:team/app.git"),
+        ("https://git.example.com/team/app.git", "https://git.example.com/team/app.git"),
+    ],
+)
+def test_source_label_never_carries_the_remotes_credentials(repo, remote, label):
+    git(repo, "remote", "add", "origin", remote.format(secret=CANARY))
+    result = subprocess.run(
+        ["bash", "-c", 'source "$0" && source_url', str(repo / BUILD_SCRIPT.name)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.strip() == label
 
 
 def no_override():

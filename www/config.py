@@ -7,7 +7,11 @@ Within one container start the file is fetched once: when DJANGO_CONFIG_CACHE na
 path, the first process writes the fetched source there (mode 0600, atomically) and every
 later process (collectstatic, gunicorn and its restarted workers) reads that copy. The
 start-script deletes the copy before it starts, so restarting the container picks up a
-changed config.
+changed config. A copy this process's user does not own, or that others may read or write,
+is not trusted: the config is fetched again and the copy replaced.
+
+A config that still holds a template's <<PLACEHOLDER>> is refused, however it was uploaded,
+and so is a SECRET_KEY shorter than Django's deploy check asks for.
 
 secret("name") in a config stands for the SSM SecureString /<project>/<env>/<name>, read when
 the settings load (www/config_secrets.py); the cached copy holds the references, not values.
@@ -15,6 +19,7 @@ the settings load (www/config_secrets.py); the cached copy holds the references,
 
 import os
 import re
+import stat
 import tempfile
 import traceback
 from pathlib import Path
@@ -25,6 +30,8 @@ from django.core.exceptions import ImproperlyConfigured
 CACHE_HEADER = "# DJANGO_CONFIG_URI="
 # How the templates in deploy/aws/config/ mark a value the operator must fill in.
 PLACEHOLDER = re.compile(r"<<([A-Z0-9_]+)>>")
+# Django's deploy check (security.W009) asks for at least this many characters.
+SECRET_KEY_MIN_LENGTH = 50
 
 
 class ConfigError(ImproperlyConfigured):
@@ -106,10 +113,19 @@ def fetch(uri):
 
 
 def read_cache(cache, uri):
+    """The cached source, or None if there is no copy this user alone could have written."""
     try:
-        text = Path(cache).read_text()
-    except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError):
+        fd = os.open(cache, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:  # absent, a symlink, or not readable: fetch instead
         return None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if info.st_uid != os.getuid() or info.st_mode & 0o077 or not stat.S_ISREG(info.st_mode):
+            return None
+        try:
+            text = f.read().decode()
+        except UnicodeDecodeError:
+            return None
     header, _, source = text.partition("\n")
     return source if header == CACHE_HEADER + uri else None
 
@@ -151,9 +167,33 @@ def line_of_error(exc, filename):
     return None
 
 
+def refuse_placeholders(uri, source):
+    """A template's <<NAME>> left in means values are missing (a publicly known SECRET_KEY)."""
+    unfilled = sorted(set(PLACEHOLDER.findall(source)))
+    if unfilled:
+        names = ", ".join(f"<<{name}>>" for name in unfilled)
+        raise ConfigError(
+            f"DJANGO_CONFIG_URI={uri}: still holds the placeholder(s) {names}: "
+            "fill them in and upload it again (./manage.py push_config)"
+        )
+
+
+def check_secret_key(uri, secret_key):
+    """A config must set a SECRET_KEY long enough to withstand guessing."""
+    if not secret_key:
+        raise ConfigError(f"DJANGO_CONFIG_URI={uri}: the config must set SECRET_KEY")
+    if len(str(secret_key)) < SECRET_KEY_MIN_LENGTH:
+        raise ConfigError(
+            f"DJANGO_CONFIG_URI={uri}: SECRET_KEY is shorter than {SECRET_KEY_MIN_LENGTH} "
+            "characters: store a new one (./manage.py secret --env ENV generate secret-key "
+            "--replace)"
+        )
+
+
 def apply(uri, namespace, cache=None):
     """Run the config named by uri in namespace (the settings module's globals)."""
     source = source_for(uri, cache)
+    refuse_placeholders(uri, source)
     try:
         code = compile(source, uri, "exec")
     except SyntaxError as exc:

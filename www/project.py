@@ -6,7 +6,9 @@ neither side needs a third tool and no value is written down twice.
 
 import dataclasses
 import functools
+import keyword
 import os
+import re
 import shlex
 from pathlib import Path
 
@@ -17,6 +19,57 @@ PROJECT_FILE = BASE_DIR / "project.env"
 # templates in deploy/aws/ are rendered with them ({{static_prefix}}, {{media_prefix}}).
 STATIC_PREFIX = "static"
 MEDIA_PREFIX = "media"
+
+# Lowercase words joined by single hyphens: the intersection of S3 bucket names, Docker
+# repository names, and (with '-' as '_') Python identifiers.
+NAME = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
+# An environment's name also forms project.env's keys (<ENV>_BUCKET), so it has no hyphen.
+ENVIRONMENT_NAME = re.compile(r"[a-z][a-z0-9]*")
+BUCKET_MIN, BUCKET_MAX = 3, 63
+# https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
+BUCKET_RESERVED_PREFIXES = ("sthree-", "amzn-s3-demo-")
+BUCKET_RESERVED_SUFFIXES = ("-s3alias",)
+
+
+class ProjectFileError(ValueError):
+    """One line saying what in project.env is wrong and what to set."""
+
+
+class InvalidName(ValueError):
+    """One line saying why a name can't be the project's."""
+
+
+def check_name(name):
+    """The rule for a project name, kept here with the facts; rename_project uses it too."""
+    if not NAME.fullmatch(name):
+        raise InvalidName(
+            f"invalid project name {name!r}: use lowercase letters, digits and single hyphens, "
+            "starting with a letter (it names S3 buckets and Docker images, and with '-' as '_' "
+            "a Python identifier)"
+        )
+    if keyword.iskeyword(name.replace("-", "_")):
+        raise InvalidName(f"invalid project name {name!r}: it is a Python keyword")
+    check_bucket(name, "bucket", name)
+
+
+def check_bucket(name, key, bucket):
+    """Refuse a name whose bucket (the value of key) S3 would refuse."""
+    if not BUCKET_MIN <= len(bucket) <= BUCKET_MAX:
+        reason = f"has {len(bucket)} characters, S3 allows {BUCKET_MIN} to {BUCKET_MAX}"
+    elif bucket.startswith(BUCKET_RESERVED_PREFIXES) or bucket.endswith(BUCKET_RESERVED_SUFFIXES):
+        reason = "uses a prefix or suffix S3 reserves"
+    else:
+        return
+    raise InvalidName(f"invalid project name {name!r}: {key} {bucket!r} {reason}")
+
+
+def check_environment_name(name):
+    if not ENVIRONMENT_NAME.fullmatch(name):
+        raise InvalidName(
+            f"invalid environment name {name!r}: use lowercase letters and digits, starting "
+            f"with a letter (it forms the keys <ENV>_BUCKET and <ENV>_INSTANCE_TYPE, S3 keys "
+            "and AWS resource names)"
+        )
 
 
 class UnknownEnvironment(ValueError):
@@ -95,9 +148,29 @@ def parse_env_file(text):
             continue
         key, sep, value = tokens[0].partition("=")
         if not sep or len(tokens) != 1 or not key.isidentifier():
-            raise ValueError(f"project.env: not a KEY=value line: {line!r}")
+            raise ProjectFileError(f"project.env: not a KEY=value line: {line!r}")
         values[key] = value
     return values
+
+
+def require(values, key):
+    try:
+        return values[key]
+    except KeyError:
+        raise ProjectFileError(f"project.env: set {key}") from None
+
+
+def check_values(values):
+    """Names every tool builds on (buckets, images, keys, scripts): refused here, at load."""
+    try:
+        check_name(require(values, "PROJECT_NAME"))
+        names = require(values, "ENVIRONMENTS").split()
+        if not names:
+            raise ProjectFileError('project.env: set ENVIRONMENTS, e.g. ENVIRONMENTS="stage prod"')
+        for name in names:
+            check_environment_name(name)
+    except InvalidName as exc:
+        raise ProjectFileError(f"project.env: {exc}") from None
 
 
 def check_own_buckets(environments):
@@ -106,7 +179,7 @@ def check_own_buckets(environments):
     owners = {}
     for env in environments.values():
         if env.bucket in owners:
-            raise ValueError(
+            raise ProjectFileError(
                 f"project.env: {owners[env.bucket].upper()}_BUCKET and {env.name.upper()}_BUCKET "
                 f"are both {env.bucket!r}: give each environment a bucket of its own"
             )
@@ -116,19 +189,20 @@ def check_own_buckets(environments):
 @functools.cache
 def load(path=PROJECT_FILE):
     values = parse_env_file(Path(path).read_text())
+    check_values(values)
     environments = {
         env: Environment(
             name=env,
-            bucket=values[f"{env.upper()}_BUCKET"],
-            instance_type=values[f"{env.upper()}_INSTANCE_TYPE"],
+            bucket=require(values, f"{env.upper()}_BUCKET"),
+            instance_type=require(values, f"{env.upper()}_INSTANCE_TYPE"),
         )
         for env in values["ENVIRONMENTS"].split()
     }
     check_own_buckets(environments)
     return Project(
         name=values["PROJECT_NAME"],
-        region=values["AWS_REGION"],
-        registry=values["IMAGE_REGISTRY"],
+        region=require(values, "AWS_REGION"),
+        registry=require(values, "IMAGE_REGISTRY"),
         environments=environments,
     )
 

@@ -8,23 +8,13 @@ they still follow the old one, so a bucket a fork chose by hand is left alone.
 """
 
 import dataclasses
-import keyword
 import re
 from pathlib import Path
 
-from www.project import parse_env_file
+# The naming rule belongs to www/project.py, which also applies it whenever project.env loads.
+from www.project import InvalidName, check_bucket, check_name, parse_env_file
 
-# Lowercase words joined by single hyphens: the intersection of S3 bucket names, Docker
-# repository names, and (with '-' as '_') Python identifiers.
-NAME = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
-BUCKET_MIN, BUCKET_MAX = 3, 63
-# https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
-BUCKET_RESERVED_PREFIXES = ("sthree-", "amzn-s3-demo-")
-BUCKET_RESERVED_SUFFIXES = ("-s3alias",)
-
-
-class InvalidName(ValueError):
-    """One line saying why a name can't be the project's."""
+__all__ = ["InvalidName", "check_name", "rename"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,29 +26,6 @@ class Change:
 
     def __str__(self):
         return f"{self.path}: {self.key} {self.old} -> {self.new}"
-
-
-def check_name(name):
-    if not NAME.fullmatch(name):
-        raise InvalidName(
-            f"invalid project name {name!r}: use lowercase letters, digits and single hyphens, "
-            "starting with a letter (it names S3 buckets and Docker images, and with '-' as '_' "
-            "a Python identifier)"
-        )
-    if keyword.iskeyword(name.replace("-", "_")):
-        raise InvalidName(f"invalid project name {name!r}: it is a Python keyword")
-    check_bucket(name, "bucket", name)
-
-
-def check_bucket(name, key, bucket):
-    """Refuse a name whose bucket (the value of key) S3 would refuse."""
-    if not BUCKET_MIN <= len(bucket) <= BUCKET_MAX:
-        reason = f"has {len(bucket)} characters, S3 allows {BUCKET_MIN} to {BUCKET_MAX}"
-    elif bucket.startswith(BUCKET_RESERVED_PREFIXES) or bucket.endswith(BUCKET_RESERVED_SUFFIXES):
-        reason = "uses a prefix or suffix S3 reserves"
-    else:
-        return
-    raise InvalidName(f"invalid project name {name!r}: {key} {bucket!r} {reason}")
 
 
 def follow(value, old, new):

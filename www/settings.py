@@ -108,8 +108,8 @@ LOGGING = {
 
 CONFIG_URI = config.apply_from_environment(globals())
 
-if not globals().get("SECRET_KEY"):
-    if CONFIG_URI:
-        raise config.ConfigError(f"DJANGO_CONFIG_URI={CONFIG_URI}: the config must set SECRET_KEY")
+if CONFIG_URI:
+    config.check_secret_key(CONFIG_URI, globals().get("SECRET_KEY"))
+elif not globals().get("SECRET_KEY"):
     # Default mode only: generated on first use, kept beside the local database.
     SECRET_KEY = secret.local_secret_key(DATA_DIR)

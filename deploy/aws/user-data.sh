@@ -7,6 +7,11 @@
 # downloads that script and runs it. Everything goes to /var/log/bootstrap.log and to the
 # console (cloud-init's output); the first failing command stops the boot with its line.
 #
+# The log is root's alone: on a failure it quotes the container's last log lines.
+# launch_ec2 renders the environment's stage-2 URI into this file (STAGE2_URI below), and a
+# Bootstrap tag naming anything else is refused: whoever may tag an instance and upload a
+# file the instance role can read (e.g. under media/) must not get it run as root.
+#
 # On a systemd host it also installs a timer (bootstrap-redeploy.timer) that runs a copy of
 # this script every few minutes: stage 2 leaves an up-to-date container alone, so a release
 # published with `./manage.py publish_image` or a config pushed with `./manage.py push_config`
@@ -23,6 +28,10 @@
 #   REDEPLOY_EVERY    how often the timer reruns the stages (systemd time span, default 3min);
 #                     "off" installs no timer (e.g. when trying this script on a workstation)
 set -Eeuo pipefail
+
+# This environment's stage 2, filled in by launch_ec2 from project.env (www/project.py), the
+# facts' one owner. An unfilled copy refuses to run.
+STAGE2_URI='{{bootstrap_uri}}'
 
 log() {
 	printf '%s bootstrap: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2
@@ -125,11 +134,26 @@ imds() {
 		"$IMDS_URL/latest/meta-data/$1"
 }
 
+# Everything from here on goes to the console and to $BOOTSTRAP_LOG, a file only root may
+# read: it may quote the container's log. A log file left readable by an older boot is fixed.
+open_log() {
+	if [[ ! -e $BOOTSTRAP_LOG ]]; then
+		(umask 077 && : >>"$BOOTSTRAP_LOG")
+	fi
+	if [[ -f $BOOTSTRAP_LOG && ! -L $BOOTSTRAP_LOG ]]; then # never /dev/null (the timer's runs)
+		chmod 0600 "$BOOTSTRAP_LOG"
+	fi
+	exec > >(tee -a "$BOOTSTRAP_LOG") 2>&1
+}
+
 main() {
 	: "${BOOTSTRAP_LOG:=/var/log/bootstrap.log}"
 	: "${BOOTSTRAP_DIR:=/var/lib/bootstrap}" "${REDEPLOY_EVERY:=3min}"
-	exec > >(tee -a "$BOOTSTRAP_LOG") 2>&1
+	open_log
 	trap 'on_error $? $LINENO "$BASH_COMMAND"' ERR
+	if [[ $STAGE2_URI == *'{{'* ]]; then
+		die "this is the unrendered template: launch instances with ./manage.py launch_ec2 --env ENV"
+	fi
 	log "stage 1 starting"
 	install -d -m 0700 "$BOOTSTRAP_DIR"
 	exec 9>"$BOOTSTRAP_DIR/lock"
@@ -152,7 +176,9 @@ main() {
 	if ! bootstrap_uri=$(imds tags/instance/Bootstrap); then
 		die "no Bootstrap tag readable: launch with ./manage.py launch_ec2 (metadata tags on)"
 	fi
-	[[ $bootstrap_uri == s3://* ]] || die "Bootstrap tag is not an s3:// URI: $bootstrap_uri"
+	if [[ $bootstrap_uri != "$STAGE2_URI" ]]; then
+		die "the Bootstrap tag names $(printf %q "$bootstrap_uri"), not this environment's stage 2 ($STAGE2_URI): refusing to run it; set the tag back or relaunch with ./manage.py launch_ec2"
+	fi
 	export AWS_REGION=$region AWS_DEFAULT_REGION=$region
 	log "region $region, stage 2 from $bootstrap_uri"
 

@@ -102,9 +102,11 @@ def validate_config(path):
     """Return the config's source if it compiles, is filled in and Django accepts it."""
     path = Path(path)
     try:
-        source = path.read_text()
+        source = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise OpsError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OpsError(f"{path}: not a readable UTF-8 text file ({type(exc).__name__})") from None
     try:
         compile(source, str(path), "exec")
     except SyntaxError as exc:

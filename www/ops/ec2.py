@@ -11,13 +11,14 @@ import uuid
 from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
 from www.ops.bucket import bucket_exists
+from www.ops.config_push import SAFE_FACT
 from www.ops.errors import OpsError, error_code
 from www.ops.iam import instance_profile_exists
 from www.ops.images import read_release
 from www.ops.network import default_vpc, find_group
 from www.ops.objects import object_exists
 from www.ops.results import Result
-from www.ops.templates import TEMPLATE_DIR
+from www.ops.templates import TEMPLATE_DIR, render
 
 # Debian's own public parameter for its current stable release (Debian 13, "trixie").
 DEFAULT_AMI_PARAMETER = "/aws/service/debian/release/13/latest/amd64"
@@ -47,8 +48,11 @@ def lookup_ami(*, ssm, parameter):
         raise
 
 
-def user_data():
-    text = USER_DATA_FILE.read_text()
+def user_data(env):
+    """Stage 1 with the one stage-2 URI it may run (it refuses any other Bootstrap tag)."""
+    if not SAFE_FACT.match(env.bootstrap_uri):
+        raise OpsError(f"{env.bootstrap_uri!r} has characters a boot script cannot carry safely")
+    text = render(USER_DATA_FILE.read_text(), bootstrap_uri=env.bootstrap_uri)
     if len(text.encode()) > USER_DATA_LIMIT:
         raise OpsError(f"{USER_DATA_FILE} is over EC2's 16 KB user-data limit")
     return text
@@ -96,7 +100,7 @@ def launch_request(*, landscape, ami, instance_type, count, group_id, release, c
         "MaxCount": count,
         "SecurityGroupIds": [group_id],
         "IamInstanceProfile": {"Name": landscape.instance_profile},
-        "UserData": user_data(),
+        "UserData": user_data(env),
         "MetadataOptions": METADATA_OPTIONS,
         "TagSpecifications": [
             {"ResourceType": "instance", "Tags": tags},
