@@ -112,7 +112,7 @@ def test_dry_run_uploads_nothing(landscape, tmp_path):
 
 
 def test_template_with_placeholders_is_refused(landscape):
-    with pytest.raises(CommandError, match=r"fill in <<DB_HOST>>, .*<<HOSTNAME>> first"):
+    with pytest.raises(CommandError, match=r"fill in <<CDN_DOMAIN>>, <<DB_HOST>>, .*<<HOSTNAME>> first"):
         push_config()
     assert "Contents" not in boto3.client("s3").list_objects_v2(Bucket=STAGE.bucket)
 
