@@ -16,7 +16,7 @@ from pathlib import Path
 
 from www.config import PLACEHOLDER
 from www.ops.errors import OpsError
-from www.ops.objects import sync_object
+from www.ops.objects import read_object, sync_object
 from www.ops.results import Result
 from www.ops.templates import TEMPLATE_DIR, render
 from www.project import BASE_DIR
@@ -198,6 +198,9 @@ def render_stage2(*, project, env, region):
 
 def push_config(*, s3, project, env, config_file, region, dry_run=False):
     """Validate config_file, then upload it and the rendered stage-2 script if they changed."""
+    # The bucket first: a missing one, missing credentials or an unreachable endpoint are named
+    # by this call, before the settings check (which reads the config's secrets from SSM).
+    read_object(s3, env.bucket, env.config_key, env_name=env.name)
     source, new_fingerprint, warnings = validate_config(config_file)
     yield from check_deploy_warnings(config_file, env, warnings)
     stage2 = render_stage2(project=project, env=env, region=region)
