@@ -14,7 +14,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -22,13 +21,12 @@ from pathlib import Path
 import docker
 import requests
 
+from tests import docker_rig
 from tests.docker_rig import stage_config
 from tests.servers import AWS_TEST_ENV, MotoServer, PostgresServer, free_port
 from www import aws, project
 
 ROOT = Path(__file__).resolve().parent.parent
-BUILD_SCRIPT = ROOT / "build_docker_image.sh"
-APP_UID = 10001  # the app user of deploy/base/Dockerfile
 RUN_ID = uuid.uuid4().hex[:8]
 LABEL = {"bench.run": RUN_ID}
 SECRET_KEY = "bench-only-secret-key-" + uuid.uuid4().hex
@@ -185,26 +183,20 @@ def docker_client():
 
 
 def build_release(tag, *, cwd=ROOT, env=None, build_args=("--network", "host")):
-    """Run build_docker_image.sh release TAG in cwd; return (image name, seconds)."""
+    """Run build_docker_image.sh release TAG in cwd (the rig's build); (image name, seconds)."""
     start = time.monotonic()
-    result = subprocess.run(
-        [str(Path(cwd) / BUILD_SCRIPT.name), "release", tag, *build_args],
-        cwd=cwd,
-        env={**os.environ, "ALLOW_UNRELEASED_BUILD": "1", **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=3600,
-    )
-    seconds = time.monotonic() - start
-    if result.returncode != 0:
-        sys.exit(f"error: release build failed:\n{(result.stdout + result.stderr)[-4000:]}")
-    name = subprocess.run(
-        ["bash", "-c", f'source "{cwd}/project.env"; echo "$PROJECT_NAME-release:{tag}"'],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    return name, seconds
+    try:
+        name, _ = docker_rig.build_image(
+            "release",
+            tag,
+            cwd=cwd,
+            env={"ALLOW_UNRELEASED_BUILD": "1", **(env or {})},
+            build_args=list(build_args),
+            timeout=3600,
+        )
+    except AssertionError as exc:
+        sys.exit(f"error: release build failed:\n{str(exc)[-4000:]}")
+    return name, time.monotonic() - start
 
 
 @contextlib.contextmanager
@@ -226,9 +218,7 @@ def release_image(client, given):
 
 def make_host_dir():
     """A host directory for /host owned by the app user, as bootstrap stage 2 leaves it."""
-    path = tempfile.mkdtemp(prefix="bench-host-")
-    os.chown(path, APP_UID, APP_UID)
-    return path
+    return docker_rig.make_host_dir(prefix="bench-host-")
 
 
 class Container:

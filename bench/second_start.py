@@ -4,9 +4,9 @@
    request log counts the object writes under static/ during each start. Target: 0 on the
    second start.
 2. Time: the step as start.sh runs it, `collectstatic_once` called inside the one start-up
-   process (`manage.py startup`), where Django is already set up, on an empty static/ prefix
+   process (`manage.py start_steps`), where Django is already set up, on an empty static/ prefix
    (first) and then again (second), in one container. For scale, also the whole start-up
-   process, `manage.py startup --no-input` (Python, Django set-up, S3 config fetch,
+   process, `manage.py start_steps --no-input` (Python, Django set-up, S3 config fetch,
    wait_for_db, migrate, collectstatic_once), first and second. The static/ prefix is
    emptied before each run; medians over the runs. Target: the step's second <= 10% of first.
 
@@ -30,7 +30,7 @@ times = []
 if mode == "process":
     for _ in range(2):
         start = time.monotonic()
-        subprocess.run([sys.executable, "manage.py", "startup", "--no-input"], check=True)
+        subprocess.run([sys.executable, "manage.py", "start_steps", "--no-input"], check=True)
         times.append(time.monotonic() - start)
 else:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "www.settings")
@@ -113,7 +113,7 @@ def main():
         target=TARGET,
     )
     print(
-        f"for scale, the whole start-up process (manage.py startup): first "
+        f"for scale, the whole start-up process (manage.py start_steps): first "
         f"{common.median(process[1]):.2f}s, second {common.median(process[2]):.2f}s (median)"
     )
     return 0 if ok else 1

@@ -5,11 +5,12 @@ pytest-django's django_db_modify_db_settings hook). boto3 reaches moto through
 AWS_ENDPOINT_URL, exactly as production code reaches AWS.
 """
 
+import io
 import os
 
 import pytest
 
-from tests.servers import AWS_TEST_ENV, MotoServer, PostgresServer
+from tests.servers import AWS_TEST_ENV, MotoServer, PostgresServer, RegistryServer
 
 # The docker tier's session fixtures (docker_client, release_image, dev_image).
 pytest_plugins = ["tests.docker_rig"]
@@ -69,6 +70,23 @@ def aws(moto_server):
     """A clean AWS emulator for one test."""
     moto_server.reset()
     return moto_server
+
+
+@pytest.fixture
+def landscape(aws):
+    """A clean AWS emulator holding the stage landscape setup_aws creates."""
+    from django.core.management import call_command
+
+    call_command("setup_aws", "--env", "stage", stdout=io.StringIO())
+    return aws
+
+
+@pytest.fixture(scope="module")
+def registry():
+    """Debian's docker-registry on a loopback port, for the tests of one module."""
+    server = RegistryServer().start()
+    yield server
+    server.stop()
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -38,10 +38,10 @@ import pytest
 import requests
 
 from tests.cdn import CdnStandIn
+from tests.helpers import fill_placeholders, put_secrets
 from tests.servers import AWS_TEST_ENV, free_port
 from www import aws, project
-from www.config import PLACEHOLDER
-from www.ops.landscape import Landscape
+from www.ops.config_push import default_config_file
 from www.ops.templates import json_template
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,20 +53,23 @@ TEST_SECRET_KEY = "docker-tier-secret-key-" + uuid.uuid4().hex
 BUILD_ARGS = ["--network", "host"]
 
 
-def build_image(kind, tag, *, cwd=ROOT, env=None):
-    """Run build_docker_image.sh KIND TAG; return the image name and the script's output."""
+def build_image(kind, tag, *, cwd=ROOT, env=None, build_args=BUILD_ARGS, timeout=1800):
+    """Run build_docker_image.sh KIND TAG in cwd; return the image name and the script's output.
+
+    The name is the one cwd's project.env gives (www.project), so a renamed copy builds its own.
+    """
     result = subprocess.run(
-        [str(Path(cwd) / BUILD_SCRIPT.name), kind, tag, *BUILD_ARGS],
+        [str(Path(cwd) / BUILD_SCRIPT.name), kind, tag, *build_args],
         cwd=cwd,
         env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
-        timeout=1800,
+        timeout=timeout,
     )
     output = result.stdout + result.stderr
     if result.returncode != 0:
         raise AssertionError(f"build of {kind} {tag} failed:\n{output[-6000:]}")
-    return project.load().image(kind, tag), output
+    return project.load(Path(cwd) / project.PROJECT_FILE.name).image(kind, tag), output
 
 
 def default_base_os_image():
@@ -106,20 +109,6 @@ def dev_image(docker_client):
     remove_image(docker_client, name, keep_cache=True)  # Postgres and dev requirements
 
 
-def put_secrets(env_name="stage", **values):
-    """Store secrets in the emulator's SSM where the env's config reads them: secret_key=...
-    becomes /<project>/<env>/secret-key (underscores as hyphens)."""
-    landscape = Landscape.of(project.load(), env_name)
-    ssm = aws.client("ssm")
-    for name, value in values.items():
-        ssm.put_parameter(
-            Name=landscape.secret_parameter(name.replace("_", "-")),
-            Value=value,
-            Type="SecureString",
-            Overwrite=True,
-        )
-
-
 @pytest.fixture
 def cdn_stand_in(aws):
     """The stage bucket's CloudFront distribution played on loopback (tests/cdn.py)."""
@@ -144,8 +133,8 @@ def stage_config(
         **values,
     }
     put_secrets(secret_key=secret_key, database_password=db["PASSWORD"])
-    template = (ROOT / "deploy" / "aws" / "config" / "stage.py").read_text()
-    return PLACEHOLDER.sub(lambda m: filled[m.group(1)], template)
+    template = default_config_file(project.load().environment("stage")).read_text()
+    return fill_placeholders(template, filled)
 
 
 def stage_bucket():
@@ -176,9 +165,9 @@ def put_s3_config(source, *, bucket=None, key="config/stage.py"):
     return f"s3://{bucket}/{key}"
 
 
-def make_host_dir():
+def make_host_dir(prefix="docker-host-"):
     """A host directory for /host, owned by the image's app user as stage 2 leaves it."""
-    path = tempfile.mkdtemp(prefix="docker-host-")
+    path = tempfile.mkdtemp(prefix=prefix)
     os.chown(path, APP_UID, APP_UID)
     return path
 

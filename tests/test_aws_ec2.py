@@ -13,7 +13,6 @@ import io
 import json
 import re
 import subprocess
-import sys
 import threading
 from urllib.parse import parse_qs, urlsplit
 
@@ -21,17 +20,18 @@ import boto3
 import pytest
 from django.core.management import CommandError, call_command
 
+from tests.helpers import (
+    MOTO_PUBLIC_AMI,
+    PROJECT,
+    RELEASE,
+    STAGE,
+    filled_config,
+    instances,
+    manage,
+)
 from tests.servers import free_port
-from tests.test_aws_push_config import filled_config
-from www import project
 from www.ops import ec2, images
 from www.ops.errors import OpsError
-from www.ops.landscape import Landscape
-
-PROJECT = project.load()
-STAGE = Landscape.of(PROJECT, "stage")
-MOTO_PUBLIC_AMI = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
-RELEASE = f"127.0.0.1:5000/team/{PROJECT.name}-release@sha256:" + "ab" * 32
 
 
 def launch(*args):
@@ -40,10 +40,6 @@ def launch(*args):
         "launch_ec2", "--env", "stage", "--ami-parameter", MOTO_PUBLIC_AMI, *args, stdout=out
     )
     return out.getvalue()
-
-
-def instances(states=("pending", "running")):
-    return ec2.environment_instances(ec2=boto3.client("ec2"), landscape=STAGE, states=states)
 
 
 def tags_of(instance):
@@ -248,14 +244,7 @@ def test_terminate_only_this_envs_instances(ready):
 def test_terminate_asks_first_and_a_no_changes_nothing(ready):
     launch()
     (instance,) = instances()
-    result = subprocess.run(
-        [sys.executable, "manage.py", "terminate_ec2", "--env", "stage", instance["InstanceId"]],
-        cwd=project.BASE_DIR,
-        input="no\n",
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = manage("terminate_ec2", "--env", "stage", instance["InstanceId"], input="no\n")
     assert result.returncode == 1
     assert f"Terminate {instance['InstanceId']} of {STAGE.prefix}? Type 'yes'" in result.stdout
     assert "Terminate cancelled; nothing changed." in result.stderr
@@ -265,13 +254,8 @@ def test_terminate_asks_first_and_a_no_changes_nothing(ready):
 def test_terminate_with_no_answer_on_stdin_changes_nothing(ready):
     launch()
     (instance,) = instances()
-    result = subprocess.run(
-        [sys.executable, "manage.py", "terminate_ec2", "--env", "stage", instance["InstanceId"]],
-        cwd=project.BASE_DIR,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = manage(
+        "terminate_ec2", "--env", "stage", instance["InstanceId"], stdin=subprocess.DEVNULL
     )
     assert result.returncode == 1
     assert result.stderr.splitlines() == [

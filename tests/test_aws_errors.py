@@ -7,15 +7,13 @@ second moto server that enforces IAM policies, with a user whose policy denies t
 
 import io
 import json
-import subprocess
-import sys
 
 import boto3
 import pytest
 from django.core.management import CommandError, call_command
 
+from tests.helpers import filled_config, manage
 from tests.servers import MotoServer, free_port
-from tests.test_aws_push_config import filled_config
 from www import project
 
 NO_CREDENTIALS = (
@@ -78,13 +76,7 @@ def test_unreachable_endpoint_is_one_line(command, closed_endpoint, tmp_path):
 
 
 def test_manage_py_prints_the_line_and_no_traceback(closed_endpoint):
-    result = subprocess.run(
-        [sys.executable, "manage.py", "ec2_status", "--env", "stage"],
-        cwd=project.BASE_DIR,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = manage("ec2_status", "--env", "stage")
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
         "CommandError: ec2 DescribeInstances: EndpointConnectionError — AWS endpoint "

@@ -9,12 +9,10 @@ import tarfile
 import uuid
 
 import boto3
-import docker
 import pytest
 import requests
 from django.core.management import CommandError, call_command
 
-from tests.servers import RegistryServer
 from www import project
 from www.ops import images
 from www.ops.landscape import Landscape
@@ -23,22 +21,8 @@ PROJECT = project.load()
 STAGE = Landscape.of(PROJECT, "stage")
 
 
-@pytest.fixture(scope="module")
-def registry():
-    server = RegistryServer().start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
-def docker_client():
-    client = docker.from_env()
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def release_image(docker_client):
+def tiny_release(docker_client):
     """A tiny image tagged <project>-release:<tag>; every tag of it removed afterwards."""
     tag = f"test-{uuid.uuid4().hex[:10]}"
     data = io.BytesIO()
@@ -65,16 +49,10 @@ def release_env():
     return body
 
 
-@pytest.fixture
-def landscape(aws):
-    call_command("setup_aws", "--env", "stage", stdout=io.StringIO())
-    return aws
-
-
 def test_push_records_the_digest_and_the_image_pulls_back(
-    landscape, registry, docker_client, release_image
+    landscape, registry, docker_client, tiny_release
 ):
-    tag, image = release_image
+    tag, image = tiny_release
     target = f"{registry.address}/team"
     out = publish(tag, "--registry", target)
     repository = f"{target}/{PROJECT.name}-release"
@@ -99,8 +77,8 @@ def test_push_records_the_digest_and_the_image_pulls_back(
     pulled.tag(PROJECT.image("release"), tag)  # so the fixture's cleanup finds it by id
 
 
-def test_second_publish_changes_nothing(landscape, registry, release_image):
-    tag, _ = release_image
+def test_second_publish_changes_nothing(landscape, registry, tiny_release):
+    tag, _ = tiny_release
     target = f"{registry.address}/team"
     publish(tag, "--registry", target)
     versions = boto3.client("s3").list_object_versions(Bucket=STAGE.bucket)["Versions"]
@@ -110,8 +88,8 @@ def test_second_publish_changes_nothing(landscape, registry, release_image):
     assert boto3.client("s3").list_object_versions(Bucket=STAGE.bucket)["Versions"] == versions
 
 
-def test_dry_run_pushes_and_records_nothing(landscape, registry, release_image):
-    tag, _ = release_image
+def test_dry_run_pushes_and_records_nothing(landscape, registry, tiny_release):
+    tag, _ = tiny_release
     out = publish(tag, "--registry", f"{registry.address}/team", "--dry-run")
     assert "Would create image" in out
     tags = requests.get(
@@ -126,8 +104,8 @@ def test_missing_local_image_is_a_clear_error(landscape, registry):
         publish("no-such-tag", "--registry", f"{registry.address}/team")
 
 
-def test_missing_bucket_says_run_setup_aws(aws, registry, release_image):
-    tag, _ = release_image
+def test_missing_bucket_says_run_setup_aws(aws, registry, tiny_release):
+    tag, _ = tiny_release
     with pytest.raises(CommandError, match="run ./manage.py setup_aws --env stage first"):
         publish(tag, "--registry", f"{registry.address}/team")
 

@@ -8,46 +8,19 @@ import boto3
 import pytest
 from django.core.management import CommandError, call_command
 
-from tests.docker_rig import put_secrets
+from tests.helpers import CONFIG_DB_PASSWORD, CONFIG_SECRET, filled_config, put_secrets
 from www import project
-from www.ops.config_push import default_config_file
 
 PROJECT = project.load()
 STAGE = PROJECT.environment("stage")
-SECRET = "a-secret-key-that-must-never-be-printed-" + "x" * 20
-DB_PASSWORD = "db-password-never-printed"
-FILLED = {
-    "HOSTNAME": "stage.example.com",
-    "CDN_DOMAIN": "d1234abcd.cloudfront.net",
-    "DB_HOST": "db.internal",
-    "DB_PORT": "5432",
-    "DB_NAME": "app",
-    "DB_USER": "app",
-}
-
-
-def filled_config(tmp_path, env=STAGE, store_secrets=True, **overrides):
-    """The env's template filled in, and the secrets it references stored in moto's SSM."""
-    if store_secrets:
-        put_secrets(env.name, secret_key=SECRET, database_password=DB_PASSWORD)
-    source = default_config_file(env).read_text()
-    values = {**FILLED, **overrides}
-    source = re.sub(r"<<([A-Z0-9_]+)>>", lambda m: values[m.group(1)], source)
-    path = tmp_path / f"{env.name}.local.py"
-    path.write_text(source)
-    return path
+SECRET = CONFIG_SECRET
+DB_PASSWORD = CONFIG_DB_PASSWORD
 
 
 def push_config(*args):
     out = io.StringIO()
     call_command("push_config", "--env", "stage", *args, stdout=out)
     return out.getvalue()
-
-
-@pytest.fixture
-def landscape(aws):
-    call_command("setup_aws", "--env", "stage", stdout=io.StringIO())
-    return aws
 
 
 def test_uploads_config_and_stage2_encrypted_and_private(landscape, tmp_path):

@@ -12,8 +12,8 @@ import boto3
 import pytest
 from django.core.management import CommandError, call_command
 
+from tests.helpers import filled_config
 from tests.moto_rig import evaluate_bucket_policy
-from tests.test_aws_push_config import filled_config
 from www import project
 from www.ops import cdn
 from www.ops.bucket import CONFIG_VERSION_DAYS

@@ -39,9 +39,9 @@ import requests
 from django.core.management import call_command
 
 from tests.docker_rig import SESSION_TAG, stage_config
+from tests.helpers import MOTO_PUBLIC_AMI
 from tests.imds import IMDSServer, InstanceMetadata
-from tests.servers import RegistryServer, free_port
-from tests.test_aws_ec2 import MOTO_PUBLIC_AMI
+from tests.servers import free_port
 from www import project
 from www.ops import images
 from www.ops.landscape import Landscape
@@ -93,13 +93,6 @@ def instance_image(docker_client, release_image):
     # The tag and its LABEL layer go; the apt layer under it stays as the next session's cache.
     with contextlib.suppress(docker.errors.ImageNotFound):
         docker_client.images.remove(name, noprune=True)
-
-
-@pytest.fixture(scope="module")
-def registry():
-    server = RegistryServer().start()
-    yield server
-    server.stop()
 
 
 def command(name, *args):

@@ -19,9 +19,8 @@ import boto3
 import pytest
 from django.core.management import call_command
 
+from tests.helpers import MOTO_PUBLIC_AMI, RELEASE, STAGE, filled_config, instances
 from tests.imds import IMDSServer, InstanceMetadata
-from tests.test_aws_ec2 import MOTO_PUBLIC_AMI, RELEASE, STAGE, instances
-from tests.test_aws_push_config import filled_config
 from www.ops import ec2, images
 from www.ops.config_push import STAGE2_TEMPLATE
 

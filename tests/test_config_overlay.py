@@ -3,12 +3,11 @@
 import os
 import socket
 import stat
-import subprocess
-import sys
 
 import boto3
 import pytest
 
+from tests.helpers import manage
 from tests.servers import MotoServer, free_port
 from www import aws, config, project
 from www.config import ConfigError
@@ -28,17 +27,6 @@ def put_config(bucket, key, source):
     )
     client.put_object(Bucket=bucket, Key=key, Body=source.encode())
     return f"s3://{bucket}/{key}"
-
-
-def manage(*args, env=None):
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_s3_overlay_replaces_and_extends_defaults(aws):

@@ -1,13 +1,10 @@
 """The stage/prod templates: placeholders only, and filled in they deploy cleanly."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.docker_rig import put_secrets
+from tests.helpers import filled_config, manage, put_secrets
 from www import project
 from www.aws import client as aws_client
 from www.config import PLACEHOLDER
@@ -16,37 +13,16 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "deploy" / "aws" / "config"
 
 
+# A secret key with the characters Django's deploy check wants, and a local database host.
+DEPLOY_SECRET_KEY = "vK3#p9!zQ2@wL8$eR5^tY1&uI7*oP4(aS6)dF0_gH2+jK9-lZ3=x"
+TEMPLATE_VALUES = {"HOSTNAME": "www.example.com", "DB_HOST": "127.0.0.1"}
+
+
 def filled(env, tmp_path, **values):
-    """The env's template filled in; the secrets it references stored in moto's SSM."""
-    put_secrets(
-        env,
-        secret_key="vK3#p9!zQ2@wL8$eR5^tY1&uI7*oP4(aS6)dF0_gH2+jK9-lZ3=x",
-        database_password="not-a-real-password",
-    )
-    defaults = {
-        "HOSTNAME": "www.example.com",
-        "CDN_DOMAIN": "d1234abcd.cloudfront.net",
-        "DB_HOST": "127.0.0.1",
-        "DB_PORT": "5432",
-        "DB_NAME": "app",
-        "DB_USER": "app",
-    }
-    defaults.update(values)
-    text = PLACEHOLDER.sub(lambda m: defaults[m.group(1)], (TEMPLATES / f"{env}.py").read_text())
-    path = tmp_path / f"{env}.local.py"
-    path.write_text(text)
+    """The env's template filled in; its secrets in the emulator's SSM."""
+    path = filled_config(tmp_path, env, **{**TEMPLATE_VALUES, **values})
+    put_secrets(env, secret_key=DEPLOY_SECRET_KEY)
     return path
-
-
-def manage(*args, env):
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 @pytest.mark.parametrize("env", project.load().environments)

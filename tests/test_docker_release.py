@@ -206,12 +206,11 @@ def test_supervisord_restarts_gunicorn_and_docker_stop_is_clean(
         app.wait_healthy(timeout=60)
         assert "exited: gunicorn (terminated by SIGKILL" in app.logs()
 
-        started = time.monotonic()
+        # Clean means stopped by SIGTERM within docker's grace, not killed (exit 137): no
+        # wall-clock bound, which a loaded machine would turn into noise.
         app.container.stop(timeout=30)
-        elapsed = time.monotonic() - started
         state = app.reload()
         assert state["ExitCode"] == 0, app.logs()
-        assert elapsed < 10, f"docker stop took {elapsed:.1f}s"
         assert "stopped: gunicorn (exit status 0)" in app.logs()
 
 
@@ -232,6 +231,34 @@ def test_a_command_given_to_docker_run_replaces_the_start_script(
     assert f"db is {db}" in logs
     assert "start.sh" not in logs
     assert public_tables(postgres_server, db) == []
+
+
+# Imports every module under www/ (the settings with nothing configured: no config needed).
+IMPORT_ALL = (
+    "import importlib, pkgutil, www;"
+    "names = [m.name for m in pkgutil.walk_packages(www.__path__, 'www.')];"
+    "[importlib.import_module(n) for n in names];"
+    "print('imported', len(names))"
+)
+
+
+def test_every_module_the_release_ships_imports_and_operator_commands_fail_cleanly(
+    docker_client, release_image
+):
+    """The operator's tooling (www/ops, the AWS commands) ships in the release image, where
+    the docker SDK is not installed: it must import, and publish_image must say so in a line."""
+    command = [
+        "sh",
+        "-c",
+        f'./manage.py shell -c "{IMPORT_ALL}" && ./manage.py publish_image '
+        "--env stage 1.0 --registry 127.0.0.1:9/x",
+    ]
+    with run_release(docker_client, release_image, config_uri=None, command=command) as run:
+        assert run.wait_exit(timeout=120) == 1, run.logs()
+        logs = run.logs()
+    assert "imported " in logs, logs
+    assert "Traceback" not in logs, logs
+    assert "CommandError: publish_image needs the docker SDK" in logs, logs
 
 
 def test_unreachable_database_stops_the_start_after_db_wait_timeout(

@@ -10,6 +10,8 @@ import re
 import shlex
 from pathlib import Path
 
+from tests.helpers import is_shell_script
+
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = "docs/reference.md"
 SECTIONS = [
@@ -88,14 +90,6 @@ def shell_reads(source):
     lines = [line for line in source.splitlines() if not line.lstrip().startswith("#")]
     read = set(SHELL_READ.findall("\n".join(lines)))
     return {name for name in read if not any(assigns(line, name) for line in lines)}
-
-
-def is_shell_script(path):
-    if path.suffix == ".sh":
-        return True
-    with path.open("rb") as f:
-        first = f.readline(200)
-    return first.startswith(b"#!") and re.search(rb"\b(ba|da)?sh\b", first) is not None
 
 
 def python_files(root):

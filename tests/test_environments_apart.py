@@ -7,7 +7,7 @@ import boto3
 import pytest
 from django.core.management import call_command
 
-from tests.test_aws_push_config import filled_config
+from tests.helpers import filled_config
 from www import project
 from www.ops.landscape import Landscape
 
@@ -58,7 +58,7 @@ def test_stage_role_cannot_read_prods_config_or_stage2_even_by_key(aws, tmp_path
             "push_config",
             "--env",
             env,
-            str(filled_config(tmp_path, env=PROJECT.environment(env))),
+            str(filled_config(tmp_path, env)),
             stdout=io.StringIO(),
         )
     s3 = boto3.client("s3")

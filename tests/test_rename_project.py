@@ -10,6 +10,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from tests import helpers
 from www import config, rename
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +46,7 @@ def run(cwd, *args, env=None):
 
 
 def manage(cwd, *args, env=None):
-    return run(cwd, "manage.py", *args, env=env)
+    return helpers.manage(*args, cwd=cwd, env=env, drop=PARENT_ONLY_ENV)
 
 
 def snapshot(root):

@@ -10,8 +10,9 @@ import boto3
 import pytest
 from django.core.management import CommandError, call_command
 
-from tests.docker_rig import put_secrets
-from tests.test_aws_push_config import DB_PASSWORD, SECRET, filled_config
+from tests.helpers import CONFIG_DB_PASSWORD as DB_PASSWORD
+from tests.helpers import CONFIG_SECRET as SECRET
+from tests.helpers import filled_config, put_secrets
 from www import aws, config, config_secrets, project
 from www.config import ConfigError
 from www.ops.landscape import Landscape
@@ -245,7 +246,7 @@ def test_push_config_refuses_a_reference_to_a_missing_parameter(landscapes, tmp_
     ],
 )
 def test_push_config_refuses_a_prod_config_holding_a_secret(landscapes, tmp_path, literal, check):
-    path = filled_config(tmp_path, env=PROD.env)
+    path = filled_config(tmp_path, "prod")
     path.write_text(path.read_text().replace(*literal))
     with pytest.raises(CommandError) as raised:
         push("prod", path)
@@ -257,7 +258,7 @@ def test_push_config_refuses_a_prod_config_holding_a_secret(landscapes, tmp_path
 
 
 def test_push_config_refuses_prod_debug_and_any_host(landscapes, tmp_path):
-    path = filled_config(tmp_path, env=PROD.env, HOSTNAME="*")
+    path = filled_config(tmp_path, "prod", HOSTNAME="*")
     path.write_text(path.read_text() + "\nDEBUG = True\n")
     with pytest.raises(CommandError, match=r"security\.W018, www\.W003 \(ALLOWED_HOSTS allows"):
         push("prod", path)
@@ -265,7 +266,7 @@ def test_push_config_refuses_prod_debug_and_any_host(landscapes, tmp_path):
 
 
 def test_prod_template_filled_in_pushes_clean_and_stage_shows_its_warnings(landscapes, tmp_path):
-    out = push("prod", filled_config(tmp_path, env=PROD.env))
+    out = push("prod", filled_config(tmp_path, "prod"))
     assert "deploy checks" not in out
     assert f"Created s3://{PROD.bucket}/{PROD.env.config_key}" in out
     out = push("stage", filled_config(tmp_path))

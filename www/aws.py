@@ -1,4 +1,12 @@
-"""The one boto3 client factory: bounded timeouts and retries, never called at import."""
+"""The one boto3 client factory: bounded timeouts and retries, never called at import.
+
+Each client it makes records the call it is making (service and operation) through botocore's
+event hooks, so a failure can be reported as "s3 GetObject: ..." whatever raised it: a
+ClientError knows its operation but not its service, and a credentials or connection error
+knows neither.
+"""
+
+import contextvars
 
 import boto3
 from botocore.config import Config
@@ -10,17 +18,38 @@ CLIENT_CONFIG = Config(
     read_timeout=30,
     retries={"max_attempts": 3, "mode": "standard"},
 )
-# Fetching the settings file at start-up: a small object, so an endpoint that accepts but
-# never answers must fail the start in seconds, not minutes.
-STARTUP_CONFIG = Config(
+# Fetching the settings file as a container starts: a small object, so an endpoint that accepts
+# but never answers must fail the start in seconds, not minutes.
+SETTINGS_FILE_CLIENT_CONFIG = Config(
     connect_timeout=3,
     read_timeout=5,
     retries={"max_attempts": 2, "mode": "standard"},
 )
 
+# "service Operation" of the call in flight or that failed last; None once a call succeeded.
+_unfinished_call = contextvars.ContextVar("unfinished_aws_call", default=None)
+
+
+def _call_started(model, **_):
+    _unfinished_call.set(f"{model.service_model.service_name} {model.name}")
+
+
+def _call_answered(http_response, **_):
+    if http_response.status_code < 300:  # an error answer raises ClientError after this hook
+        _unfinished_call.set(None)
+
+
+def unfinished_call():
+    """'service Operation' of the last call a client of this factory started and did not
+    complete successfully (the one a ClientError or BotoCoreError came out of), else None."""
+    return _unfinished_call.get()
+
 
 def client(service, *, region=None, config=CLIENT_CONFIG):
     """A boto3 client on the default credential chain; honours AWS_ENDPOINT_URL."""
-    return boto3.session.Session().client(
+    aws_client = boto3.session.Session().client(
         service, region_name=region or aws_region(), config=config
     )
+    aws_client.meta.events.register("before-call", _call_started)
+    aws_client.meta.events.register("after-call", _call_answered)
+    return aws_client

@@ -55,7 +55,7 @@ def fetch_s3(uri):
     if not bucket or not key:
         raise ConfigError(f"DJANGO_CONFIG_URI={uri}: expected s3://BUCKET/KEY")
     try:
-        s3 = aws.client("s3", config=aws.STARTUP_CONFIG)
+        s3 = aws.client("s3", config=aws.SETTINGS_FILE_CLIENT_CONFIG)
         body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     except ClientError as exc:
         code = exc.response["Error"]["Code"]

@@ -14,11 +14,26 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 PROJECT_FILE = BASE_DIR / "project.env"
-# The key prefixes of a bucket the public may read: collectstatic's output and uploaded files.
-# The config templates store under them (ENV.static_prefix, ENV.media_prefix) and the policy
-# templates in deploy/aws/ are rendered with them ({{static_prefix}}, {{media_prefix}}).
+# The key prefixes of an environment's bucket, owned here. The public may read two:
+# collectstatic's output and uploaded files; the config templates store under them
+# (ENV.static_prefix, ENV.media_prefix). config/ (the settings file) and deploy/ (stage 2 and
+# the release record) are readable by the instance role only. The policy templates in
+# deploy/aws/ are rendered with all four ({{static_prefix}}, ..., www.ops.templates).
 STATIC_PREFIX = "static"
 MEDIA_PREFIX = "media"
+CONFIG_PREFIX = "config"
+DEPLOY_PREFIX = "deploy"
+
+
+def bucket_variable(env_name):
+    """The project.env variable naming an environment's bucket, e.g. STAGE_BUCKET."""
+    return f"{env_name.upper()}_BUCKET"
+
+
+def instance_type_variable(env_name):
+    """The project.env variable naming an environment's instance type."""
+    return f"{env_name.upper()}_INSTANCE_TYPE"
+
 
 # Lowercase words joined by single hyphens: the intersection of S3 bucket names, Docker
 # repository names, and (with '-' as '_') Python identifiers.
@@ -82,19 +97,23 @@ class Environment:
     bucket: str
     instance_type: str
 
+    def uri(self, key):
+        """s3://<bucket>/<key>: an object in this environment's bucket."""
+        return f"s3://{self.bucket}/{key}"
+
     @property
     def config_key(self):
-        return f"config/{self.name}.py"
+        return f"{CONFIG_PREFIX}/{self.name}.py"
 
     @property
     def config_uri(self):
-        return f"s3://{self.bucket}/{self.config_key}"
+        return self.uri(self.config_key)
 
     @property
     def deploy_prefix(self):
         """This environment's deploy/ keys: its own, so no environment's push or publish
         overwrites another's and its instance role reads only these (webserver-s3.json)."""
-        return f"deploy/{self.name}"
+        return f"{DEPLOY_PREFIX}/{self.name}"
 
     @property
     def bootstrap_key(self):
@@ -102,12 +121,16 @@ class Environment:
 
     @property
     def bootstrap_uri(self):
-        return f"s3://{self.bucket}/{self.bootstrap_key}"
+        return self.uri(self.bootstrap_key)
 
     @property
     def release_key(self):
-        """Where publish_image records the image this environment runs."""
+        """Where publish_image records the image this environment runs (www.ops.images)."""
         return f"{self.deploy_prefix}/release.env"
+
+    @property
+    def release_uri(self):
+        return self.uri(self.release_key)
 
     @property
     def static_prefix(self):
@@ -193,8 +216,8 @@ def load(path=PROJECT_FILE):
     environments = {
         env: Environment(
             name=env,
-            bucket=require(values, f"{env.upper()}_BUCKET"),
-            instance_type=require(values, f"{env.upper()}_INSTANCE_TYPE"),
+            bucket=require(values, bucket_variable(env)),
+            instance_type=require(values, instance_type_variable(env)),
         )
         for env in values["ENVIRONMENTS"].split()
     }

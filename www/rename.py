@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 # The naming rule belongs to www/project.py, which also applies it whenever project.env loads.
-from www.project import InvalidName, check_bucket, check_name, parse_env_file
+from www.project import InvalidName, bucket_variable, check_bucket, check_name, parse_env_file
 
 __all__ = ["InvalidName", "check_name", "rename"]
 
@@ -83,7 +83,7 @@ def rename(root, new_name, *, dry_run=False):
     old_name = values["PROJECT_NAME"]
 
     changes, new_values = [], {}
-    keys = ["PROJECT_NAME"] + [f"{env.upper()}_BUCKET" for env in values["ENVIRONMENTS"].split()]
+    keys = ["PROJECT_NAME"] + [bucket_variable(env) for env in values["ENVIRONMENTS"].split()]
     for key in keys:
         new_value = new_name if key == "PROJECT_NAME" else follow(values[key], old_name, new_name)
         if new_value != values[key]:

@@ -145,7 +145,7 @@ run_startup_steps() {
 		log "DJANGO_COLLECTSTATIC=0: not collecting static files"
 		flags+=(--no-collectstatic)
 	fi
-	python3 "$APP_DIR/manage.py" startup "${flags[@]}"
+	python3 "$APP_DIR/manage.py" start_steps "${flags[@]}"
 }
 
 main() {

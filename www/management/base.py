@@ -32,6 +32,13 @@ def command_errors():
         raise CommandError(describe_aws_failure(exc)) from exc
 
 
+def add_no_input_argument(parser, help="Do not prompt the user for input of any kind."):
+    """Django's --no-input/--noinput, into options["interactive"]."""
+    parser.add_argument(
+        "--no-input", "--noinput", action="store_false", dest="interactive", help=help
+    )
+
+
 def environment_argument(proj):
     """argparse type of --env: the named Environment of proj, or one line naming the choices."""
 
@@ -61,13 +68,7 @@ class AWSCommand(BaseCommand):
         if self.dry_run_help:
             parser.add_argument("--dry-run", action="store_true", help=self.dry_run_help)
         if self.no_input_help:
-            parser.add_argument(
-                "--no-input",
-                "--noinput",
-                action="store_false",
-                dest="interactive",
-                help=self.no_input_help,
-            )
+            add_no_input_argument(parser, self.no_input_help)
 
     def execute(self, *args, **options):
         self.verbosity = options.get("verbosity", 1)

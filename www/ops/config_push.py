@@ -1,7 +1,7 @@
 """Upload an environment's config file and its stage-2 boot script, after checking both.
 
 A config is checked before anything leaves the machine: it compiles, no <<PLACEHOLDER>> is
-left, and Django, started on it in a subprocess (./manage.py check), accepts it. What changes
+left, and Django, started on it in a subprocess (www.config_probe), accepts it. What changes
 against the object already in S3 is shown by setting NAME only: a value is never printed.
 """
 
@@ -25,52 +25,6 @@ STAGE2_TEMPLATE = TEMPLATE_DIR / "bootstrap.webserver.sh"
 SAFE_FACT = re.compile(r"^[A-Za-z0-9._:/@-]+$")
 CHECK_TIMEOUT = 120
 
-# Run in a subprocess on the config under test: Django's checks, then a fingerprint of every
-# setting (a hash per name, never a value) on stdout's last line. CONFIG_URI names the file
-# the settings came from (a temporary copy here), not something the file sets. A failure is
-# reported the same way, as {"rejected": ...}, and by its kind only: an exception's message
-# (or a check's) may quote a setting's value, so it never leaves this process.
-FINGERPRINT = """
-import hashlib, json, os, sys
-import django
-from django.conf import settings
-from django.core import checks
-from www.config import ConfigError, line_of_error
-
-def rejected(reason):
-    print(json.dumps({"rejected": reason}))
-    sys.exit(1)
-
-uri = os.environ["DJANGO_CONFIG_URI"]
-try:
-    django.setup()
-    warnings = []
-    if sys.argv[1] == "check":
-        found = [
-            m for m in checks.run_checks(include_deployment_checks=True) if not m.is_silenced()
-        ]
-        errors = [m for m in found if m.level >= checks.ERROR]
-        if errors:
-            rejected("system check " + ", ".join(sorted({m.id or "error" for m in errors})))
-        # Django's security messages and the project's own are fixed text; any other
-        # warning is named by its id only, as its message may quote a value.
-        warnings = sorted(
-            (m.id or "warning", m.msg if (m.id or "").startswith(("security.", "www.")) else "")
-            for m in found if m.level >= checks.WARNING
-        )
-except ConfigError as exc:  # www.config's own line: the file's error class and line, no value
-    rejected(str(exc).removeprefix(f"DJANGO_CONFIG_URI={uri}: "))
-except Exception as exc:
-    line = line_of_error(exc, uri)
-    rejected(exc.__class__.__name__ + (f" at line {line}" if line else ""))
-names = {
-    name: hashlib.sha256(repr(getattr(settings, name)).encode()).hexdigest()
-    for name in dir(settings._wrapped)
-    if name.isupper() and name not in ("CONFIG_URI", "CONFIG_SECRETS")
-}
-print(json.dumps({"settings": names, "warnings": warnings}))
-"""
-
 
 def default_config_file(env):
     return BASE_DIR / "deploy" / "aws" / "config" / f"{env.name}.py"
@@ -80,7 +34,7 @@ def _settings_subprocess(path, mode):
     env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
     env.update(DJANGO_SETTINGS_MODULE="www.settings", DJANGO_CONFIG_URI=str(Path(path).resolve()))
     return subprocess.run(
-        [sys.executable, "-c", FINGERPRINT, mode],
+        [sys.executable, "-m", "www.config_probe", mode],
         cwd=BASE_DIR,
         env=env,
         capture_output=True,
@@ -188,7 +142,7 @@ def render_stage2(*, project, env, region):
         "env": env.name,
         "region": region,
         "config_uri": env.config_uri,
-        "release_uri": f"s3://{env.bucket}/{env.release_key}",
+        "release_uri": env.release_uri,
     }
     for name, value in facts.items():
         if not SAFE_FACT.match(value):

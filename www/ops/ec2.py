@@ -71,9 +71,7 @@ def check_prerequisites(*, s3, ec2, iam, landscape):
         raise OpsError(f"no instance profile {landscape.instance_profile}: {setup}")
     for key in (env.config_key, env.bootstrap_key):
         if not object_exists(s3, env.bucket, key):
-            raise OpsError(
-                f"no s3://{env.bucket}/{key}: run ./manage.py push_config --env {env.name} first"
-            )
+            raise OpsError(f"no {env.uri(key)}: run ./manage.py push_config --env {env.name} first")
     release = read_release(s3=s3, env=env)
     if not release or not release.get("IMAGE"):
         raise OpsError(

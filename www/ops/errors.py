@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 
 from botocore import exceptions as aws_errors
 
+from www import aws
+
 
 class OpsError(Exception):
     """A problem the operator can fix, in one line that says what to do."""
@@ -66,22 +68,16 @@ THROTTLED_CODES = {
 
 
 def _failed_call(exc):
-    """'service Operation' of the boto3 call exc came out of, read from its traceback.
+    """'service Operation' of the boto3 call exc came out of, as the client factory recorded it.
 
-    Every client call goes through BaseClient._make_api_call(self, operation_name, ...), so
-    its frame names both; a failure raised anywhere else is just "AWS".
+    A failure raised outside any call (e.g. a waiter giving up) is just "AWS", or "AWS
+    <Operation>" for a ClientError from a client the factory did not make.
     """
-    call = f"AWS {exc.operation_name}" if isinstance(exc, aws_errors.ClientError) else "AWS"
-    tb = exc.__traceback__
-    while tb is not None:
-        frame = tb.tb_frame
-        if frame.f_code.co_name == "_make_api_call" and "operation_name" in frame.f_locals:
-            client = frame.f_locals.get("self")
-            service = getattr(getattr(client, "meta", None), "service_model", None)
-            service = service.service_name if service else "AWS"
-            call = f"{service} {frame.f_locals['operation_name']}"
-        tb = tb.tb_next
-    return call
+    operation = getattr(exc, "operation_name", None)
+    call = aws.unfinished_call()
+    if call and (operation is None or call.endswith(f" {operation}")):
+        return call
+    return f"AWS {operation}" if operation else "AWS"
 
 
 def _endpoint(exc):

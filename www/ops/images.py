@@ -153,11 +153,23 @@ def push_image(*, docker_client, image, repository, tag, auth_config=None):
 # --- publishing: push, then record --------------------------------------------------------------
 
 
+def docker_sdk():
+    """The docker SDK, imported only when used: the release image ships this module without it."""
+    try:
+        import docker
+        import docker.errors
+    except ImportError:
+        raise OpsError(
+            "publish_image needs the docker SDK (requirements/dev.txt): run it where the "
+            "release image is built, not inside it"
+        ) from None
+    return docker
+
+
 @contextlib.contextmanager
 def docker_errors():
-    """A Docker engine failure as one line (the docker SDK is imported only when used)."""
-    import docker.errors
-
+    """A Docker engine failure as one line."""
+    docker = docker_sdk()
     try:
         yield
     except docker.errors.DockerException as exc:
@@ -171,11 +183,10 @@ def publish(*, s3, ecr, landscape, registry, tag, dry_run=False, docker_client=N
     before anything is pushed, and a rerun pushes nothing when the registry has this image.
     """
     env = landscape.env
+    docker = docker_sdk()  # a local prerequisite, checked before any AWS call
     read_release(s3=s3, env=env)  # the bucket must exist before any push
     with docker_errors():
         if docker_client is None:
-            import docker
-
             docker_client = docker.from_env()
         image = local_image(docker_client, landscape.project.image("release", tag))
         auth_config = None

@@ -59,7 +59,7 @@ def sync_object(s3, *, env, key, body, content_type, dry_run, describe_change=No
     current = read_object(s3, env.bucket, key, env_name=env.name)
     detail = describe_change(current) if describe_change and current not in (None, body) else ""
     return converge(
-        f"s3://{env.bucket}/{key}",
+        env.uri(key),
         current,
         body,
         lambda: put_private(s3, env.bucket, key, body, content_type),

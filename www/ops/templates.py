@@ -4,7 +4,7 @@ import json
 import re
 
 from www.ops.errors import OpsError
-from www.project import BASE_DIR, MEDIA_PREFIX, STATIC_PREFIX
+from www.project import BASE_DIR, CONFIG_PREFIX, DEPLOY_PREFIX, MEDIA_PREFIX, STATIC_PREFIX
 
 TEMPLATE_DIR = BASE_DIR / "deploy" / "aws"
 TEMPLATE_FIELD = re.compile(r"\{\{([a-z_]+)\}\}")
@@ -21,9 +21,15 @@ def render(text, **fields):
 def json_template(relative_path, **fields):
     """A JSON document from deploy/aws/, with its {{field}} markers filled.
 
-    Every template may also use the bucket's public prefixes, {{static_prefix}} and
-    {{media_prefix}}, so the policies name the prefixes the settings store under.
+    Every template may also use the bucket's key prefixes (www.project): {{static_prefix}},
+    {{media_prefix}}, {{config_prefix}} and {{deploy_prefix}}, so the policies name the
+    prefixes the settings and push_config store under.
     """
     path = TEMPLATE_DIR / relative_path
-    facts = {"static_prefix": STATIC_PREFIX, "media_prefix": MEDIA_PREFIX}
+    facts = {
+        "static_prefix": STATIC_PREFIX,
+        "media_prefix": MEDIA_PREFIX,
+        "config_prefix": CONFIG_PREFIX,
+        "deploy_prefix": DEPLOY_PREFIX,
+    }
     return json.loads(render(path.read_text(), **{**facts, **fields}))

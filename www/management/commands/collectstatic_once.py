@@ -3,7 +3,8 @@ from django.core.files.base import ContentFile
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from www import startup
+from www import start_steps
+from www.management.base import add_no_input_argument
 
 
 class Command(BaseCommand):
@@ -15,20 +16,14 @@ class Command(BaseCommand):
     requires_system_checks = []
 
     def add_arguments(self, parser):
-        parser.add_argument(
-            "--no-input",
-            "--noinput",
-            action="store_false",
-            dest="interactive",
-            help="Do not prompt the user for input of any kind.",
-        )
+        add_no_input_argument(parser)
         parser.add_argument(
             "--dry-run", action="store_true", help="Say what would be done; change nothing."
         )
 
     def handle(self, *args, interactive, dry_run, verbosity, **options):
-        fingerprint = startup.static_fingerprint()
-        marker = startup.collected_marker(fingerprint)
+        fingerprint = start_steps.static_fingerprint()
+        marker = start_steps.collected_marker(fingerprint)
         if staticfiles_storage.exists(marker):
             if verbosity >= 1:
                 self.stdout.write(

@@ -3,7 +3,8 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from www import startup
+from www import start_steps
+from www.management.base import add_no_input_argument
 
 
 class Command(BaseCommand):
@@ -24,13 +25,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--database", default=DEFAULT_DB_ALIAS, help="Database alias (default: default)."
         )
-        parser.add_argument(
-            "--no-input",
-            "--noinput",
-            action="store_false",
-            dest="interactive",
-            help="Do not prompt the user for input of any kind.",
-        )
+        add_no_input_argument(parser)
 
     def handle(self, *args, lock_timeout, database, interactive, verbosity, **options):
         def migrate():
@@ -48,9 +43,9 @@ class Command(BaseCommand):
             return
         name = f"{settings.PROJECT.name}:migrate"
         try:
-            with startup.advisory_lock(database, name, timeout=lock_timeout):
+            with start_steps.advisory_lock(database, name, timeout=lock_timeout):
                 if verbosity >= 2:
                     self.stdout.write(f"Holding advisory lock {name!r}.")
                 migrate()
-        except startup.LockTimeout as exc:
+        except start_steps.LockTimeout as exc:
             raise CommandError(f"{exc}; is another container's migration stuck?") from None

@@ -3,7 +3,7 @@ import os
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from www import startup
+from www import start_steps
 
 
 class Command(BaseCommand):
@@ -24,12 +24,12 @@ class Command(BaseCommand):
     def handle(self, *args, timeout, database, verbosity, **options):
         connection = connections[database]
         try:
-            waited = startup.wait_for_database(connection, timeout=timeout)
-        except startup.DatabaseUnavailable as exc:
+            waited = start_steps.wait_for_database(connection, timeout=timeout)
+        except start_steps.DatabaseUnavailable as exc:
             raise CommandError(f"{exc} (DB_WAIT_TIMEOUT or --timeout sets the wait)") from None
         if verbosity >= 1:
             self.stdout.write(
                 self.style.SUCCESS(
-                    f"Database {startup.describe(connection)} answered after {waited:.1f}s."
+                    f"Database {start_steps.describe(connection)} answered after {waited:.1f}s."
                 )
             )

@@ -2,7 +2,8 @@
 migrate once however many containers start together, collect static files once per release.
 
 Plain functions on a Django connection or storage; the management commands wait_for_db,
-migrate_with_lock and collectstatic_once are their command-line faces.
+migrate_with_lock and collectstatic_once are their command-line faces, and start_steps
+runs all three in one process (the release start-script's stage-3 step).
 """
 
 import contextlib

@@ -3,6 +3,8 @@ from functools import partial
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from www.management.base import add_no_input_argument
+
 
 class Command(BaseCommand):
     help = (
@@ -25,13 +27,7 @@ class Command(BaseCommand):
             dest="collectstatic",
             help="Do not collect static files.",
         )
-        parser.add_argument(
-            "--no-input",
-            "--noinput",
-            action="store_false",
-            dest="interactive",
-            help="Do not prompt the user for input of any kind.",
-        )
+        add_no_input_argument(parser)
 
     def handle(self, *args, migrate, collectstatic, interactive, verbosity, **options):
         step = partial(call_command, verbosity=verbosity, stdout=self.stdout, stderr=self.stderr)

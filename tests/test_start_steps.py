@@ -1,10 +1,7 @@
 """The commands the release start-script runs, on the session's real Postgres:
-wait_for_db, migrate_with_lock and collectstatic_once, and startup, which runs them in one
+wait_for_db, migrate_with_lock and collectstatic_once, and start_steps, which runs them in one
 process."""
 
-import os
-import subprocess
-import sys
 from io import StringIO
 
 import psycopg2
@@ -14,9 +11,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
-from tests.docker_rig import ROOT
+from tests.helpers import manage
 from tests.servers import free_port
-from www import startup
+from www import start_steps
 
 
 def run(*args, **options):
@@ -34,13 +31,8 @@ def test_wait_for_db_gives_up_after_db_wait_timeout_in_one_line(postgres_server,
     config = tmp_path / "settings.py"
     db = {**postgres_server.django_settings("app"), "PORT": str(free_port())}
     config.write_text(f"SECRET_KEY = 'x' * 50\nDATABASES = {{'default': {db!r}}}\n")
-    result = subprocess.run(
-        [sys.executable, "manage.py", "wait_for_db"],
-        cwd=ROOT,
-        env={**os.environ, "DJANGO_CONFIG_URI": str(config), "DB_WAIT_TIMEOUT": "1"},
-        capture_output=True,
-        text=True,
-        timeout=60,
+    result = manage(
+        "wait_for_db", env={"DJANGO_CONFIG_URI": str(config), "DB_WAIT_TIMEOUT": "1"}, timeout=60
     )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
@@ -62,7 +54,7 @@ def test_migrate_with_lock_waits_for_the_holder_at_most_lock_timeout(postgres_se
     holder = psycopg2.connect(**postgres_server.connect_kwargs(connection.settings_dict["NAME"]))
     try:
         with holder.cursor() as cur:
-            key = startup.lock_key(f"{django_settings.PROJECT.name}:migrate")
+            key = start_steps.lock_key(f"{django_settings.PROJECT.name}:migrate")
             cur.execute("SELECT pg_advisory_lock(%s)", [key])
         with pytest.raises(CommandError, match="still held by another process after 1s"):
             run("migrate_with_lock", interactive=False, lock_timeout=1)
@@ -83,7 +75,7 @@ def test_collectstatic_once_collects_once_per_fingerprint(settings, tmp_path):
     first = run("collectstatic_once", interactive=False)
     assert "Collected static files" in first
     assert (settings.STATIC_ROOT / "admin" / "css" / "base.css").exists()
-    fingerprint = startup.static_fingerprint()
+    fingerprint = start_steps.static_fingerprint()
     assert (settings.STATIC_ROOT / ".collected" / fingerprint).exists()
 
     second = run("collectstatic_once", interactive=False)
@@ -103,10 +95,10 @@ def file_static_storage(settings, tmp_path):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_startup_waits_migrates_and_collects_in_one_process(settings, tmp_path):
+def test_start_steps_waits_migrates_and_collects_in_one_process(settings, tmp_path):
     static_root = file_static_storage(settings, tmp_path)
-    out = run("startup", interactive=False, verbosity=2)
-    fingerprint = startup.static_fingerprint()
+    out = run("start_steps", interactive=False, verbosity=2)
+    fingerprint = start_steps.static_fingerprint()
     lines = out.splitlines()
     answered = next(i for i, line in enumerate(lines) if "answered after" in line)
     locked = next(i for i, line in enumerate(lines) if "Holding advisory lock" in line)
@@ -115,14 +107,14 @@ def test_startup_waits_migrates_and_collects_in_one_process(settings, tmp_path):
     assert "No migrations to apply" in out
     assert (static_root / ".collected" / fingerprint).exists()
 
-    again = run("startup", interactive=False)
+    again = run("start_steps", interactive=False)
     assert f"Static files {fingerprint} already collected" in again
 
 
 @pytest.mark.django_db
-def test_startup_skips_what_its_flags_turn_off(settings, tmp_path):
+def test_start_steps_skips_what_its_flags_turn_off(settings, tmp_path):
     static_root = file_static_storage(settings, tmp_path)
-    out = run("startup", interactive=False, migrate=False, collectstatic=False)
+    out = run("start_steps", interactive=False, migrate=False, collectstatic=False)
     waited, *skipped = out.splitlines()
     assert "answered after" in waited
     assert skipped == [
@@ -132,16 +124,14 @@ def test_startup_skips_what_its_flags_turn_off(settings, tmp_path):
     assert not static_root.exists()
 
 
-def test_startup_stops_at_an_unreachable_database_in_one_line(postgres_server, tmp_path):
+def test_start_steps_stops_at_an_unreachable_database_in_one_line(postgres_server, tmp_path):
     config = tmp_path / "settings.py"
     db = {**postgres_server.django_settings("app"), "PORT": str(free_port())}
     config.write_text(f"SECRET_KEY = 'x' * 50\nDATABASES = {{'default': {db!r}}}\n")
-    result = subprocess.run(
-        [sys.executable, "manage.py", "startup", "--no-input"],
-        cwd=ROOT,
-        env={**os.environ, "DJANGO_CONFIG_URI": str(config), "DB_WAIT_TIMEOUT": "1"},
-        capture_output=True,
-        text=True,
+    result = manage(
+        "start_steps",
+        "--no-input",
+        env={"DJANGO_CONFIG_URI": str(config), "DB_WAIT_TIMEOUT": "1"},
         timeout=60,
     )
     assert result.returncode == 1

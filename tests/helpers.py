@@ -1,0 +1,102 @@
+"""What several test modules share: the project's names, filled-in configs, manage.py runs.
+
+Fixtures live in conftest.py (and the docker tier's in docker_rig.py); plain values and
+functions live here, so no test module imports from another.
+"""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from www import project
+from www.config import PLACEHOLDER
+from www.ops.config_push import default_config_file
+from www.ops.landscape import Landscape
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = project.load()
+STAGE = Landscape.of(PROJECT, "stage")
+# An AMI parameter moto's SSM serves (Debian's, the default, is not among them).
+MOTO_PUBLIC_AMI = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+# A release record's image, by digest, in a registry nobody needs to reach.
+RELEASE = f"127.0.0.1:5000/team/{PROJECT.name}-release@sha256:" + "ab" * 32
+# The secrets a filled-in config references (secret("secret-key"), secret("database-password")).
+CONFIG_SECRET = "a-secret-key-that-must-never-be-printed-" + "x" * 20
+CONFIG_DB_PASSWORD = "db-password-never-printed"
+# Values for a config template's <<PLACEHOLDER>>s; none of them reaches a real service.
+CONFIG_VALUES = {
+    "HOSTNAME": "stage.example.com",
+    "CDN_DOMAIN": "d1234abcd.cloudfront.net",
+    "DB_HOST": "db.internal",
+    "DB_PORT": "5432",
+    "DB_NAME": "app",
+    "DB_USER": "app",
+}
+
+
+def fill_placeholders(template, values):
+    """A config template's text with every <<NAME>> replaced by values[NAME]."""
+    return PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+
+
+def put_secrets(env_name="stage", **values):
+    """Store secrets in the emulator's SSM where the env's config reads them: secret_key=...
+    becomes /<project>/<env>/secret-key (underscores as hyphens)."""
+    from www import aws
+
+    landscape = Landscape.of(PROJECT, env_name)
+    ssm = aws.client("ssm")
+    for name, value in values.items():
+        ssm.put_parameter(
+            Name=landscape.secret_parameter(name.replace("_", "-")),
+            Value=value,
+            Type="SecureString",
+            Overwrite=True,
+        )
+
+
+def filled_config(tmp_path, env="stage", *, store_secrets=True, **values):
+    """deploy/aws/config/<env>.py filled in (CONFIG_VALUES, then values), as <env>.local.py;
+    unless store_secrets is false, the secrets it references stored in the emulator's SSM
+    (CONFIG_SECRET, CONFIG_DB_PASSWORD)."""
+    if store_secrets:
+        put_secrets(env, secret_key=CONFIG_SECRET, database_password=CONFIG_DB_PASSWORD)
+    template = default_config_file(PROJECT.environment(env)).read_text()
+    path = tmp_path / f"{env}.local.py"
+    path.write_text(fill_placeholders(template, {**CONFIG_VALUES, **values}))
+    return path
+
+
+def manage(*args, cwd=ROOT, env=None, timeout=300, drop=(), **run_options):
+    """./manage.py args in a subprocess (in cwd, with env added and the drop names removed);
+    run_options (input=..., stdin=...) go to subprocess.run."""
+    environment = {k: v for k, v in os.environ.items() if k not in drop}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=cwd,
+        env={**environment, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **run_options,
+    )
+
+
+def instances(states=("pending", "running")):
+    """The stage environment's instances in the emulator, in those states."""
+    import boto3
+
+    from www.ops import ec2
+
+    return ec2.environment_instances(ec2=boto3.client("ec2"), landscape=STAGE, states=states)
+
+
+def is_shell_script(path):
+    """A .sh file, or one whose #! line runs sh, bash or dash."""
+    if path.suffix == ".sh":
+        return True
+    with path.open("rb") as f:
+        first = f.readline(200)
+    return first.startswith(b"#!") and re.search(rb"\b(ba|da)?sh\b", first) is not None
