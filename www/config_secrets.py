@@ -128,7 +128,7 @@ def fetch(parameters, *, ssm=None):
 
     from www import aws
 
-    ssm = ssm or aws.client("ssm", config=aws.STARTUP_CONFIG)
+    ssm = ssm or aws.client("ssm", config=aws.SETTINGS_FILE_CLIENT_CONFIG)
     names = sorted(set(parameters))
     values = {}
     for start in range(0, len(names), GET_PARAMETERS_LIMIT):
