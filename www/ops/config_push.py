@@ -52,8 +52,8 @@ def _why_rejected(result):
         return f"the settings check exited with status {result.returncode}"
 
 
-def validate_config(path):
-    """Return the config's source if it compiles, is filled in and Django accepts it."""
+def read_config(path):
+    """The config's source if it is readable UTF-8, compiles and is filled in (local checks)."""
     path = Path(path)
     try:
         source = path.read_text(encoding="utf-8")
@@ -72,6 +72,12 @@ def validate_config(path):
             f"{path}: fill in {names} first "
             "(in a copy kept out of git, e.g. deploy/aws/config/<env>.local.py)"
         )
+    return source
+
+
+def validate_config(path):
+    """(fingerprint, deploy warnings) of a config read_config accepted, if Django accepts it:
+    the settings load in a subprocess, reading the config's secrets from SSM."""
     result = _settings_subprocess(path, "check")
     if result.returncode != 0:
         raise OpsError(
@@ -79,7 +85,7 @@ def validate_config(path):
             f"(DJANGO_CONFIG_URI={Path(path).resolve()} ./manage.py check shows it in full)"
         )
     probe = json.loads(result.stdout.strip().splitlines()[-1])
-    return source, probe["settings"], [tuple(w) for w in probe["warnings"]]
+    return probe["settings"], [tuple(w) for w in probe["warnings"]]
 
 
 def refuses_deploy_warnings(env):
@@ -152,10 +158,11 @@ def render_stage2(*, project, env, region):
 
 def push_config(*, s3, project, env, config_file, region, dry_run=False):
     """Validate config_file, then upload it and the rendered stage-2 script if they changed."""
-    # The bucket first: a missing one, missing credentials or an unreachable endpoint are named
-    # by this call, before the settings check (which reads the config's secrets from SSM).
+    source = read_config(config_file)
+    # The bucket before the settings check (which reads the config's secrets from SSM): a
+    # missing bucket, missing credentials or an unreachable endpoint are named by this call.
     read_object(s3, env.bucket, env.config_key, env_name=env.name)
-    source, new_fingerprint, warnings = validate_config(config_file)
+    new_fingerprint, warnings = validate_config(config_file)
     yield from check_deploy_warnings(config_file, env, warnings)
     stage2 = render_stage2(project=project, env=env, region=region)
     yield sync_object(
