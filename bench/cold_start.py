@@ -4,7 +4,7 @@ The release container runs its start-script (config from S3 on moto, wait for th
 migrate on an up-to-date database, collectstatic of an already collected release, supervisord,
 gunicorn). The baseline is bare gunicorn on the same WSGI app in the same image, with the
 same DJANGO_CONFIG_URI and worker count. Runs alternate release/bare so both see the same
-machine load; the medians are compared. Target: release <= 1.5x bare.
+machine load; the medians are compared. Target: release <= 1.2x bare.
 
     .venv/bin/python -m bench.cold_start [--runs 7] [--image webapp-release:TAG]
 """
@@ -16,7 +16,7 @@ import time
 
 from bench import common
 
-TARGET = 1.5
+TARGET = 1.2
 
 
 def timeline(logs, started):

@@ -69,6 +69,35 @@ def machine():
     )
 
 
+# --- the pages measured ---------------------------------------------------------------------
+
+# Makes a superuser and a logged-in session for it, and the home page's five announcements;
+# prints the session key.
+SESSION_CODE = """
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.auth import get_user_model
+from django.contrib.sessions.backends.db import SessionStore
+user, _ = get_user_model().objects.get_or_create(
+    username="bench", defaults={"is_staff": True, "is_superuser": True})
+user.set_unusable_password(); user.save()
+session = SessionStore()
+session[SESSION_KEY] = str(user.pk)
+session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+session.create()
+from www.models import Announcement
+for n in range(5 - Announcement.objects.count()):
+    Announcement.objects.create(title=f"Bench announcement {n}", body="A line of text. " * 20)
+print("SESSION " + session.session_key)
+"""
+
+
+def session_cookie(output):
+    """The Cookie header value for the session SESSION_CODE printed."""
+    line = next(ln for ln in output.splitlines() if ln.startswith("SESSION "))
+    return f"sessionid={line.split()[1]}"
+
+
 # --- statistics and output -----------------------------------------------------------------
 
 

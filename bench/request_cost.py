@@ -1,24 +1,32 @@
-"""Request cost: CPU instructions per /health request, counted by valgrind, with the release's
-gunicorn.conf.py against bare gunicorn running the same worker setting.
+"""Request cost: CPU instructions per request on /health, / and /admin/, counted by valgrind,
+with the release's gunicorn.conf.py against bare gunicorn running the same worker setting.
 
 Requests per second on a shared virtual machine swing by up to 2x (bench.throughput); an
 instruction count does not: the same program, input and environment give the same count
 (within 0.3% here), whatever else the machine is doing. This counts what gunicorn and the app
-execute per request, not what the kernel does for them (a log line's write(2), for one).
+execute per request, not what the kernel does for them (a log line's write(2), for one), nor
+time spent waiting for the database.
 
 gunicorn runs from this checkout's .venv (the image's pinned gunicorn and Django), one worker
-x 4 threads, in the project's default mode (no DJANGO_CONFIG_URI: SQLite in a temporary
-DJANGO_DATA_DIR; /health runs SELECT 1), under `valgrind --tool=callgrind
---trace-children=yes`. A client sends N requests one after another on one keep-alive
-connection; a setting's cost per request is (count(N2) - count(N1)) / (N2 - N1), which
-cancels start-up and shut-down. Settings:
+x 4 threads, in the deployed mode: the stage config template filled in for a PostgreSQL
+server on loopback (tests/servers.py), as bench.throughput runs it, under `valgrind
+--tool=callgrind --trace-children=yes`. A client sends N requests one after another on one
+keep-alive connection, with the session cookie of a logged-in superuser (the admin needs it;
+the other pages ignore it); a setting's cost per request is (count(N2) - count(N1)) /
+(N2 - N1), which cancels start-up and shut-down. Pages (bench.throughput's):
+  /health   SELECT 1 through the health-check middleware
+  /         the home page: the five newest announcements from the database
+  /admin/   the admin index, logged in: session, user and recent-actions queries
+Settings:
   bare                       gunicorn --workers 1 --threads 4 (no access log)
   release conf               --config deploy/release/gunicorn.conf.py, access log to a file
   release conf, log off      the same with GUNICORN_ACCESS_LOG=off
-  bare + gunicorn's log      bare with gunicorn's own access log to a file
-Target: release conf's requests per instruction >= 0.95x bare's.
+  bare + gunicorn's log      bare with gunicorn's own access log to a file (/health only)
+Target: on every page, release conf's requests per instruction >= 0.95x bare's.
 
-    .venv/bin/python -m bench.request_cost [--requests 100,1100]
+    .venv/bin/python -m bench.request_cost [--paths /health,/,/admin/] [--requests LOW,HIGH]
+        [--settings "release conf;release conf, log off;bare + gunicorn's log"]
+        [--conn-max-age SECONDS]
 """
 
 import argparse
@@ -33,28 +41,39 @@ import time
 from pathlib import Path
 
 from bench import common
-from tests.servers import free_port
+from tests.docker_rig import stage_config
+from tests.servers import AWS_TEST_ENV, PostgresServer, free_port
 
 TARGET = 0.95
 RELEASE_CONF = str(common.ROOT / "deploy/release/gunicorn.conf.py")
 BARE = ["--workers", "1", "--threads", "4"]
-# (name, gunicorn arguments, GUNICORN_ACCESS_LOG or None for a file in the run's directory)
+# (name, gunicorn arguments, GUNICORN_ACCESS_LOG or None for a file in the run's directory,
+#  the paths it is counted on or None for all)
 SETTINGS = [
-    ("bare", BARE, None),
-    ("release conf", ["--config", RELEASE_CONF], None),
-    ("release conf, log off", ["--config", RELEASE_CONF], "off"),
-    ("bare + gunicorn's log", [*BARE, "--access-logfile", "{dir}/gunicorn-access.log"], None),
+    ("bare", BARE, None, None),
+    ("release conf", ["--config", RELEASE_CONF], None, None),
+    ("release conf, log off", ["--config", RELEASE_CONF], "off", None),
+    (
+        "bare + gunicorn's log",
+        [*BARE, "--access-logfile", "{dir}/gunicorn-access.log"],
+        None,
+        {"/health"},
+    ),
 ]
+# The two request counts per page: enough for a difference well above the count's noise,
+# few enough that the admin's (~15x /health's instructions) runs stay in minutes.
+REQUESTS = {"/health": (100, 1100), "/": (20, 220), "/admin/": (10, 60)}
 START_TIMEOUT = 600  # seconds: Django's start-up under valgrind is ~50x slower
 
 
-def send_requests(port, count):
-    """count sequential GET /health on one connection, once the server answers."""
+def send_requests(port, path, count, cookie):
+    """count sequential GET path on one connection, once the server answers."""
+    headers = {"Cookie": cookie}
     deadline = time.monotonic() + START_TIMEOUT
     while True:
         try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-            connection.request("GET", "/health")
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+            connection.request("GET", path, headers=headers)
             connection.getresponse().read()
             break
         except OSError:
@@ -62,25 +81,23 @@ def send_requests(port, count):
                 sys.exit(f"error: gunicorn on port {port} did not answer in {START_TIMEOUT}s")
             time.sleep(0.5)
     for _ in range(count):
-        connection.request("GET", "/health")
+        connection.request("GET", path, headers=headers)
         response = connection.getresponse()
         body = response.read()
         if response.status != 200:
-            sys.exit(f"error: /health answered {response.status}: {body[:200]!r}")
+            sys.exit(f"error: {path} answered {response.status}: {body[:200]!r}")
     connection.close()
 
 
-def count_instructions(name, arguments, access_log, requests, workdir):
+def count_instructions(name, arguments, access_log, path, requests, *, env, workdir, cookie):
     """Instructions executed by gunicorn (master and worker) serving requests + 1."""
-    out = workdir / f"{name.replace(' ', '_')}-{requests}"
+    out = workdir / f"{name.replace(' ', '_')}-{path.strip('/') or 'home'}-{requests}"
     out.mkdir()
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "DJANGO_CONFIG_URI"}
-    env |= {
+    env = env | {
         "PORT": str(port),
         "GUNICORN_WORKERS": "1",
         "GUNICORN_ACCESS_LOG": access_log or str(out / "access.log"),
-        "DJANGO_DATA_DIR": str(workdir / "data"),
     }
     command = ["valgrind", "--tool=callgrind", "--trace-children=yes"]
     command += [f"--callgrind-out-file={out}/callgrind.%p", sys.executable, "-m", "gunicorn"]
@@ -89,7 +106,7 @@ def count_instructions(name, arguments, access_log, requests, workdir):
     with open(out / "gunicorn.log", "wb") as log:
         server = subprocess.Popen(command, cwd=common.ROOT, env=env, stdout=log, stderr=log)
     try:
-        send_requests(port, requests)
+        send_requests(port, path, requests, cookie)
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -108,48 +125,119 @@ def count_instructions(name, arguments, access_log, requests, workdir):
     return total
 
 
+def deployed_env(postgres, workdir, conn_max_age):
+    """The environment of a deployed start: the stage config for a new, migrated database
+    holding the pages' rows and a logged-in session; and that session's cookie."""
+    dbname = postgres.create_database("bench_request_cost")
+    config = workdir / "stage.py"
+    # By default connections are kept for good: under valgrind a request takes ~50x its
+    # time, and the template's CONN_MAX_AGE (60 s) would reconnect (a SCRAM handshake) every
+    # few dozen requests instead of every few thousand. --conn-max-age 0 counts a new
+    # connection per request.
+    config.write_text(
+        stage_config(postgres, dbname, secret_key=common.SECRET_KEY)
+        + f'\nDATABASES["default"]["CONN_MAX_AGE"] = {conn_max_age}\n'
+    )
+    env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}
+    env |= AWS_TEST_ENV | {"DJANGO_CONFIG_URI": f"file://{config}"}
+    manage = [sys.executable, str(common.ROOT / "manage.py")]
+    for command in (["migrate", "--no-input"], ["shell", "-c", common.SESSION_CODE]):
+        done = subprocess.run(
+            manage + command, env=env, capture_output=True, text=True, timeout=300
+        )
+        if done.returncode != 0:
+            sys.exit(f"error: manage.py {command[0]} failed:\n{done.stdout}{done.stderr}")
+    return env, common.session_cookie(done.stdout)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
+        "--paths", default=",".join(REQUESTS), help="comma-separated (default: all three)"
+    )
+    parser.add_argument(
         "--requests",
-        default="100,1100",
-        help="the two request counts whose difference is measured (default 100,1100)",
+        help="the two request counts whose difference is measured, for every page "
+        "(default per page: " + "; ".join(f"{p} {a},{b}" for p, (a, b) in REQUESTS.items()) + ")",
+    )
+    parser.add_argument(
+        "--settings",
+        default=";".join(name for name, *_ in SETTINGS),
+        help="semicolon-separated names of the settings to count (default: all; bare always)",
+    )
+    parser.add_argument(
+        "--conn-max-age",
+        type=int,
+        default=None,
+        help="the config's CONN_MAX_AGE (default: none, connections kept for good; 0: a new "
+        "database connection for every request)",
     )
     args = parser.parse_args()
-    low, high = (int(n) for n in args.requests.split(","))
-    if not 0 <= low < high:
-        sys.exit("error: --requests LOW,HIGH: set two counts with 0 <= LOW < HIGH")
+    paths = args.paths.split(",")
+    chosen = {"bare", *args.settings.split(";")}
+    if unknown := chosen - {name for name, *_ in SETTINGS}:
+        sys.exit(f"error: --settings {';'.join(unknown)}: set names among those in --help")
+    if unknown := [p for p in paths if p not in REQUESTS]:
+        sys.exit(f"error: --paths {','.join(unknown)}: set pages among {', '.join(REQUESTS)}")
+    counts = {path: REQUESTS[path] for path in paths}
+    if args.requests:
+        low, high = (int(n) for n in args.requests.split(","))
+        if not 0 <= low < high:
+            sys.exit("error: --requests LOW,HIGH: set two counts with 0 <= LOW < HIGH")
+        counts = {path: (low, high) for path in paths}
     if not shutil.which("valgrind"):
         sys.exit("error: valgrind not found: apt-get install valgrind (bash .ci/run does)")
     print(f"machine: {common.machine()}")
     workdir = Path(tempfile.mkdtemp(prefix="bench-request-cost-"))
-    per_request = {}
+    postgres = PostgresServer()
+    per_request = {path: {} for path in paths}
     try:
-        for name, arguments, access_log in SETTINGS:
-            counts = [
-                count_instructions(name, arguments, access_log, n, workdir) for n in (low, high)
-            ]
-            per_request[name] = (counts[1] - counts[0]) / (high - low)
-            common.log(f"{name}: {counts} -> {per_request[name]:,.0f} instructions/request")
+        postgres.start()
+        env, cookie = deployed_env(postgres, workdir, args.conn_max_age)
+        for path in paths:
+            low, high = counts[path]
+            for name, arguments, access_log, only in SETTINGS:
+                if name not in chosen or (only and path not in only):
+                    continue
+                n = [
+                    count_instructions(
+                        name,
+                        arguments,
+                        access_log,
+                        path,
+                        requests,
+                        env=env,
+                        workdir=workdir,
+                        cookie=cookie,
+                    )
+                    for requests in (low, high)
+                ]
+                per_request[path][name] = (n[1] - n[0]) / (high - low)
+                common.log(f"{path} {name}: {n} -> {per_request[path][name]:,.0f} per request")
     finally:
+        postgres.destroy()
         shutil.rmtree(workdir, ignore_errors=True)
-    bare = per_request["bare"]
-    print(f"instructions per /health request, ({high} - {low} requests) under callgrind")
-    for name, cost in per_request.items():
-        print(f"{name:<24}{cost:>14,.0f}{cost / bare - 1:>+9.1%}")
-    # Requests per instruction, release against bare: the throughput a CPU-bound server has.
-    return (
-        0
-        if common.result(
-            "requests per instruction on /health, release gunicorn.conf.py vs bare",
+    ok = True
+    for path in paths:
+        low, high = counts[path]
+        bare = per_request[path]["bare"]
+        print(f"instructions per {path} request, ({high} - {low} requests) under callgrind")
+        for name, cost in per_request[path].items():
+            print(f"  {name:<24}{cost:>14,.0f}{cost / bare - 1:>+9.1%}")
+    for path in paths:
+        if "release conf" not in per_request[path]:
+            continue
+        bare = per_request[path]["bare"]
+        # Requests per instruction, release against bare: the throughput a CPU-bound server has.
+        ok &= common.result(
+            f"requests per instruction on {path}, release gunicorn.conf.py vs bare",
             baseline=1 / bare * 1e6,
-            measured=1 / per_request["release conf"] * 1e6,
+            measured=1 / per_request[path]["release conf"] * 1e6,
             unit=" per M",
             target=TARGET,
             higher_is_better=True,
         )
-        else 1
-    )
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -2,11 +2,11 @@
 
 It answers only with a session token (PUT /latest/api/token first, then the token in
 X-aws-ec2-metadata-token), like an instance launched with HttpTokens=required, and serves
-the instance's id, region, tags (InstanceMetadataTags=enabled) and user-data as read back
-from the AWS emulator, and, when the instance has a role, that role's credentials the way
-EC2 hands them out (iam/security-credentials/<role>): the AWS SDKs' default chain finds
-them there, so nothing on the "instance" is ever given a key. The credentials are the test
-ones the emulator accepts.
+the instance's id, region, tags (InstanceMetadataTags=enabled), user-data, MAC address and
+its VPC's address ranges as read back from the AWS emulator, and, when the instance has a
+role, that role's credentials the way EC2 hands them out (iam/security-credentials/<role>):
+the AWS SDKs' default chain finds them there, so nothing on the "instance" is ever given a
+key. The credentials are the test ones the emulator accepts.
 """
 
 import base64
@@ -38,7 +38,9 @@ def role_credentials():
 
 
 class InstanceMetadata:
-    def __init__(self, *, instance_id, region, tags, user_data=b"", role=None):
+    def __init__(
+        self, *, instance_id, region, tags, user_data=b"", role=None, mac=None, vpc_ranges=()
+    ):
         self.paths = {
             "/latest/meta-data/instance-id": instance_id,
             "/latest/meta-data/placement/region": region,
@@ -46,6 +48,10 @@ class InstanceMetadata:
             "/latest/user-data": user_data,
             **{f"/latest/meta-data/tags/instance/{k}": v for k, v in tags.items()},
         }
+        if mac:
+            self.paths["/latest/meta-data/mac"] = mac
+            interface = f"/latest/meta-data/network/interfaces/macs/{mac}"
+            self.paths[f"{interface}/vpc-ipv4-cidr-blocks"] = "\n".join(vpc_ranges)
         if role:
             self.paths[CREDENTIALS_PATH] = role
             self.paths[f"{CREDENTIALS_PATH}/{role}"] = role_credentials()
@@ -63,8 +69,17 @@ class InstanceMetadata:
         if iam is not None and profile_arn:
             profile = iam.get_instance_profile(InstanceProfileName=profile_arn.split("/")[-1])
             role = profile["InstanceProfile"]["Roles"][0]["RoleName"]
+        interfaces = instance.get("NetworkInterfaces") or [{}]
+        mac, vpc_ranges = interfaces[0].get("MacAddress"), ()
+        if instance.get("VpcId"):
+            vpc = ec2.describe_vpcs(VpcIds=[instance["VpcId"]])["Vpcs"][0]
+            vpc_ranges = tuple(a["CidrBlock"] for a in vpc.get("CidrBlockAssociationSet", [])) or (
+                vpc["CidrBlock"],
+            )
         return cls(
             instance_id=instance_id,
+            mac=mac,
+            vpc_ranges=vpc_ranges,
             region=instance["Placement"]["AvailabilityZone"][:-1],
             tags={t["Key"]: t["Value"] for t in instance.get("Tags", [])},
             user_data=user_data,

@@ -146,7 +146,13 @@ class PostgresServer:
 
 class MotoServer:
     """moto's server as a subprocess: the AWS endpoint for boto3 via AWS_ENDPOINT_URL.
-    It runs through tests/moto_rig.py, which closes two gaps of the emulator (read it)."""
+    It runs through tests/moto_rig.py, which closes two gaps of the emulator (read it).
+
+    moto marks a requested ACM certificate issued this many seconds after the request (it
+    checks no DNS); AWS takes minutes once the validation records resolve.
+    """
+
+    acm_validation_wait = 2
 
     def __init__(self):
         self.port = free_port()
@@ -162,6 +168,7 @@ class MotoServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=Path(__file__).resolve().parent.parent,  # where `tests` is a package
+                env={**os.environ, "MOTO_ACM_VALIDATION_WAIT": str(self.acm_validation_wait)},
             )
 
         def up():

@@ -1,5 +1,6 @@
-"""The release's access log: gunicorn.conf.py's AccessLogger writes the same lines as
-gunicorn's own logger, for real requests parsed by gunicorn, only cheaper."""
+"""The release's access log: deploy/release/access_log.py's AccessLogger, as gunicorn.conf.py
+loads it, writes the same lines as gunicorn's own logger, for real requests parsed by
+gunicorn, only cheaper."""
 
 import os
 import re
@@ -35,6 +36,22 @@ REQUESTS = [
     (
         b"POST /admin/login/ HTTP/1.0\r\nHost: example.com\r\nContent-Length: 0\r\n\r\n",
         "302 Found",
+        0,
+    ),
+    # Authorization headers with no Basic user in them: no user in the line, no failure.
+    (
+        b"GET /api/ HTTP/1.1\r\nHost: example.com\r\nAuthorization: Bearer abc.def\r\n\r\n",
+        "200 OK",
+        2,
+    ),
+    (
+        b"GET /api/ HTTP/1.1\r\nHost: example.com\r\nAuthorization: Basic !!!bad\r\n\r\n",
+        "401 Unauthorized",
+        0,
+    ),
+    (
+        b"GET /api/ HTTP/1.1\r\nHost: example.com\r\nAuthorization: Basic\r\n\r\n",
+        "401 Unauthorized",
         0,
     ),
 ]

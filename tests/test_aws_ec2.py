@@ -211,10 +211,23 @@ def test_status_lists_state_address_release_and_launch_time(ready):
     out = io.StringIO()
     call_command("ec2_status", "--env", "stage", stdout=out)
     lines = out.getvalue().splitlines()
-    assert lines[0].split() == ["id", "state", "address", "release", "launched"]
+    assert lines[0].split() == ["id", "state", "address", "release", "health", "launched"]
     for instance in instances():
         row = next(line for line in lines if line.startswith(instance["InstanceId"]))
         assert "running" in row and RELEASE in row and instance["PublicIpAddress"] in row
+    # Once an instance reports (stage 2's status object), its release and health are shown.
+    reporter = instances()[0]["InstanceId"]
+    boto3.client("s3").put_object(
+        Bucket=STAGE.bucket,
+        Key=f"{STAGE.env.status_prefix}{reporter}.json",
+        Body=json.dumps(
+            {"release": "2.0", "healthy": False, "reason": "/health did not answer"}
+        ).encode(),
+    )
+    reported = io.StringIO()
+    call_command("ec2_status", "--env", "stage", stdout=reported)
+    row = next(line for line in reported.getvalue().splitlines() if line.startswith(reporter))
+    assert "2.0" in row and "unhealthy: /health did not answer" in row
     other = io.StringIO()
     call_command("ec2_status", "--env", "prod", stdout=other)
     assert other.getvalue().strip() == f"No instances of {PROJECT.name}-prod."

@@ -5,6 +5,7 @@ other tests build), tagged <project>-release:<unique tag>, and removed by its id
 """
 
 import io
+import json
 import tarfile
 import uuid
 
@@ -14,7 +15,7 @@ import requests
 from django.core.management import CommandError, call_command
 
 from www import project
-from www.ops import images
+from www.ops import images, releases
 from www.ops.landscape import Landscape
 
 PROJECT = project.load()
@@ -32,7 +33,12 @@ def tiny_release(docker_client):
         info.size = len(payload)
         tar.addfile(info, io.BytesIO(payload))
     repository = PROJECT.image("release")
-    docker_client.api.import_image_from_data(data.getvalue(), repository=repository, tag=tag)
+    docker_client.api.import_image_from_data(
+        data.getvalue(),
+        repository=repository,
+        tag=tag,
+        changes=[f"LABEL org.opencontainers.image.revision=rev-{tag}"],
+    )
     image = docker_client.images.get(f"{repository}:{tag}")
     yield tag, image
     docker_client.images.remove(image.id, force=True)
@@ -121,3 +127,75 @@ def test_ecr_repository_is_created_once_and_token_gives_the_registry(aws):
     host, auth = images.ecr_credentials(ecr=ecr)
     assert uri == f"{host}/{STAGE.release_repository}"
     assert host.endswith(".amazonaws.com") and auth["username"] == "AWS" and auth["password"]
+
+
+def test_publish_appends_tag_digest_revision_who_and_when_to_the_history(
+    landscape, registry, tiny_release
+):
+    tag, _ = tiny_release
+    publish(tag, "--registry", f"{registry.address}/team")
+    entries, _ = releases.read_history(boto3.client("s3"), STAGE.env)
+    (entry,) = entries
+    record = images.parse_release(release_env()["Body"].read().decode())
+    assert entry["tag"] == tag and entry["image"] == record["IMAGE"]
+    assert entry["digest"] == record["IMAGE"].partition("@")[2]
+    assert entry["revision"] == f"rev-{tag}"  # the image's OCI label
+    assert entry["by"] == boto3.client("sts").get_caller_identity()["Arn"]
+    assert entry["at"].endswith("Z")
+
+
+def deploy(*args):
+    out = io.StringIO()
+    call_command("deploy", "--env", "stage", *args, "--interval", "0.2", stdout=out)
+    return out.getvalue()
+
+
+def report(instance_id, record, *, healthy=True, reason=""):
+    body = {"release": record["TAG"], "image": record["IMAGE"], "healthy": healthy}
+    boto3.client("s3").put_object(
+        Bucket=STAGE.bucket,
+        Key=f"{STAGE.env.status_prefix}{instance_id}.json",
+        Body=json.dumps({**body, "reason": reason}).encode(),
+    )
+
+
+def running_instance():
+    ec2 = boto3.client("ec2")
+    ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    tags = [{"ResourceType": "instance", "Tags": STAGE.tags}]
+    (instance,) = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, TagSpecifications=tags)[
+        "Instances"
+    ]
+    return instance["InstanceId"]
+
+
+def test_deploy_waits_for_every_instance_to_report_the_release_healthy(
+    landscape, registry, tiny_release
+):
+    tag, _ = tiny_release
+    target = f"{registry.address}/team"
+    instance_id = running_instance()
+    with pytest.raises(CommandError, match=rf"1 instance\(s\) did not report {tag} healthy"):
+        deploy(tag, "--registry", target, "--timeout", "1")
+    record = images.parse_release(release_env()["Body"].read().decode())
+    report(instance_id, record)
+    out = deploy(tag, "--registry", target, "--timeout", "30")
+    assert f"{instance_id}: runs {tag}, healthy" in out
+    assert f"{tag} runs healthy on 1 instance(s)" in out
+
+
+def test_deploy_exits_1_when_the_release_is_marked_failed(landscape, registry, tiny_release):
+    tag, _ = tiny_release
+    target = f"{registry.address}/team"
+    assert "Would wait until every running instance" in deploy(
+        tag, "--registry", target, "--dry-run"
+    )
+    publish(tag, "--registry", target)
+    digest = images.parse_release(release_env()["Body"].read().decode())["IMAGE"].partition("@")[2]
+    boto3.client("s3").put_object(
+        Bucket=STAGE.bucket,
+        Key=STAGE.env.failed_release_key(digest),
+        Body=json.dumps({"instance": "i-0abc", "reason": "/health did not answer"}).encode(),
+    )
+    with pytest.raises(CommandError, match=rf"release {tag} failed on i-0abc: /health did not"):
+        deploy(tag, "--registry", target, "--timeout", "30")

@@ -168,7 +168,12 @@ def test_role_policies_and_instance_profile_are_least_privilege(aws):
     trust = role["AssumeRolePolicyDocument"]["Statement"][0]
     assert trust["Principal"] == {"Service": "ec2.amazonaws.com"}
     names = iam.list_role_policies(RoleName=STAGE.role)["PolicyNames"]
-    assert sorted(names) == ["ecr-pull-release", "s3-config-and-files", "ssm-read-secrets"]
+    assert sorted(names) == [
+        "ecr-pull-release",
+        "s3-config-and-files",
+        "s3-report-releases",
+        "ssm-read-secrets",
+    ]
 
     s3_policy = iam.get_role_policy(RoleName=STAGE.role, PolicyName="s3-config-and-files")
     statements = {s["Sid"]: s for s in s3_policy["PolicyDocument"]["Statement"]}
@@ -357,6 +362,7 @@ def test_drift_it_did_not_create_is_reported_then_pruned(aws):
     assert sorted(iam.list_role_policies(RoleName=STAGE.role)["PolicyNames"]) == [
         "ecr-pull-release",
         "s3-config-and-files",
+        "s3-report-releases",
         "ssm-read-secrets",
     ]
     assert iam.list_attached_role_policies(RoleName=STAGE.role)["AttachedPolicies"] == []

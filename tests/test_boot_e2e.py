@@ -13,12 +13,14 @@ Everything is on the host's loopback (--network host). Stage 2 creates its host 
 CONTAINERS_ROOT/<project>, inside the instance container, while the engine mounts that path
 from the host into the release container: so a per-test host directory is mounted at the
 same path in the instance container and named as CONTAINERS_ROOT. The release container gets
-a unique name (CONTAINER_NAME) and free ports (HOST_PORT, TRIAL_PORT), and is removed at
-teardown by those names.
+a unique name (CONTAINER_NAME) and free ports (HOST_PORT for the instance's nginx,
+UPSTREAM_PORTS for the release containers behind it), and is removed at teardown by those
+names. nginx runs inside the instance container (its own process namespace): it goes with it.
 
 The instance image is the Debian release of the project's base OS with the docker CLI, the
-AWS CLI and curl from Debian's archive already in it, so stage 1 installs nothing here (its
-install path costs a minute of downloads per run).
+AWS CLI, curl and nginx from Debian's archive already in it, so stage 1 installs nothing here
+(its install path costs a minute of downloads per run). Without systemd there, nothing starts
+nginx when it is installed: stage 2 starts it, as it would on an instance where it stopped.
 """
 
 import contextlib
@@ -36,11 +38,12 @@ import docker
 import psycopg2
 import pytest
 import requests
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from tests.docker_rig import SESSION_TAG, stage_config
-from tests.helpers import MOTO_PUBLIC_AMI
+from tests.helpers import MOTO_PUBLIC_AMI, instances
 from tests.imds import IMDSServer, InstanceMetadata
+from tests.load import SteadyLoad
 from tests.servers import free_port
 from www import project
 from www.ops import images
@@ -69,7 +72,7 @@ INSTANCE_DOCKERFILE = """\
 FROM {os_image}
 RUN apt-get update -q \\
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \\
-      awscli ca-certificates curl docker-cli \\
+      awscli ca-certificates curl docker-cli nginx \\
  && rm -rf /var/lib/apt/lists/*
 LABEL org.opencontainers.image.title="an EC2 instance for the boot tests ({tag})"
 """
@@ -118,7 +121,7 @@ class Rig:
         self.id = uuid.uuid4().hex[:8]
         self.container_name = f"{PROJECT.name}-e2e-{self.id}"
         self.host_port = free_port()
-        self.trial_port = free_port()
+        self.upstream_ports = (free_port(), free_port())
         self.root = tempfile.mkdtemp(prefix="boot-e2e-")  # CONTAINERS_ROOT on both sides
         self.images = []  # references this test created, removed at teardown
         self.imds = None
@@ -180,7 +183,7 @@ class Rig:
                 "CONTAINER_NAME": self.container_name,
                 "CONTAINER_NETWORK": "host",
                 "HOST_PORT": str(self.host_port),
-                "TRIAL_PORT": str(self.trial_port),
+                "UPSTREAM_PORTS": " ".join(map(str, self.upstream_ports)),
                 "HEALTH_TIMEOUT": str(HEALTH_TIMEOUT),
                 "REDEPLOY_EVERY": "off",  # no systemd here: the test reruns the boot itself
             },
@@ -218,7 +221,7 @@ class Rig:
 
     def containers(self):
         """The project's containers this test's stage 2 started, by their exact names."""
-        names = (self.container_name, f"{self.container_name}-trial")
+        names = (self.container_name, f"{self.container_name}-next")
         names += (f"{self.container_name}-previous",)
         found = []
         for name in names:
@@ -228,6 +231,11 @@ class Rig:
 
     def app(self):
         return self.docker.containers.get(self.container_name)
+
+    def published_ports(self, container):
+        """The ports Docker publishes for container (none on the host network)."""
+        container.reload()
+        return [p for p in (container.attrs["NetworkSettings"]["Ports"] or {}).values() if p]
 
     def url(self, path):
         return f"http://127.0.0.1:{self.host_port}{path}"
@@ -321,7 +329,9 @@ def test_pipeline_from_setup_aws_to_a_healthy_instance(rig):
     log = rig.bootstrap_log()
     assert f"stage 2 from {STAGE.env.bootstrap_uri}" in log
     assert f"release of stage: {recorded_image()}" in log
-    assert f"{rig.container_name} (stage) is up" in log
+    assert f"{rig.container_name}-next (stage) is up" in log  # on its loopback port
+    assert f"nginx on port {rig.host_port} proxies to 127.0.0.1:{rig.upstream_ports[0]}" in log
+    assert f"{rig.container_name} (stage) is up on port {rig.host_port}" in log
     assert "running stage 2" in console  # cloud-init's console gets the log too
     # root's alone: on a failure it quotes the container's last log lines
     mode = rig.instance.exec_run(["stat", "-c", "%a %U", BOOTSTRAP_LOG]).output.decode().strip()
@@ -363,6 +373,8 @@ def test_pipeline_from_setup_aws_to_a_healthy_instance(rig):
 def test_new_release_replaces_the_container_only_once_healthy(rig):
     deploy_and_boot(rig)
     first = rig.app()
+    assert first.labels["bootstrap.port"] == str(rig.upstream_ports[0])
+    assert rig.published_ports(first) == []  # behind nginx only
 
     # Nothing published or pushed since: a rerun (the redeploy timer's) leaves it alone.
     status, output = rig.boot()
@@ -372,7 +384,8 @@ def test_new_release_replaces_the_container_only_once_healthy(rig):
     )
     assert [c.id for c in rig.containers()] == [first.id]
 
-    # A new release reaches the running instance: publish it, run the boot again.
+    # A new release reaches the running instance: publish it, run the boot again. The new
+    # container takes the other loopback port; nginx switches to it before the old one stops.
     second_image = rig.derived_release(f"{SESSION_TAG}-2")
     rig.publish(f"{SESSION_TAG}-2")
     status, output = rig.boot()
@@ -380,48 +393,159 @@ def test_new_release_replaces_the_container_only_once_healthy(rig):
     (app,) = rig.containers()
     assert app.name == rig.container_name and app.id != first.id
     assert app.image.id == second_image.id
+    assert app.labels["bootstrap.port"] == str(rig.upstream_ports[1])
     assert rig.health() == 200
+    # It started at a quarter of the serving one's CPU weight; now it serves, with the full one.
+    host_config = app.attrs["HostConfig"]
+    assert host_config["CpuShares"] == 1024
+    assert host_config["RestartPolicy"]["Name"] == "unless-stopped"
     log = rig.bootstrap_log()
-    trial_up = log.index(f"{rig.container_name}-trial (stage) is up")
+    new_up = log.index(f"{rig.container_name}-next (stage) is up")
+    switched = log.index(f"proxies to 127.0.0.1:{rig.upstream_ports[1]}")
     old_stopped = log.index(f"stopped {rig.container_name}-previous")
-    assert trial_up < old_stopped
+    assert new_up < switched < old_stopped
 
-    # A new config alone (push_config) is picked up too: the container is replaced.
-    command("push_config", str(rig.config_file(**{MARKER_SETTING: "config 2"})))
+    # A new config alone (push_config) is picked up too: the container is replaced. This one
+    # redirects plain HTTP to HTTPS, which shows that a client's own X-Forwarded-Proto (or
+    # gunicorn's other scheme headers) do not reach the app: only a load balancer's would.
+    command(
+        "push_config",
+        str(rig.config_file(**{MARKER_SETTING: "config 2", "SECURE_SSL_REDIRECT": True})),
+    )
     status, output = rig.boot()
     assert status == 0, output
     (app,) = rig.containers()
     assert app.image.id == second_image.id and marker(app) == "config 2"
+    assert app.labels["bootstrap.port"] == str(rig.upstream_ports[0])
+    for spoofed in ({"X-Forwarded-Proto": "https"}, {"X-Forwarded-Ssl": "on"}):
+        response = requests.get(
+            rig.url("/admin/login/"), headers=spoofed, allow_redirects=False, timeout=10
+        )
+        assert response.status_code == 301, spoofed
+        assert response.headers["Location"].startswith("https://"), spoofed
 
-    # A release that never becomes healthy: the running container keeps serving.
+    # A release that never becomes healthy: the running container keeps serving, and not one
+    # request fails meanwhile.
     rig.derived_release(f"{SESSION_TAG}-bad", "ENV DJANGO_MIGRATE=maybe")
     rig.publish(f"{SESSION_TAG}-bad")
-    status, output = rig.boot()
+    with SteadyLoad([rig.url("/health")], threads=2, max_requests=50_000, max_seconds=300) as load:
+        assert load.wait_for(50), load.failures()[:5]
+        status, output = rig.boot()
+        assert load.wait_for(load.count() + 50), load.failures()[:5]
+    assert load.failures() == [], load.failures()[:5]
     assert status != 0
     assert error_lines(output)[-1].endswith(
         f"bootstrap-webserver: error: the new container did not become healthy: "
         f"{rig.container_name} keeps serving {app.attrs['Config']['Image']}"
     ), output
-    assert "DJANGO_MIGRATE=maybe: set it to 1 or 0" in output  # the trial's own last words
+    assert "DJANGO_MIGRATE=maybe: set it to 1 or 0" in output  # the new container's last words
     (still,) = rig.containers()
     assert still.id == app.id and rig.health() == 200
+    assert_the_failed_release_went_back(rig, f"{SESSION_TAG}-bad", f"{SESSION_TAG}-2", still)
 
-    # A release that passes its trial but fails on the serving port: the old one comes back.
-    script = (
-        f"if [ $PORT = {rig.host_port} ]; then echo refusing port $PORT; exit 1; fi; "
-        "exec /var/www/deploy/release/start.sh"
+
+def assert_the_failed_release_went_back(rig, bad, good, serving):
+    """After one instance could not make release bad healthy: it is marked failed with that
+    instance's reason, the record points back to good, the instance reports good, and neither
+    its next run nor a deploy tries bad again."""
+    (instance_id,) = [i["InstanceId"] for i in instances()]
+    assert images.read_release(s3=boto3.client("s3"), env=STAGE.env)["TAG"] == good
+    bad_line = next(line for line in command("releases").splitlines() if f" {bad} " in line)
+    assert f"FAILED on {instance_id}: it stopped (exited) before /health answered" in bad_line
+    report = json.loads(
+        boto3.client("s3")
+        .get_object(Bucket=STAGE.bucket, Key=f"{STAGE.env.status_prefix}{instance_id}.json")["Body"]
+        .read()
     )
-    refuse_serving_port = "CMD " + json.dumps(["bash", "-c", script])
-    rig.derived_release(f"{SESSION_TAG}-flaky", refuse_serving_port)
-    rig.publish(f"{SESSION_TAG}-flaky")
+    assert (report["release"], report["healthy"]) == (good, True)
+    assert "did not become healthy" in report["reason"]
     status, output = rig.boot()
-    assert status != 0
-    assert error_lines(output)[-1].endswith(
-        f"failed on the serving port: rolled back to {app.attrs['Config']['Image']}"
-    ), output
-    (rolled_back,) = rig.containers()
-    assert rolled_back.id == app.id and rolled_back.name == rig.container_name
-    assert rig.wait_healthy() == 200
+    assert status == 0, output
+    assert "trying " not in output  # exactly one attempt: this run starts no new container
+    assert [c.id for c in rig.containers()] == [serving.id] and rig.health() == 200
+    with pytest.raises(CommandError, match=rf"release {bad} failed on {instance_id}: it stopped"):
+        command("deploy", bad, "--registry", f"{rig.registry.address}/{REGISTRY_PATH}")
+
+
+def test_a_swap_under_load_fails_no_request(rig):
+    """One instance, no load balancer: a new release replaces the running one while requests
+    keep coming, and not one of them fails."""
+    deploy_and_boot(rig)
+    first = rig.app()
+    second_image = rig.derived_release(f"{SESSION_TAG}-2")
+    rig.publish(f"{SESSION_TAG}-2")
+
+    urls = [rig.url("/health"), rig.url("/admin/login/")]
+    with SteadyLoad(urls, threads=4, max_requests=100_000, max_seconds=400) as load:
+        assert load.wait_for(200), load.failures()[:5]
+        status, output = rig.boot()
+        during = load.count()
+        assert load.wait_for(during + 200), load.failures()[:5]
+    assert status == 0, output
+
+    failures = load.failures()
+    assert failures == [], f"{len(failures)} of {load.count()} failed, e.g. {failures[:5]}"
+    assert during >= 400  # requests kept coming while the boot ran
+    (app,) = rig.containers()
+    assert app.name == rig.container_name and app.id != first.id
+    assert app.image.id == second_image.id  # and the requests after the boot, all 200, were its
+    log = rig.bootstrap_log()
+    assert log.index("nginx reloaded: its old workers have finished") < log.index(
+        f"stopped {rig.container_name}-previous"
+    )
+
+
+STAGE2_ON_INSTANCE = "/var/lib/bootstrap/webserver.sh"
+
+
+def stage2_steps(rig, steps):
+    """Run some of stage 2's functions on the instance, as a run interrupted after them."""
+    script = (
+        f"set -Eeuo pipefail; source {STAGE2_ON_INSTANCE}; read_settings; "
+        'export AWS_EC2_METADATA_SERVICE_ENDPOINT="${IMDS_ENDPOINT%/}/"; '
+        "CONFIG_ETAG=$(config_etag); image=$(release_image); "
+        'port=$(next_port "$CONTAINER_NAME"); next="$CONTAINER_NAME-next"; ' + steps
+    )
+    result = rig.instance.exec_run(["bash", "-c", script])
+    assert result.exit_code == 0, result.output.decode(errors="replace")
+
+
+def test_an_interrupted_swap_is_finished_by_the_next_run(rig):
+    deploy_and_boot(rig)
+    first = rig.app()
+
+    # Stopped while the new container was on trial: the next run removes it and swaps anew.
+    rig.derived_release(f"{SESSION_TAG}-2")
+    rig.publish(f"{SESSION_TAG}-2")
+    stage2_steps(rig, 'pull_image "$image"; run_container "$next" "$image" "$port" 1024')
+    assert len(rig.containers()) == 2 and rig.health() == 200
+    status, output = rig.boot()
+    assert status == 0, output
+    assert f"removing {rig.container_name}-next, left by an interrupted run" in output
+    (second,) = rig.containers()
+    assert second.id != first.id and second.attrs["Config"]["Image"] == recorded_image()
+
+    # Stopped after nginx switched to the new container, before the old one stopped: the
+    # next run keeps the new one (the one nginx points at) and retires the old one.
+    third_image = rig.derived_release(f"{SESSION_TAG}-3")
+    rig.publish(f"{SESSION_TAG}-3")
+    stage2_steps(
+        rig,
+        'pull_image "$image"; run_container "$next" "$image" "$port" 256; '
+        'wait_healthy "$next" "$port"; switch_upstream "$port"',
+    )
+    assert len(rig.containers()) == 2 and rig.health() == 200
+    status, output = rig.boot()
+    assert status == 0, output
+    assert f"finishing an interrupted swap to {rig.container_name}-next" in output
+    assert f"stopped {rig.container_name}-previous" in output
+    (third,) = rig.containers()
+    assert third.name == rig.container_name and third.image.id == third_image.id
+    assert rig.health() == 200
+
+    # Nothing left to do: the next run says so.
+    status, output = rig.boot()
+    assert status == 0 and "with the current config, unchanged" in output, output
 
 
 def stage_failure(rig, breakage):

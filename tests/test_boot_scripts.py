@@ -11,6 +11,7 @@ plays the instance (the boot-stage tests).
 
 import base64
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -21,7 +22,7 @@ from django.core.management import call_command
 
 from tests.helpers import MOTO_PUBLIC_AMI, RELEASE, STAGE, filled_config, instances
 from tests.imds import IMDSServer, InstanceMetadata
-from www.ops import ec2, images
+from www.ops import ec2, images, releases
 from www.ops.config_push import STAGE2_TEMPLATE
 
 STAGE1 = ec2.USER_DATA_FILE
@@ -195,11 +196,11 @@ def test_stage2_reads_the_release_record(aws, tmp_path):
     call_command(
         "push_config", "--env", "stage", str(filled_config(tmp_path)), stdout=io.StringIO()
     )
-    missing = stage2_function(tmp_path, "release_image")
+    missing = stage2_function(tmp_path, "read_settings; release_image")
     assert missing.returncode == 1
     assert "run ./manage.py publish_image --env stage TAG" in missing.stderr
     images.record_release(s3=boto3.client("s3"), env=STAGE.env, image=RELEASE, tag="1.0")
-    found = stage2_function(tmp_path, "release_image")
+    found = stage2_function(tmp_path, "read_settings; release_image")
     assert found.returncode == 0, found.stderr
     assert found.stdout.strip() == RELEASE
 
@@ -217,3 +218,111 @@ def test_stage2_prepares_the_host_directory_for_the_app_user(aws, tmp_path):
     assert result.returncode == 0, result.stderr
     for path in (root / STAGE.project.name, root / STAGE.project.name / "logs"):
         assert (path.stat().st_uid, path.stat().st_gid) == (10001, 10001)
+
+
+# --- releases: the failed mark, the record pointed back, the status report ------------------
+
+REPOSITORY = "127.0.0.1:5000/webapp-release"
+
+
+def release(n):
+    return f"{REPOSITORY}@sha256:{str(n) * 64}"
+
+
+def publish_records(*tags):
+    """Record releases one after another, as publish_image does (history and PREVIOUS_*)."""
+    s3 = boto3.client("s3")
+    for tag in tags:
+        n = int(tag.partition(".")[0])  # release "2.0" is image release(2)
+        list(
+            releases.record(s3=s3, sts=None, env=STAGE.env, image=release(n), tag=tag, revision="r")
+        )
+
+
+@pytest.fixture
+def pushed(aws, tmp_path):
+    call_command("setup_aws", "--env", "stage", stdout=io.StringIO())
+    call_command(
+        "push_config", "--env", "stage", str(filled_config(tmp_path)), stdout=io.StringIO()
+    )
+    return boto3.client("s3")
+
+
+def record_now(s3):
+    values, etag = releases.read_record(s3, STAGE.env)
+    return values, etag
+
+
+def test_stage2_marks_a_release_failed_once_and_points_the_record_back(pushed, tmp_path):
+    publish_records("1.0", "2.0")
+    _, stale_etag = record_now(pushed)
+    first = stage2_function(
+        tmp_path,
+        "read_settings; INSTANCE_ID=i-first; read_release; "
+        'mark_release_failed "$RELEASE_IMAGE" "$RELEASE_TAG" "/health did not answer within 300s"',
+    )
+    assert first.returncode == 0, first.stderr
+    assert "marked release 2.0 failed" in first.stderr
+    values, _ = record_now(pushed)
+    assert (values["IMAGE"], values["TAG"]) == (release(1), "1.0")
+    assert values["ROLLED_BACK_FROM"] == "2.0"
+    # A second instance that read the record before the first pointed it back also fails the
+    # release: the first reason stands (If-None-Match) and a newer publish is kept (If-Match).
+    publish_records("3.0")
+    second = stage2_function(
+        tmp_path,
+        f"read_settings; INSTANCE_ID=i-second; RELEASE_IMAGE={release(2)} RELEASE_TAG=2.0 "
+        f"PREVIOUS_IMAGE={release(1)} PREVIOUS_TAG=1.0 RECORD_ETAG='{stale_etag}'; "
+        'mark_release_failed "$RELEASE_IMAGE" 2.0 "another reason"',
+    )
+    assert second.returncode == 0, second.stderr
+    assert "already marked failed by another instance" in second.stderr
+    assert "release record changed since it was read" in second.stderr
+    mark = releases.failed_release(pushed, STAGE.env, release(2).partition("@")[2])
+    assert (mark["instance"], mark["reason"]) == ("i-first", "/health did not answer within 300s")
+    assert record_now(pushed)[0]["TAG"] == "3.0"
+    out = io.StringIO()
+    call_command("releases", "--env", "stage", stdout=out)
+    assert "FAILED on i-first: /health did not answer within 300s" in out.getvalue()
+
+
+def test_stage2_refuses_a_release_marked_failed(pushed, tmp_path):
+    publish_records("1.0", "2.0")
+    pushed.put_object(
+        Bucket=STAGE.bucket,
+        Key=STAGE.env.failed_release_key(release(2).partition("@")[2]),
+        Body=b'{\n "reason": "it stopped (exited) before /health answered",\n "at": "x"\n}\n',
+    )
+    result = stage2_function(
+        tmp_path,
+        'read_settings; read_release; refuse_failed_release; echo "$RELEASE_IMAGE $RELEASE_TAG"',
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{release(1)} 1.0"
+    assert (
+        "release 2.0 is marked failed (it stopped (exited) before /health answered)"
+        in result.stderr
+    )
+    assert record_now(pushed)[0]["TAG"] == "1.0"  # the first to see it points the record back
+
+
+def test_stage2_reports_its_status_after_every_run(pushed, tmp_path):
+    error = tmp_path / "last-error"
+    failed = stage2_function(
+        tmp_path,
+        f"read_settings; INSTANCE_ID=i-0abc; CONTAINER_NAME=no-such-{tmp_path.name}; "
+        f"FAILURE_FILE={error}; printf 'cannot pull it\\n' >{error}; false || report_status",
+    )
+    assert failed.returncode == 0, failed.stderr
+    key = f"{STAGE.env.status_prefix}i-0abc.json"
+    status = json.loads(pushed.get_object(Bucket=STAGE.bucket, Key=key)["Body"].read())
+    assert status["instance"] == "i-0abc"
+    assert (status["healthy"], status["reason"]) == (False, "cannot pull it")
+    assert status["at"].endswith("Z")
+    fine = stage2_function(
+        tmp_path,
+        f"read_settings; INSTANCE_ID=i-0abc; CONTAINER_NAME=no-such-{tmp_path.name}; report_status",
+    )
+    assert fine.returncode == 0, fine.stderr
+    status = json.loads(pushed.get_object(Bucket=STAGE.bucket, Key=key)["Body"].read())
+    assert (status["healthy"], status["reason"]) == (False, "no container answers /health")

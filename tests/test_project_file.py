@@ -76,3 +76,45 @@ def test_manage_py_stops_at_a_bad_project_env_with_one_line(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: project.env: invalid project name 'Web_App': use lowercase")
+
+
+def test_fleet_keys_are_optional_and_read_per_environment(tmp_path):
+    loaded = load(
+        tmp_path,
+        GOOD
+        + 'PROD_LOAD_BALANCER=yes\nPROD_DOMAINS="www.example.com example.com"\n'
+        + "PROD_MIN_INSTANCES=2\nPROD_MAX_INSTANCES=5\nPROD_SUBNETS='subnet-1 subnet-2'\n",
+    )
+    stage, prod = loaded.environment("stage"), loaded.environment("prod")
+    assert (stage.load_balanced, stage.domains, stage.min_instances, stage.max_instances) == (
+        False,
+        (),
+        1,
+        2,
+    )
+    assert prod.load_balanced and prod.domains == ("www.example.com", "example.com")
+    assert (prod.min_instances, prod.max_instances) == (2, 5)
+    assert prod.subnets == ("subnet-1", "subnet-2")
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        (
+            "PROD_LOAD_BALANCER=true\n",
+            "project.env: PROD_LOAD_BALANCER='true': set it to yes or no",
+        ),
+        (
+            "PROD_MAX_INSTANCES=many\n",
+            "project.env: PROD_MAX_INSTANCES='many': set it to a whole number",
+        ),
+        (
+            "PROD_MIN_INSTANCES=4\nPROD_MAX_INSTANCES=3\n",
+            "project.env: PROD_MIN_INSTANCES=4 and PROD_MAX_INSTANCES=3: need 1 <= min <= max",
+        ),
+    ],
+)
+def test_bad_fleet_values_are_one_line(tmp_path, lines, message):
+    with pytest.raises(project.ProjectFileError) as raised:
+        load(tmp_path, GOOD + lines)
+    assert str(raised.value) == message

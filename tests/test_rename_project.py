@@ -11,7 +11,7 @@ import boto3
 import pytest
 
 from tests import helpers
-from www import config, rename
+from www import config, project, rename
 
 ROOT = Path(__file__).resolve().parent.parent
 # Tests of the renamed copy that need neither Docker nor Postgres.
@@ -74,14 +74,16 @@ def test_rename_rewrites_the_project_file_and_what_derives_from_it(fork):
         "Rewrote project.env: PROJECT_NAME webapp -> acme-shop",
         "Rewrote project.env: STAGE_BUCKET webapp-stage -> acme-shop-stage",
         "Rewrote project.env: PROD_BUCKET webapp -> acme-shop",
+        "Rewrote project.env: PROD_DOMAINS webapp.example.com -> acme-shop.example.com",
         "Rewrote pyproject.toml: [project] name webapp -> acme-shop",
         "Renamed project webapp -> acme-shop.",
     ]
-    # Only those three lines changed; comments and the other values are as they were.
+    # Only those four lines changed; comments and the other values are as they were.
     expected = (
         before.replace("PROJECT_NAME=webapp\n", "PROJECT_NAME=acme-shop\n")
         .replace("STAGE_BUCKET=webapp-stage\n", "STAGE_BUCKET=acme-shop-stage\n")
         .replace("PROD_BUCKET=webapp\n", "PROD_BUCKET=acme-shop\n")
+        .replace('PROD_DOMAINS="webapp.example.com"\n', "PROD_DOMAINS=acme-shop.example.com\n")
     )
     assert (fork / "project.env").read_text() == expected
     assert '[project]\nname = "acme-shop"\n' in (fork / "pyproject.toml").read_text()
@@ -95,6 +97,7 @@ def test_dry_run_says_what_would_change_and_changes_nothing(fork):
         "Would rewrite project.env: PROJECT_NAME webapp -> acme-shop",
         "Would rewrite project.env: STAGE_BUCKET webapp-stage -> acme-shop-stage",
         "Would rewrite project.env: PROD_BUCKET webapp -> acme-shop",
+        "Would rewrite project.env: PROD_DOMAINS webapp.example.com -> acme-shop.example.com",
         "Would rewrite pyproject.toml: [project] name webapp -> acme-shop",
     ]
     assert snapshot(fork) == before
@@ -249,3 +252,19 @@ def test_fast_tests_pass_in_the_renamed_fork(renamed_fork):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert " passed" in result.stdout.splitlines()[-1]
     assert " failed" not in result.stdout.splitlines()[-1]
+
+
+def test_domains_follow_the_name_only_where_a_label_is_the_name(tmp_path):
+    (tmp_path / "project.env").write_text(
+        "PROJECT_NAME=webapp\nENVIRONMENTS='stage prod'\nSTAGE_BUCKET=webapp-stage\n"
+        "PROD_BUCKET=webapp\nSTAGE_DOMAINS=stage.webapp.example.org\n"
+        'PROD_DOMAINS="www.shop.example.com webapp.example.com"\n'
+    )
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "webapp"\n')
+    _, changes = rename.rename(tmp_path, "acme")
+    assert "project.env: STAGE_DOMAINS stage.webapp.example.org -> stage.acme.example.org" in [
+        str(c) for c in changes
+    ]
+    values = project.parse_env_file((tmp_path / "project.env").read_text())
+    assert values["PROD_DOMAINS"] == "www.shop.example.com acme.example.com"
+    assert values["STAGE_DOMAINS"] == "stage.acme.example.org"

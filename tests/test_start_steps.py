@@ -124,18 +124,30 @@ def test_start_steps_skips_what_its_flags_turn_off(settings, tmp_path):
     assert not static_root.exists()
 
 
+@pytest.mark.django_db
+def test_start_steps_creates_its_ready_file_only_after_every_step(settings, tmp_path):
+    file_static_storage(settings, tmp_path)
+    ready = tmp_path / "ready"
+    run("start_steps", interactive=False, migrate=False, ready_file=ready)
+    assert ready.exists()
+
+
 def test_start_steps_stops_at_an_unreachable_database_in_one_line(postgres_server, tmp_path):
     config = tmp_path / "settings.py"
+    ready = tmp_path / "ready"
     db = {**postgres_server.django_settings("app"), "PORT": str(free_port())}
     config.write_text(f"SECRET_KEY = 'x' * 50\nDATABASES = {{'default': {db!r}}}\n")
     result = manage(
         "start_steps",
         "--no-input",
+        "--ready-file",
+        str(ready),
         env={"DJANGO_CONFIG_URI": str(config), "DB_WAIT_TIMEOUT": "1"},
         timeout=60,
     )
     assert result.returncode == 1
     assert result.stdout == ""
+    assert not ready.exists()  # gunicorn, behind it, never serves
     [line] = result.stderr.strip().splitlines()
     assert line.startswith(f"CommandError: postgresql app at 127.0.0.1:{db['PORT']} did not")
     assert line.endswith("(DB_WAIT_TIMEOUT or --timeout sets the wait)")

@@ -87,15 +87,34 @@ def check_environment_name(name):
         )
 
 
+# An environment's fleet bounds when project.env names none: one instance, room for a second.
+DEFAULT_MIN_INSTANCES = 1
+DEFAULT_MAX_INSTANCES = 2
+
+
 class UnknownEnvironment(ValueError):
     """An environment name that project.env's ENVIRONMENTS does not list."""
 
 
 @dataclasses.dataclass(frozen=True)
 class Environment:
+    """One environment's facts from project.env.
+
+    load_balanced (<ENV>_LOAD_BALANCER=yes) puts the environment behind an Application Load
+    Balancer with an Auto Scaling group of min_instances..max_instances (<ENV>_MIN_INSTANCES,
+    <ENV>_MAX_INSTANCES); without it the environment is single instances launched by
+    launch_ec2. domains (<ENV>_DOMAINS, space-separated) get an ACM certificate and HTTPS;
+    subnets (<ENV>_SUBNETS) replace the default VPC's default subnets.
+    """
+
     name: str
     bucket: str
     instance_type: str
+    load_balanced: bool = False
+    domains: tuple = ()
+    min_instances: int = DEFAULT_MIN_INSTANCES
+    max_instances: int = DEFAULT_MAX_INSTANCES
+    subnets: tuple = ()
 
     def uri(self, key):
         """s3://<bucket>/<key>: an object in this environment's bucket."""
@@ -131,6 +150,24 @@ class Environment:
     @property
     def release_uri(self):
         return self.uri(self.release_key)
+
+    @property
+    def release_history_key(self):
+        """Every release publish_image recorded (JSON, oldest first), appended with If-Match."""
+        return f"{self.deploy_prefix}/releases/history.json"
+
+    @property
+    def failed_releases_prefix(self):
+        return f"{self.deploy_prefix}/releases/failed/"
+
+    def failed_release_key(self, digest):
+        """The mark of a release no instance could make healthy (the first one's reason)."""
+        return f"{self.failed_releases_prefix}{digest.removeprefix('sha256:')}.json"
+
+    @property
+    def status_prefix(self):
+        """Each instance's report of what it runs: <prefix><instance-id>.json."""
+        return f"{self.deploy_prefix}/status/"
 
     @property
     def static_prefix(self):
@@ -196,6 +233,42 @@ def check_values(values):
         raise ProjectFileError(f"project.env: {exc}") from None
 
 
+def _yes_no(values, key):
+    value = values.get(key, "no")
+    if value not in ("yes", "no"):
+        raise ProjectFileError(f"project.env: {key}={value!r}: set it to yes or no")
+    return value == "yes"
+
+
+def _count(values, key, default):
+    value = values.get(key, str(default))
+    if not value.isdigit():
+        raise ProjectFileError(f"project.env: {key}={value!r}: set it to a whole number")
+    return int(value)
+
+
+def environment_from(values, env):
+    """The Environment named env, from project.env's values; one line for a bad value."""
+    prefix = env.upper()
+    min_instances = _count(values, f"{prefix}_MIN_INSTANCES", DEFAULT_MIN_INSTANCES)
+    max_instances = _count(values, f"{prefix}_MAX_INSTANCES", DEFAULT_MAX_INSTANCES)
+    if not 1 <= min_instances <= max_instances:
+        raise ProjectFileError(
+            f"project.env: {prefix}_MIN_INSTANCES={min_instances} and "
+            f"{prefix}_MAX_INSTANCES={max_instances}: need 1 <= min <= max"
+        )
+    return Environment(
+        name=env,
+        bucket=require(values, bucket_variable(env)),
+        instance_type=require(values, instance_type_variable(env)),
+        load_balanced=_yes_no(values, f"{prefix}_LOAD_BALANCER"),
+        domains=tuple(values.get(f"{prefix}_DOMAINS", "").split()),
+        min_instances=min_instances,
+        max_instances=max_instances,
+        subnets=tuple(values.get(f"{prefix}_SUBNETS", "").split()),
+    )
+
+
 def check_own_buckets(environments):
     """Each environment keeps its config, stage 2 and files in a bucket of its own: a shared one
     would let one environment's instance role read another's config."""
@@ -213,6 +286,8 @@ def check_own_buckets(environments):
 def load(path=PROJECT_FILE):
     values = parse_env_file(Path(path).read_text())
     check_values(values)
+    environments = {env: environment_from(values, env) for env in values["ENVIRONMENTS"].split()}
+
     environments = {
         env: Environment(
             name=env,

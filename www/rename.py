@@ -3,12 +3,14 @@
 The name is written down once, in project.env; everything else (image names, the
 /containers/<name>/ host directory, settings' PROJECT) reads it from there. A few values
 still hold it as text: each environment's bucket (`<name>` for prod, `<name>-<env>`
-otherwise) and pyproject.toml's distribution name. They follow the new name only while
+otherwise), the labels of <ENV>_DOMAINS that are the name (the placeholder
+webapp.example.com) and pyproject.toml's distribution name. They follow the new name only while
 they still follow the old one, so a bucket a fork chose by hand is left alone.
 """
 
 import dataclasses
 import re
+import shlex
 from pathlib import Path
 
 # The naming rule belongs to www/project.py, which also applies it whenever project.env loads.
@@ -35,6 +37,12 @@ def follow(value, old, new):
     if value.startswith(old + "-"):
         return new + value[len(old) :]
     return value
+
+
+def follow_domain(domain, old, new):
+    """A domain's labels that are the old name become the new one (webapp.example.com ->
+    shop.example.com); a domain a fork chose by hand keeps its other labels."""
+    return ".".join(new if label == old else label for label in domain.split("."))
 
 
 # KEY=value, where value is one shell word (bare or quoted); a trailing comment is kept.
@@ -91,6 +99,13 @@ def rename(root, new_name, *, dry_run=False):
                 check_bucket(new_name, key, new_value)
             new_values[key] = new_value
             changes.append(Change("project.env", key, values[key], new_value))
+    for env in values["ENVIRONMENTS"].split():
+        key = f"{env.upper()}_DOMAINS"
+        domains = values.get(key, "")
+        new_domains = " ".join(follow_domain(d, old_name, new_name) for d in domains.split())
+        if new_domains != domains:
+            new_values[key] = shlex.quote(new_domains)
+            changes.append(Change("project.env", key, domains, new_domains))
 
     pyproject_text, renamed = rewrite_pyproject_name(pyproject_path.read_text(), old_name, new_name)
     if renamed:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Stage 2 of a web server's boot: run this environment's release image as the project's one
-# container, then wait until it answers /health.
+# container behind nginx, and swap it for a new one with no failed request.
 #
 # Stage 1 (deploy/aws/user-data.sh) downloads this script from s3://<bucket>/deploy/<env>/webserver.sh
 # and runs it as root. `./manage.py push_config` renders the environment's facts into it (the
@@ -9,35 +9,64 @@
 # (written by `./manage.py publish_image`), so a rerun leaves exactly one healthy container.
 #
 # A rerun with the same release and the same config (its S3 ETag, kept as a container label)
-# leaves a healthy container alone and says "unchanged"; stage 1's timer reruns it every few
-# minutes, so a published release or a pushed config reaches the instance by itself.
+# leaves a healthy container alone and says "unchanged"; stage 1's timer reruns it every
+# minute (REDEPLOY_EVERY), so a published release or a pushed config reaches the instance by
+# itself. That poll is cheap: two HEAD requests (the release record's and the config's ETags,
+# compared with what this host last applied, kept in STATE_DIR) and nothing pulled or
+# inspected beyond the running container when neither changed.
 #
-# Replacing a running container (a new release, or a new config: both are read at start):
-#   1. the new container starts as <name>-trial on TRIAL_PORT, on 127.0.0.1 only, while the
-#      old one keeps serving; it migrates the database, so migrations must suit the release
-#      still serving (add columns first, drop them a release later);
-#   2. if the trial never answers /health, it is removed, the old container keeps serving,
-#      and the script fails with one line saying so;
-#   3. once it answers, it is removed, and the old container is renamed <name>-previous and
-#      stopped; the new release then starts under <name> on the serving port. A port Docker
-#      publishes cannot move to another container, so the site is down for this one start
-#      (seconds: the trial already migrated and collected the static files). Zero downtime
-#      needs two instances behind a load balancer;
-#   4. if that start fails, <name>-previous is renamed back and started again; once the new
-#      one answers, <name>-previous is removed. One container of the project remains.
+# Releases that fail, and what this instance reports (www/ops/releases.py reads the same keys):
+#   - When a new release never answers /health while an older one serves, this script marks it
+#     failed (releases/failed/<digest>.json, written with If-None-Match so the first failing
+#     instance's reason stands) and points the release record back to the release it names as
+#     PREVIOUS_* (with If-Match on the ETag it read, so a newer publish is never overwritten).
+#   - A release marked failed is never tried: the instance keeps (or returns to) the previous
+#     one and says so in its status.
+#   - After every run, the EXIT trap writes status/<instance-id>.json: the release it runs,
+#     the config's ETag, whether /health answers, the one-line reason when not, and when.
+#   Writing both needs an AWS CLI that knows --if-none-match/--if-match (2.22 or 1.36 on).
+#
+# The site's port (HOST_PORT, 80) is nginx's, from the distribution's packages (stage 1
+# installs it). nginx proxies to the release container, which listens on one of two loopback
+# ports (UPSTREAM_PORTS), never on a public address. Why nginx: its upstream switches with a
+# graceful reload, in which the old workers finish the requests they hold while new workers
+# take new connections. A published Docker port cannot move between containers (the old way
+# left the site down for a start), and two processes sharing a port with SO_REUSEPORT drop
+# the connections queued on the listener that closes.
+#
+# Replacing a running container (a new release, or a new config: both are read at start),
+# swap_container:
+#   1. the new container starts as <name>-next on the other loopback port while the old one
+#      keeps serving; it migrates the database, so migrations must suit the release still
+#      serving (add columns first, drop them a release later);
+#   2. if it never answers /health on that port, it is removed, the old container keeps
+#      serving, and the script fails with one line saying so;
+#   3. once it answers, nginx's site file is pointed at its port, checked (nginx -t) and
+#      reloaded; the script waits until nginx's old workers have finished their requests;
+#   4. only then the old container stops gracefully (gunicorn finishes what it holds, within
+#      its graceful_timeout) and is removed, and the new one takes the name <name>.
+# A run interrupted in the middle is finished by the next one (finish_interrupted_swap): the
+# container nginx's site file points at is the one kept.
 #
 # Settings, all optional; production on EC2 sets none of them:
 #   AWS_REGION          region of the bucket and registry (default: the rendered one)
 #   AWS_ENDPOINT_URL    AWS endpoint override (e.g. a local emulator); the container gets it too
 #   IMDS_ENDPOINT       instance metadata address, if not http://169.254.169.254; the container's
 #                       AWS SDK gets it as AWS_EC2_METADATA_SERVICE_ENDPOINT (instance role)
+#   FORWARDED_ALLOW_IPS where the load balancer connects from: nginx believes X-Forwarded-For
+#                       and X-Forwarded-Proto from these only (comma-separated IPs or CIDRs;
+#                       default: the VPC's ranges from instance metadata). The container's
+#                       gunicorn believes only nginx.
 #   CONTAINER_NAME      the container's name (default: the project's name)
-#   CONTAINER_NETWORK   a Docker network for the container; "host" makes the app listen on
-#                       HOST_PORT and TRIAL_PORT itself (ports below 1024 are then refused)
-#   HOST_PORT           port the site answers on (default 80; 8000 with CONTAINER_NETWORK=host)
-#   TRIAL_PORT          loopback port of a new container on trial (default 8001)
+#   CONTAINER_NETWORK   a Docker network for the container; "host" makes the app itself listen
+#                       on its upstream port (on every address of the host: tests only)
+#   HOST_PORT           port the site (nginx) answers on (default 80)
+#   UPSTREAM_PORTS      the two loopback ports the release containers take in turn
+#                       (default "8001 8002")
 #   HEALTH_TIMEOUT      seconds to wait for /health (default 300)
 #   CONTAINERS_ROOT     parent of the project's host directory (default /containers)
+#   STATE_DIR           what this host last applied (default /var/lib/bootstrap-webserver)
+#   INSTANCE_ID         this instance's id, naming its status object (default: from IMDS)
 set -Eeuo pipefail
 
 # Facts of one environment, filled in by push_config. An unfilled copy refuses to run.
@@ -46,17 +75,39 @@ ENV_NAME='{{env}}'
 DEFAULT_REGION='{{region}}'
 CONFIG_URI='{{config_uri}}'
 RELEASE_URI='{{release_uri}}'
+STATUS_PREFIX='{{status_prefix}}'
+FAILED_PREFIX='{{failed_prefix}}'
 
 # The release image runs as this uid, listens on this port, and writes /host/logs.
 APP_UID=10001
 APP_PORT=8000
+# gunicorn's graceful_timeout is 20 s, supervisord's stopwaitsecs 25 s: docker's SIGKILL after
+# this many seconds comes later than both.
+STOP_TIMEOUT=30
+# CPU weights (docker --cpu-shares; 1024 is Docker's default) of a container starting beside
+# a serving one, and of a serving one: see swap_container.
+STARTING_CPU_SHARES=256
+SERVING_CPU_SHARES=1024
+# nginx's site for the project (Debian's nginx.conf includes conf.d/*.conf), and the default
+# site the package enables on port 80, which would hold HOST_PORT.
+NGINX_SITE_DIR=/etc/nginx/conf.d
+NGINX_DEFAULT_SITE=/etc/nginx/sites-enabled/default
+NGINX_PID_FILE=/run/nginx.pid
+# How long old nginx workers may take to finish their requests after a reload: longer than
+# the site's proxy_read_timeout (60 s), after which they have nothing left to wait for.
+NGINX_DRAIN_TIMEOUT=70
 
 log() {
 	printf '%s bootstrap-webserver: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2
 }
 
+# The one-line reason goes to the log and, for the status report, to FAILURE_FILE (this may
+# run in a command substitution's subshell).
 die() {
 	log "error: $*"
+	if [[ -n ${FAILURE_FILE:-} ]]; then
+		printf '%s\n' "$*" >"$FAILURE_FILE" || true
+	fi
 	exit 1
 }
 
@@ -70,39 +121,213 @@ aws_cli() {
 	aws ${AWS_ENDPOINT_URL:+--endpoint-url "$AWS_ENDPOINT_URL"} "$@"
 }
 
+# Refuse anything but comma-separated addresses and CIDRs: they go into nginx's config.
+check_ranges() {
+	[[ $1 =~ ^[0-9A-Fa-f:.]+(/[0-9]+)?(,[0-9A-Fa-f:.]+(/[0-9]+)?)*$ ]] ||
+		die "FORWARDED_ALLOW_IPS=$1: set it to comma-separated addresses or CIDRs (the load balancer's subnets)"
+}
+
+# The VPC's IPv4 ranges, comma-separated, from instance metadata: a load balancer in front of
+# this instance sends from them, so nginx believes X-Forwarded-Proto from there only.
+vpc_ranges() {
+	local imds=${IMDS_ENDPOINT:-http://169.254.169.254} token mac
+	imds=${imds%/}
+	token=$(curl --silent --fail --max-time 5 --request PUT \
+		--header 'X-aws-ec2-metadata-token-ttl-seconds: 60' "$imds/latest/api/token") || return 1
+	mac=$(curl --silent --fail --max-time 5 --header "X-aws-ec2-metadata-token: $token" \
+		"$imds/latest/meta-data/mac") || return 1
+	curl --silent --fail --max-time 5 --header "X-aws-ec2-metadata-token: $token" \
+		"$imds/latest/meta-data/network/interfaces/macs/$mac/vpc-ipv4-cidr-blocks" | paste -sd, -
+}
+
 # push_config fills in the facts above; running the template itself is a mistake.
 check_rendered() {
 	local fact
-	for fact in "$PROJECT_NAME" "$ENV_NAME" "$DEFAULT_REGION" "$CONFIG_URI" "$RELEASE_URI"; do
+	for fact in "$PROJECT_NAME" "$ENV_NAME" "$DEFAULT_REGION" "$CONFIG_URI" "$RELEASE_URI" \
+		"$STATUS_PREFIX" "$FAILED_PREFIX"; do
 		if [[ $fact == *'{{'* ]]; then
 			die "this is the unrendered template: upload it with ./manage.py push_config --env ENV"
 		fi
 	done
 }
 
-# The image this environment runs, from the IMAGE= line publish_image recorded.
-release_image() {
-	local release line image=''
-	if ! release=$(aws_cli s3 cp --only-show-errors "$RELEASE_URI" -); then
+# The object's S3 ETag (quotes dropped), from a HEAD request; fails when it is unreadable.
+object_etag() {
+	local etag
+	etag=$(aws_cli s3api head-object --bucket "$BUCKET" --key "$1" --query ETag --output text) ||
+		return 1
+	printf '%s\n' "${etag//\"/}"
+}
+
+# The release record publish_image wrote (www/ops/releases.py), into RELEASE_IMAGE, RELEASE_TAG,
+# PREVIOUS_IMAGE, PREVIOUS_TAG and RECORD_ETAG (the version read, for a conditional write).
+read_release() {
+	local record line
+	record=$(mktemp)
+	RELEASE_IMAGE='' RELEASE_TAG='' PREVIOUS_IMAGE='' PREVIOUS_TAG=''
+	if ! RECORD_ETAG=$(aws_cli s3api get-object --bucket "$BUCKET" --key "$RELEASE_KEY" "$record" \
+		--query ETag --output text); then
+		rm -f "$record"
 		die "cannot read $RELEASE_URI: run ./manage.py publish_image --env $ENV_NAME TAG"
 	fi
 	while IFS= read -r line; do
 		case $line in
-		IMAGE=*) image=${line#IMAGE=} ;;
+		IMAGE=*) RELEASE_IMAGE=${line#IMAGE=} ;;
+		TAG=*) RELEASE_TAG=${line#TAG=} ;;
+		PREVIOUS_IMAGE=*) PREVIOUS_IMAGE=${line#PREVIOUS_IMAGE=} ;;
+		PREVIOUS_TAG=*) PREVIOUS_TAG=${line#PREVIOUS_TAG=} ;;
 		esac
-	done <<<"$release"
-	[[ -n $image ]] || die "$RELEASE_URI has no IMAGE= line: run ./manage.py publish_image again"
-	printf '%s\n' "$image"
+	done <"$record"
+	rm -f "$record"
+	[[ -n $RELEASE_IMAGE ]] ||
+		die "$RELEASE_URI has no IMAGE= line: run ./manage.py publish_image again"
+}
+
+# The image this environment runs, from the IMAGE= line publish_image recorded.
+release_image() {
+	read_release
+	printf '%s\n' "$RELEASE_IMAGE"
+}
+
+# The key of image $1's failed mark (by digest: a tag can move, a digest cannot).
+failed_key() {
+	local digest=${1##*@}
+	printf '%s%s.json\n' "$FAILED_PREFIX" "${digest#sha256:}"
+}
+
+# The reason image $1 is marked failed (status 0), or status 1 when it is not.
+failed_reason() {
+	local mark reason
+	mark=$(mktemp)
+	if ! aws_cli s3api get-object --bucket "$BUCKET" --key "$(failed_key "$1")" "$mark" \
+		>/dev/null 2>&1; then
+		rm -f "$mark"
+		return 1
+	fi
+	reason=$(sed -n 's/^ *"reason": *"\(.*\)",\{0,1\} *$/\1/p' "$mark")
+	rm -f "$mark"
+	printf '%s\n' "${reason:-no reason given}"
+}
+
+# A JSON string (control characters dropped).
+json_string() {
+	local text=${1//\\/\\\\}
+	text=${text//\"/\\\"}
+	printf '"%s"' "$(printf '%s' "$text" | tr -d '\000-\037')"
+}
+
+# Upload file $2 as key $3 of content type $4, with extra put-object options ${@:5}; the CLI's
+# error lines go to file $1. Private and encrypted, like everything under deploy/.
+put_object() {
+	local errors=$1 body=$2 key=$3 content_type=$4
+	shift 4
+	aws_cli s3api put-object --bucket "$BUCKET" --key "$key" --body "$body" \
+		--content-type "$content_type" --server-side-encryption AES256 \
+		"$@" >/dev/null 2>"$errors"
+}
+
+# Mark image $1 (tag $2) failed with reason $3 unless an instance did first (If-None-Match),
+# then point the record back to PREVIOUS_* unless it changed since it was read (If-Match).
+mark_release_failed() {
+	local image=$1 tag=$2 reason=$3 body errors
+	body=$(mktemp) errors=$(mktemp)
+	printf '{\n "tag": %s,\n "image": %s,\n "instance": %s,\n "reason": %s,\n "at": %s\n}\n' \
+		"$(json_string "$tag")" "$(json_string "$image")" "$(json_string "$INSTANCE_ID")" \
+		"$(json_string "$reason")" "$(json_string "$(date -u +%Y-%m-%dT%H:%M:%SZ)")" >"$body"
+	if put_object "$errors" "$body" "$(failed_key "$image")" application/json \
+		--if-none-match '*'; then
+		log "marked release $tag failed: $reason"
+	elif grep -q PreconditionFailed "$errors"; then
+		log "release $tag was already marked failed by another instance"
+	else
+		log "could not mark release $tag failed: $(tr '\n' ' ' <"$errors")"
+	fi
+	point_back "$image" "$body" "$errors"
+	rm -f "$body" "$errors"
+}
+
+# Point the record, if it still names image $1 (version RECORD_ETAG), back to PREVIOUS_*.
+point_back() {
+	local image=$1 body=$2 errors=$3
+	if [[ $RELEASE_IMAGE != "$image" || -z $PREVIOUS_IMAGE ]]; then
+		log "the release record names no earlier release to go back to"
+		return 0
+	fi
+	printf 'IMAGE=%s\nTAG=%s\nROLLED_BACK_FROM=%s\n' "$PREVIOUS_IMAGE" "$PREVIOUS_TAG" \
+		"$RELEASE_TAG" >"$body"
+	if put_object "$errors" "$body" "$RELEASE_KEY" text/plain --if-match "$RECORD_ETAG"; then
+		log "release record points back to $PREVIOUS_TAG"
+	elif grep -q PreconditionFailed "$errors"; then
+		log "release record changed since it was read (a newer publish): left as it is"
+	else
+		log "could not point the release record back: $(tr '\n' ' ' <"$errors")"
+	fi
+}
+
+# A release marked failed is not tried: make RELEASE_* the record's previous release instead
+# (pointing the record back if no instance has yet), and say so in REFUSED.
+refuse_failed_release() {
+	local reason body errors
+	reason=$(failed_reason "$RELEASE_IMAGE") || return 0
+	REFUSED="release $RELEASE_TAG is marked failed ($reason): not trying it"
+	log "$REFUSED"
+	body=$(mktemp) errors=$(mktemp)
+	point_back "$RELEASE_IMAGE" "$body" "$errors"
+	rm -f "$body" "$errors"
+	[[ -n $PREVIOUS_IMAGE ]] || die "$REFUSED, and the record names no earlier release"
+	RELEASE_IMAGE=$PREVIOUS_IMAGE RELEASE_TAG=$PREVIOUS_TAG
+}
+
+# This instance's id, for its status object: INSTANCE_ID, or from IMDSv2.
+instance_id() {
+	local imds=${IMDS_ENDPOINT:-http://169.254.169.254} token
+	imds=${imds%/}
+	token=$(curl --silent --fail --max-time 5 --request PUT \
+		--header 'X-aws-ec2-metadata-token-ttl-seconds: 60' "$imds/latest/api/token") &&
+		curl --silent --fail --max-time 5 --header "X-aws-ec2-metadata-token: $token" \
+			"$imds/latest/meta-data/instance-id"
+}
+
+# Write status/<instance-id>.json: what serves here, whether it answers /health, and the one
+# line why not (this run's error, or a refused release). Runs at exit, whatever happened.
+report_status() {
+	local status=$? running='' image='' tag='' config='' healthy=false reason='' body errors
+	[[ -n ${INSTANCE_ID:-} ]] || return 0
+	if running=$(docker container inspect --format \
+		'{{.Config.Image}} {{index .Config.Labels "bootstrap.release"}} {{index .Config.Labels "bootstrap.config-etag"}}' \
+		"$CONTAINER_NAME" 2>/dev/null); then
+		read -r image tag config <<<"$running"
+		if curl --silent --fail --max-time 5 --output /dev/null \
+			"http://127.0.0.1:$(container_port "$CONTAINER_NAME")/health"; then
+			healthy=true
+		fi
+	fi
+	if ((status != 0)) && [[ -s ${FAILURE_FILE:-} ]]; then
+		reason=$(head -n 1 "$FAILURE_FILE")
+	elif ((status != 0)); then
+		reason="stage 2 failed (exit status $status): see /var/log/bootstrap.log"
+	elif [[ -n ${REFUSED:-} ]]; then
+		reason=$REFUSED
+	elif [[ $healthy == false ]]; then
+		reason="no container answers /health"
+	fi
+	body=$(mktemp) errors=$(mktemp)
+	printf '{\n "instance": %s,\n "release": %s,\n "image": %s,\n "config_etag": %s,\n "healthy": %s,\n "reason": %s,\n "at": %s\n}\n' \
+		"$(json_string "$INSTANCE_ID")" "$(json_string "$tag")" "$(json_string "$image")" \
+		"$(json_string "$config")" "$healthy" "$(json_string "$reason")" \
+		"$(json_string "$(date -u +%Y-%m-%dT%H:%M:%SZ)")" >"$body"
+	if ! put_object "$errors" "$body" "$STATUS_PREFIX$INSTANCE_ID.json" application/json; then
+		log "could not write its status: $(tr '\n' ' ' <"$errors")"
+	fi
+	rm -f "$body" "$errors"
 }
 
 # The config's version (its S3 ETag); also the check that the config is there at all.
 config_etag() {
-	local path=${CONFIG_URI#s3://} etag
-	if ! etag=$(aws_cli s3api head-object --bucket "${path%%/*}" --key "${path#*/}" \
-		--query ETag --output text); then
+	local path=${CONFIG_URI#s3://}
+	if ! object_etag "${path#*/}"; then
 		die "cannot read $CONFIG_URI: run ./manage.py push_config --env $ENV_NAME (and check the instance role)"
 	fi
-	printf '%s\n' "${etag//\"/}"
 }
 
 # ECR wants a short-lived token; any other registry is reached without a login.
@@ -153,32 +378,48 @@ remove_container() {
 	fi
 }
 
-# Start container $1 from image $2: "serving" on HOST_PORT with a restart policy, or "trial"
-# on TRIAL_PORT (loopback only) without one.
+# Where nginx's requests reach a container from, comma-separated: loopback on the host's
+# network, else also the Docker network's gateway (a port published on 127.0.0.1 is
+# forwarded from there). gunicorn believes X-Forwarded-Proto from these only: nginx has
+# already replaced what a client sent unless it came from the load balancer.
+proxy_addresses() {
+	local gateways
+	if [[ ${CONTAINER_NETWORK:-} == host ]]; then
+		printf '127.0.0.1,::1\n'
+		return 0
+	fi
+	# "{{ end }}" spaced: push_config renders every unspaced double-braced word as a field
+	gateways=$(docker network inspect --format '{{range .IPAM.Config}}{{.Gateway}} {{ end }}' \
+		"${CONTAINER_NETWORK:-bridge}" 2>/dev/null || true)
+	gateways=$(printf '%s' "$gateways" | tr -s ' ' ',')
+	printf '127.0.0.1,::1%s\n' "${gateways:+,${gateways%,}}"
+}
+
+# Container $1's loopback port (its bootstrap.port label); empty for none or no container.
+container_port() {
+	docker container inspect --format '{{index .Config.Labels "bootstrap.port"}}' "$1" 2>/dev/null || true
+}
+
+# Start container $1 from image $2, listening on 127.0.0.1:$3 only, with CPU weight $4. No
+# restart policy yet: a container that fails its start must not be restarted while
+# wait_healthy watches it.
 run_container() {
-	local name=$1 image=$2 role=$3 port
+	local name=$1 image=$2 port=$3 cpu_shares=$4
 	local args=(
-		--detach --name "$name"
-		--label "project=$PROJECT_NAME" --label "env=$ENV_NAME" --label "bootstrap.role=$role"
-		--label "bootstrap.config-etag=$CONFIG_ETAG"
+		--detach --name "$name" --cpu-shares "$cpu_shares"
+		--label "project=$PROJECT_NAME" --label "env=$ENV_NAME" --label "bootstrap.port=$port"
+		--label "bootstrap.config-etag=$CONFIG_ETAG" --label "bootstrap.release=$RELEASE_TAG"
 		--volume "$HOST_DIR:/host"
 		--env "DJANGO_CONFIG_URI=$CONFIG_URI"
+		--env "FORWARDED_ALLOW_IPS=$(proxy_addresses)"
 		--env "AWS_REGION=$AWS_REGION" --env "AWS_DEFAULT_REGION=$AWS_REGION"
 		--log-opt max-size=20m --log-opt max-file=5
 	)
-	if [[ $role == serving ]]; then
-		port=$HOST_PORT
-		args+=(--restart unless-stopped)
-	else
-		port=$TRIAL_PORT
-	fi
 	if [[ -n ${CONTAINER_NETWORK:-} ]]; then
 		args+=(--network "$CONTAINER_NETWORK")
 	fi
 	if [[ ${CONTAINER_NETWORK:-} == host ]]; then
 		args+=(--env "PORT=$port")
-	elif [[ $role == serving ]]; then
-		args+=(--publish "$port:$APP_PORT")
 	else
 		args+=(--publish "127.0.0.1:$port:$APP_PORT")
 	fi
@@ -190,7 +431,13 @@ run_container() {
 		args+=(--env "AWS_EC2_METADATA_SERVICE_ENDPOINT=${IMDS_ENDPOINT%/}/")
 	fi
 	docker container run "${args[@]}" "$image" >/dev/null
-	log "started $name from $image (port $port)"
+	log "started $name from $image (127.0.0.1:$port)"
+}
+
+# Container $1, healthy, becomes one that serves: restarted by Docker (at boot too), and with
+# the CPU weight of any other container.
+promote_container() {
+	docker container update --restart unless-stopped --cpu-shares "$SERVING_CPU_SHARES" "$1" >/dev/null
 }
 
 # Poll container $1's /health on port $2 until it answers 200 (status 0), or the container
@@ -202,17 +449,286 @@ wait_healthy() {
 		state=$(docker container inspect --format '{{.State.Status}}' "$name" 2>/dev/null || echo gone)
 		if [[ $state != running ]]; then
 			docker container logs --tail 50 "$name" >&2 || true
+			HEALTH_FAILURE="it stopped ($state) before /health answered"
 			log "$name stopped ($state) before $url answered"
 			return 1
 		fi
 		if ((SECONDS >= deadline)); then
 			docker container logs --tail 50 "$name" >&2 || true
+			HEALTH_FAILURE="/health did not answer within ${HEALTH_TIMEOUT}s"
 			log "$name did not answer $url within ${HEALTH_TIMEOUT}s (HEALTH_TIMEOUT)"
 			return 1
 		fi
-		sleep 2
+		sleep 1
 	done
 	log "$url answers: $name ($ENV_NAME) is up"
+}
+
+# Stop container $1 gracefully (docker's SIGTERM reaches gunicorn through supervisord: requests
+# in flight finish), then remove it.
+retire_container() {
+	local name=$1 image started=$SECONDS
+	image=$(docker container inspect --format '{{.Config.Image}}' "$name")
+	docker container stop --time "$STOP_TIMEOUT" "$name" >/dev/null
+	docker container rm "$name" >/dev/null
+	log "stopped $name ($image) in $((SECONDS - started))s"
+}
+
+# --- nginx, in front ------------------------------------------------------------------------
+
+# The site file: HOST_PORT proxied to the container on 127.0.0.1:$1.
+#
+# Forwarded headers: a load balancer in front (an ALB connects from the VPC's private
+# addresses) says who the client is and which scheme it used; any other sender's
+# X-Forwarded-For and X-Forwarded-Proto are replaced by what nginx sees, so a client cannot
+# claim https (the app's SECURE_PROXY_SSL_HEADER) or another address. gunicorn's other scheme
+# headers (X-Forwarded-Ssl, X-Forwarded-Protocol) are never passed on.
+render_site() {
+	local site
+	site=$(
+		cat <<-'EOF'
+			# Written by stage 2 (bootstrap-webserver) at every swap: edits here are lost.
+			geo $bootstrap_from_proxy {
+				default 0;
+			@PROXY_RANGES@
+			}
+			map "$bootstrap_from_proxy:$http_x_forwarded_proto" $bootstrap_forwarded_proto {
+				default $scheme;
+				"~^1:(https?)$" $1;
+			}
+			map $bootstrap_from_proxy $bootstrap_forwarded_for {
+				default $remote_addr;
+				1 $proxy_add_x_forwarded_for;
+			}
+			server {
+				listen @HOST_PORT@ default_server;
+				server_name _;
+				server_tokens off;
+				client_max_body_size 100m;
+				proxy_connect_timeout 5s;
+				proxy_send_timeout 60s;
+				# longer than gunicorn's own timeout (30 s), which ends a stuck request first
+				proxy_read_timeout 60s;
+				proxy_set_header Host $http_host;
+				proxy_set_header X-Forwarded-For $bootstrap_forwarded_for;
+				proxy_set_header X-Forwarded-Proto $bootstrap_forwarded_proto;
+				proxy_set_header X-Forwarded-Ssl "";
+				proxy_set_header X-Forwarded-Protocol "";
+				location / {
+					proxy_pass http://127.0.0.1:@UPSTREAM_PORT@;
+				}
+				# the app's own answer, for the load balancer and stage 2; not logged
+				location = /health {
+					proxy_pass http://127.0.0.1:@UPSTREAM_PORT@;
+					access_log off;
+				}
+			}
+		EOF
+	)
+	local ranges="" range
+	for range in ${FORWARDED_ALLOW_IPS//,/ }; do
+		ranges+=$'\t'"$range 1;"$'\n'
+	done
+	site=${site//@PROXY_RANGES@/$ranges}
+	site=${site//@HOST_PORT@/$HOST_PORT}
+	printf '%s\n' "${site//@UPSTREAM_PORT@/$1}"
+}
+
+# The loopback port the site file proxies to; empty without one.
+upstream_port() {
+	local line
+	[[ -f $NGINX_SITE ]] || return 0
+	while IFS= read -r line; do
+		if [[ $line =~ proxy_pass\ http://127\.0\.0\.1:([0-9]+)\; ]]; then
+			printf '%s\n' "${BASH_REMATCH[1]}"
+			return 0
+		fi
+	done <"$NGINX_SITE"
+}
+
+# The nginx master's pid, if it runs.
+nginx_master() {
+	local pid
+	[[ -s $NGINX_PID_FILE ]] || return 1
+	pid=$(<"$NGINX_PID_FILE")
+	[[ -e /proc/$pid ]] || return 1
+	printf '%s\n' "$pid"
+}
+
+# nginx's worker processes (the master's children) right now.
+nginx_workers() {
+	local master=$1
+	cat "/proc/$master/task/$master/children" 2>/dev/null || true
+}
+
+# nginx as a daemon that outlives this run, so without this run's open descriptors: stage 1's
+# lock among them would be held for as long as nginx runs.
+start_nginx() {
+	(
+		local path fd
+		for path in "/proc/$BASHPID/fd/"*; do
+			fd=${path##*/}
+			if ((fd > 2)); then
+				exec {fd}>&-
+			fi
+		done
+		exec nginx </dev/null >/dev/null
+	)
+}
+
+# Reload nginx with its config on disk, then wait until the workers of the old config have
+# finished their requests (they close idle connections and exit), or start nginx if it is not
+# running (the rig's instance has no systemd; on EC2 systemd starts it at boot).
+apply_nginx() {
+	local master old pid deadline=$((SECONDS + NGINX_DRAIN_TIMEOUT))
+	if ! master=$(nginx_master); then
+		start_nginx
+		log "started nginx on port $HOST_PORT"
+		return 0
+	fi
+	old=$(nginx_workers "$master")
+	nginx -s reload
+	for pid in $old; do
+		while [[ -e /proc/$pid ]]; do
+			if ((SECONDS >= deadline)); then
+				log "nginx's old workers still hold requests after ${NGINX_DRAIN_TIMEOUT}s: going on"
+				return 0
+			fi
+			sleep 0.1
+		done
+	done
+	log "nginx reloaded: its old workers have finished"
+}
+
+# Point nginx at the container on 127.0.0.1:$1 (nothing to do when it already is), checking
+# the new site file with nginx -t first; a refused file is put back as it was.
+switch_upstream() {
+	local port=$1 next="$NGINX_SITE.next" errors
+	rm -f "$NGINX_DEFAULT_SITE"
+	render_site "$port" >"$next"
+	if cmp -s "$next" "$NGINX_SITE" && nginx_master >/dev/null; then
+		rm -f "$next"
+		return 0
+	fi
+	if [[ -f $NGINX_SITE ]]; then
+		cp -p "$NGINX_SITE" "$NGINX_SITE.previous"
+	fi
+	mv "$next" "$NGINX_SITE"
+	if ! errors=$(nginx -t -q 2>&1); then
+		if [[ -f $NGINX_SITE.previous ]]; then
+			mv "$NGINX_SITE.previous" "$NGINX_SITE"
+		else
+			rm -f "$NGINX_SITE"
+		fi
+		printf '%s\n' "$errors" >&2
+		log "nginx refused the site for port $HOST_PORT (nginx -t, above)"
+		return 1
+	fi
+	rm -f "$NGINX_SITE.previous"
+	apply_nginx
+	log "nginx on port $HOST_PORT proxies to 127.0.0.1:$port"
+}
+
+# --- the swap -------------------------------------------------------------------------------
+
+# The upstream port of the next container: the one of UPSTREAM_PORTS container $1 is not on.
+next_port() {
+	local current ports
+	current=$(container_port "$1")
+	read -r -a ports <<<"$UPSTREAM_PORTS"
+	if [[ ${ports[0]} == "$current" ]]; then
+		printf '%s\n' "${ports[1]}"
+	else
+		printf '%s\n' "${ports[0]}"
+	fi
+}
+
+# Put a container from image $1 in place of the serving one (if any), as described at the top
+# of this file. Exits with one line when it fails, the old container still serving and nginx
+# still pointing at it. A load-balanced instance leaves its target group before calling this,
+# and rejoins once it returns.
+swap_container() {
+	local image=$1 old='' old_image='' old_port port cpu_shares next=$CONTAINER_NAME-next
+	if container_exists "$CONTAINER_NAME"; then
+		old=$CONTAINER_NAME
+		old_image=$(docker container inspect --format '{{.Config.Image}}' "$old")
+	fi
+	port=$(next_port "$CONTAINER_NAME")
+	remove_container "$next"
+	log "trying $image as $next on 127.0.0.1:$port${old:+ while $old keeps serving}"
+	# Beside a serving container, the new one's start (Python, the config, migrations) gets a
+	# quarter of its CPU weight: the requests being served come first.
+	cpu_shares=$SERVING_CPU_SHARES
+	if [[ -n $old ]]; then
+		cpu_shares=$STARTING_CPU_SHARES
+	fi
+	run_container "$next" "$image" "$port" "$cpu_shares"
+	if ! wait_healthy "$next" "$port"; then
+		remove_container "$next"
+		[[ -n $old ]] || die "$image did not become healthy: see its log lines above and $HOST_DIR/logs"
+		if [[ $old_image != "$image" ]]; then
+			# A new release beside a serving one (not a config change): no instance tries it again.
+			mark_release_failed "$image" "$RELEASE_TAG" "$HEALTH_FAILURE"
+		fi
+		die "the new container did not become healthy: $old keeps serving $old_image"
+	fi
+	promote_container "$next"
+	old_port=$(container_port "$CONTAINER_NAME")
+	if [[ -n $old && -z $old_port ]]; then
+		# A container from before nginx publishes HOST_PORT itself: the one swap with a gap.
+		log "$old holds port $HOST_PORT itself (started before nginx): stopping it first"
+		docker container stop --time "$STOP_TIMEOUT" "$old" >/dev/null
+	fi
+	if ! switch_upstream "$port"; then
+		remove_container "$next"
+		if [[ -n $old && -z $old_port ]]; then
+			docker container start "$old" >/dev/null
+		fi
+		die "nginx did not take the new container: ${old:-nothing} keeps serving ${old_image}"
+	fi
+	if [[ -n $old ]]; then
+		remove_container "$CONTAINER_NAME-previous"
+		docker container rename "$old" "$CONTAINER_NAME-previous"
+	fi
+	docker container rename "$next" "$CONTAINER_NAME"
+	if [[ -n $old ]]; then
+		retire_container "$CONTAINER_NAME-previous"
+	fi
+	log "$CONTAINER_NAME ($ENV_NAME) is up on port $HOST_PORT"
+}
+
+# A run that stopped half-way (killed, or the host rebooted) left <name>-next or
+# <name>-previous behind. The container nginx's site file points at is the one to keep: finish
+# the swap towards it, or remove a new container that was never switched to.
+finish_interrupted_swap() {
+	local next=$CONTAINER_NAME-next previous=$CONTAINER_NAME-previous site_port
+	site_port=$(upstream_port)
+	if container_exists "$next"; then
+		if [[ -n $site_port && $(container_port "$next") == "$site_port" ]]; then
+			log "finishing an interrupted swap to $next"
+			docker container start "$next" >/dev/null
+			promote_container "$next"
+			rm -f "$NGINX_DEFAULT_SITE"
+			apply_nginx # the site file may not have been loaded yet
+			if container_exists "$CONTAINER_NAME"; then
+				remove_container "$previous"
+				docker container rename "$CONTAINER_NAME" "$previous"
+			fi
+			docker container rename "$next" "$CONTAINER_NAME"
+		else
+			log "removing $next, left by an interrupted run before nginx was switched to it"
+			remove_container "$next"
+		fi
+	fi
+	if container_exists "$previous"; then
+		if container_exists "$CONTAINER_NAME"; then
+			retire_container "$previous"
+		else
+			# Stopped before its replacement ran (a run of the stage 2 from before nginx).
+			docker container rename "$previous" "$CONTAINER_NAME"
+			docker container start "$CONTAINER_NAME" >/dev/null
+		fi
+	fi
 }
 
 # Whether the serving container already runs image $1 with the current config, healthy.
@@ -222,83 +738,86 @@ up_to_date() {
 		'{{.State.Running}} {{.Config.Image}} {{index .Config.Labels "bootstrap.config-etag"}}' \
 		"$CONTAINER_NAME" 2>/dev/null) || return 1
 	[[ $running == "true $1 $CONFIG_ETAG" ]] &&
-		curl --silent --fail --max-time 5 --output /dev/null "http://127.0.0.1:$HOST_PORT/health"
+		curl --silent --fail --max-time 5 --output /dev/null \
+			"http://127.0.0.1:$(container_port "$CONTAINER_NAME")/health"
 }
 
-# The first container on this host.
-start_first() {
-	local image=$1
-	run_container "$CONTAINER_NAME" "$image" serving
-	if ! wait_healthy "$CONTAINER_NAME" "$HOST_PORT"; then
-		remove_container "$CONTAINER_NAME"
-		die "$image did not become healthy: see its log lines above and $HOST_DIR/logs"
-	fi
-}
-
-# Replace the serving container with one from $1, as described at the top of this file.
-replace_running() {
-	local image=$1 old_image trial=$CONTAINER_NAME-trial previous=$CONTAINER_NAME-previous
-	old_image=$(docker container inspect --format '{{.Config.Image}}' "$CONTAINER_NAME")
-	remove_container "$trial"
-	log "trying $image as $trial while $CONTAINER_NAME keeps serving"
-	run_container "$trial" "$image" trial
-	if ! wait_healthy "$trial" "$TRIAL_PORT"; then
-		remove_container "$trial"
-		die "the new container did not become healthy: $CONTAINER_NAME keeps serving $old_image"
-	fi
-	remove_container "$trial" # it served nothing but the health check: no need to drain it
-
-	remove_container "$previous"
-	docker container rename "$CONTAINER_NAME" "$previous"
-	docker container stop --time 30 "$previous" >/dev/null # lets requests in flight finish
-	log "stopped $previous ($old_image)"
-	run_container "$CONTAINER_NAME" "$image" serving
-	if ! wait_healthy "$CONTAINER_NAME" "$HOST_PORT"; then
-		remove_container "$CONTAINER_NAME"
-		docker container rename "$previous" "$CONTAINER_NAME"
-		docker container start "$CONTAINER_NAME" >/dev/null
-		die "$image passed its trial but failed on the serving port: rolled back to $old_image"
-	fi
-	remove_container "$previous"
-}
-
-main() {
-	trap 'on_error $? $LINENO "$BASH_COMMAND"' ERR
-	check_rendered
+# The settings above, with their defaults.
+read_settings() {
 	AWS_REGION=${AWS_REGION:-${AWS_DEFAULT_REGION:-$DEFAULT_REGION}}
 	export AWS_REGION AWS_DEFAULT_REGION=$AWS_REGION
 	CONTAINERS_ROOT=${CONTAINERS_ROOT:-/containers}
 	HOST_DIR="$CONTAINERS_ROOT/$PROJECT_NAME"
 	CONTAINER_NAME=${CONTAINER_NAME:-$PROJECT_NAME}
-	if [[ ${CONTAINER_NETWORK:-} == host ]]; then
-		HOST_PORT=${HOST_PORT:-$APP_PORT}
-	else
-		HOST_PORT=${HOST_PORT:-80}
-	fi
-	TRIAL_PORT=${TRIAL_PORT:-8001}
+	HOST_PORT=${HOST_PORT:-80}
+	UPSTREAM_PORTS=${UPSTREAM_PORTS:-8001 8002}
+	[[ $UPSTREAM_PORTS =~ ^[0-9]+\ +[0-9]+$ ]] ||
+		die "UPSTREAM_PORTS=$UPSTREAM_PORTS: set it to two port numbers, e.g. \"8001 8002\""
 	HEALTH_TIMEOUT=${HEALTH_TIMEOUT:-300}
+	NGINX_SITE="$NGINX_SITE_DIR/$PROJECT_NAME.conf"
+	BUCKET=${RELEASE_URI#s3://}
+	BUCKET=${BUCKET%%/*}
+	RELEASE_KEY=${RELEASE_URI#s3://"$BUCKET"/}
+	STATE_DIR=${STATE_DIR:-/var/lib/bootstrap-webserver}
+}
 
-	local image
-	image=$(release_image) || exit 1 # release_image said why
+main() {
+	trap 'on_error $? $LINENO "$BASH_COMMAND"' ERR
+	check_rendered
+	read_settings
+	if [[ -z ${FORWARDED_ALLOW_IPS:-} ]] && ! FORWARDED_ALLOW_IPS=$(vpc_ranges); then
+		die "cannot read the VPC's address ranges from instance metadata (mac, vpc-ipv4-cidr-blocks): set FORWARDED_ALLOW_IPS"
+	fi
+	check_ranges "$FORWARDED_ALLOW_IPS"
+	log "nginx believes X-Forwarded-For and X-Forwarded-Proto from $FORWARDED_ALLOW_IPS"
+	command -v nginx >/dev/null || die "nginx is not installed: stage 1 (deploy/aws/user-data.sh) installs it"
+
+	install -d -m 0700 "$STATE_DIR"
+	FAILURE_FILE="$STATE_DIR/last-error"
+	rm -f "$FAILURE_FILE"
+	INSTANCE_ID=${INSTANCE_ID:-$(instance_id || true)}
+	[[ -n $INSTANCE_ID ]] || log "no instance id (IMDS does not answer): no status report"
+	trap report_status EXIT
+
+	local release_etag
+	release_etag=$(object_etag "$RELEASE_KEY") ||
+		die "cannot read $RELEASE_URI: run ./manage.py publish_image --env $ENV_NAME TAG"
 	CONFIG_ETAG=$(config_etag) || exit 1
-	log "release of $ENV_NAME: $image"
-	if up_to_date "$image"; then
-		log "$CONTAINER_NAME runs $image with the current config, unchanged"
+	finish_interrupted_swap
+	if [[ $release_etag == "$(cat "$STATE_DIR/release.etag" 2>/dev/null)" ]] &&
+		up_to_date "$(docker container inspect --format '{{.Config.Image}}' "$CONTAINER_NAME" 2>/dev/null)"; then
+		keep_serving "$release_etag"
+		return 0
+	fi
+	read_release
+	log "release of $ENV_NAME: $RELEASE_IMAGE ($RELEASE_TAG)"
+	refuse_failed_release
+	if up_to_date "$RELEASE_IMAGE"; then
+		keep_serving "$release_etag"
 		return 0
 	fi
 	prepare_host_dir
-	registry_login "$image"
-	pull_image "$image"
-	# An interrupted replacement may have left the old container renamed: it is the one to replace.
-	if ! container_exists "$CONTAINER_NAME" && container_exists "$CONTAINER_NAME-previous"; then
-		docker container rename "$CONTAINER_NAME-previous" "$CONTAINER_NAME"
-		docker container start "$CONTAINER_NAME" >/dev/null
+	registry_login "$RELEASE_IMAGE"
+	pull_image "$RELEASE_IMAGE"
+	swap_container "$RELEASE_IMAGE"
+	remember_release "$release_etag"
+}
+
+# After a release record (ETag $1) was applied: the next run's poll compares with it. Not
+# after refusing a failed release, so the record pointed back is read again.
+remember_release() {
+	if [[ -z ${REFUSED:-} ]]; then
+		printf '%s\n' "$1" >"$STATE_DIR/release.etag"
 	fi
-	if container_exists "$CONTAINER_NAME"; then
-		replace_running "$image"
-	else
-		start_first "$image"
-	fi
+}
+
+# The serving container is the release and config wanted: keep it, and nginx pointing at it
+# (nginx too: e.g. stopped, or its site from an older copy of this script).
+keep_serving() {
+	switch_upstream "$(container_port "$CONTAINER_NAME")" ||
+		die "nginx refused its site (nginx -t's lines above): $CONTAINER_NAME serves on 127.0.0.1 only"
+	log "$CONTAINER_NAME runs $(docker container inspect --format '{{.Config.Image}}' "$CONTAINER_NAME") with the current config, unchanged"
+	remember_release "$1"
 }
 
 if ! (return 0 2>/dev/null); then

@@ -2,7 +2,7 @@
 # Stage 1 of a web server's boot, run once as root by cloud-init: launch_ec2 passes this file
 # as the instance's user-data (it must stay under EC2's 16 KB limit).
 #
-# It installs Docker, the AWS CLI and curl where they are missing, reads the instance's region
+# It installs Docker, nginx, the AWS CLI and curl where missing, reads the instance's region
 # and its `Bootstrap` tag (the S3 URI of stage 2) from instance metadata with an IMDSv2 token,
 # downloads that script and runs it. Everything goes to /var/log/bootstrap.log and to the
 # console (cloud-init's output); the first failing command stops the boot with its line.
@@ -25,7 +25,7 @@
 #   AWS_ENDPOINT_URL  AWS endpoint override, honoured by the AWS CLI and passed on to stage 2
 #   BOOTSTRAP_LOG     log file (default /var/log/bootstrap.log)
 #   BOOTSTRAP_DIR     where stage 2 is kept, for reruns by hand (default /var/lib/bootstrap)
-#   REDEPLOY_EVERY    how often the timer reruns the stages (systemd time span, default 3min);
+#   REDEPLOY_EVERY    how often the timer reruns the stages (systemd time span, default 1min);
 #                     "off" installs no timer (e.g. when trying this script on a workstation)
 set -Eeuo pipefail
 
@@ -55,12 +55,14 @@ apt_install() {
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
 }
 
-# Docker, the AWS CLI and curl, each only when missing (a prepared AMI needs none).
+# Docker, nginx (stage 2's proxy), the AWS CLI and curl, each only when missing (a prepared
+# AMI needs none). The package starts nginx and enables it at boot (systemd).
 install_tools() {
 	command -v curl >/dev/null || apt_install ca-certificates curl
 	if ! command -v docker >/dev/null; then
 		apt_install docker.io
 	fi
+	command -v nginx >/dev/null || apt_install nginx
 	if ! command -v aws >/dev/null; then
 		if apt-cache show awscli >/dev/null 2>&1; then
 			apt_install awscli
@@ -148,7 +150,7 @@ open_log() {
 
 main() {
 	: "${BOOTSTRAP_LOG:=/var/log/bootstrap.log}"
-	: "${BOOTSTRAP_DIR:=/var/lib/bootstrap}" "${REDEPLOY_EVERY:=3min}"
+	: "${BOOTSTRAP_DIR:=/var/lib/bootstrap}" "${REDEPLOY_EVERY:=1min}"
 	open_log
 	trap 'on_error $? $LINENO "$BASH_COMMAND"' ERR
 	if [[ $STAGE2_URI == *'{{'* ]]; then

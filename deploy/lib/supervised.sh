@@ -28,11 +28,21 @@ finish_logging() {
 # stop's SIGTERM (which tini hands to this shell) passed on; an optional command $2 runs in
 # the background once supervisord has started. Sets SUPERVISORD_STATUS to its exit status.
 supervise() {
+	start_supervisord "$@"
+	wait_supervisord
+}
+
+# supervisord with configuration $1 in the background, and the optional command $2 beside it.
+start_supervisord() {
 	supervisord --nodaemon --configuration "$1" &
 	SUPERVISORD_PID=$!
 	if (($# > 1)); then
 		"$2" &
 	fi
+}
+
+# Until supervisord exits, with docker stop's SIGTERM passed on; sets SUPERVISORD_STATUS.
+wait_supervisord() {
 	trap 'FORWARDED=1; kill -TERM "$SUPERVISORD_PID" 2>/dev/null || true' TERM INT
 	while :; do
 		FORWARDED=0
@@ -42,3 +52,4 @@ supervise() {
 		((SUPERVISORD_STATUS > 128 && FORWARDED == 1)) || break
 	done
 }
+

@@ -2,7 +2,8 @@
 note the program's name in $SUPERVISORD_FATAL_FILE and stop supervisord (SIGTERM, a clean
 shutdown). start.sh, supervisord's parent, then exits non-zero with one line naming it.
 
-stdout is the event protocol's channel (supervisor.childutils); messages go to stderr.
+It exits quietly when supervisord is gone. stdout is the event protocol's channel
+(supervisor.childutils); messages go to stderr.
 """
 
 import os
@@ -16,7 +17,12 @@ from supervisor import childutils
 def main():
     fatal_file = Path(os.environ["SUPERVISORD_FATAL_FILE"])
     while True:
-        headers, payload = childutils.listener.wait(sys.stdin, sys.stdout)
+        childutils.listener.ready(sys.stdout)
+        line = sys.stdin.readline()
+        if not line:  # supervisord is gone (start.sh kills it when the start-up fails)
+            return
+        headers = childutils.get_headers(line)
+        payload = sys.stdin.read(int(headers["len"]))
         if headers["eventname"] == "PROCESS_STATE_FATAL":
             fields, _ = childutils.eventdata(payload + "\n")
             fatal_file.write_text(fields["processname"])

@@ -6,15 +6,16 @@ GUNICORN_THREADS    threads per worker (default 4)
 GUNICORN_TIMEOUT    seconds a request may take before its worker is restarted (default 30)
 GUNICORN_ACCESS_LOG where gunicorn writes the access log: a file (default
                     /host/logs/access.log), "-" for stdout (the container log), "off" for none
+GUNICORN_START_GATE set by start.sh: the master imports the app at once but binds its port
+                    only once this file exists, after the start-up steps (on_starting)
 """
 
-import logging
+import importlib.util
 import math
 import os
-import traceback
+import sys
+import time
 from pathlib import Path
-
-from gunicorn import glogging
 
 # The container's CPU quota (docker run --cpus), cgroup v2 then v1: "QUOTA PERIOD" in
 # microseconds, or "max" / -1 for no quota.
@@ -44,6 +45,16 @@ def available_cpus():
     return min(cpus, quota) if quota else cpus
 
 
+def load_beside(name):
+    """The module in name.py beside this file (deploy/release is not a package), imported
+    without adding its directory to the app's sys.path."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
+
+
 def access_log(setting):
     """gunicorn's accesslog for GUNICORN_ACCESS_LOG: a path, "-" (stdout), or None ("off").
 
@@ -57,84 +68,42 @@ def access_log(setting):
     return setting
 
 
-class AccessLogger(glogging.Logger):
-    """gunicorn's logger, with its default access-log line (Apache combined) built from the
-    nine values it shows and written straight to the log's one file or stream.
+def on_starting(server):
+    """The master imports the app once and forks ready workers, instead of every worker
+    importing Django after the fork (seconds on a small machine): what preload_app does, here
+    so that under start.sh it overlaps the start-up steps (database wait, migrate,
+    collectstatic) instead of following them. Safe: Django opens no database connection at
+    import, and the config fetch's S3 client is not kept. A code change means a new container
+    anyway.
 
-    gunicorn's own path turns every request header and environ variable into an atom, wraps
-    them all and passes a LogRecord through logging: +18% CPU instructions on a /health
-    request, this path +2.7% (docs/benchmarks.md). The line is the same, escaping included
-    (tests/test_access_log.py). A custom access_log_format, a logging configuration, or
-    filters or other handlers on the access log take gunicorn's own path. Setting a
-    logger_class turns off gunicorn's switch to its statsd logger: to send statsd metrics,
-    derive this class from gunicorn.instrument.statsd.Statsd instead.
+    Under start.sh (GUNICORN_START_GATE set, the file absent) the port is bound, and the
+    workers forked, only once the start-up process (manage.py start_steps --ready-file) has
+    created the file after its last step: nothing is served before the migrations. If the
+    steps fail, start.sh reports it in one line and kills supervisord; this master then exits
+    quietly. An import error meanwhile is the steps' to report (they load the same settings);
+    it is raised here only if they succeeded.
     """
-
-    def access(self, resp, req, environ, request_time):
-        handler = self.plain_access_handler()
-        if handler is None:
-            return super().access(resp, req, environ, request_time)
-        try:
-            self.write_line(handler, self.combined_line(resp, environ))
-        except Exception:  # as gunicorn's own access(): a failed log line fails no request
-            self.error(traceback.format_exc())
-
-    def plain_access_handler(self):
-        """The access log's handler, if it is gunicorn's one file or stream, as configured."""
-        cfg, log = self.cfg, self.access_log
-        if (
-            cfg.access_log_format != cfg.settings["access_log_format"].default
-            or cfg.logconfig
-            or cfg.logconfig_dict
-            or cfg.logconfig_json
-            or len(log.handlers) != 1
-            or log.filters
-        ):
-            return None
-        handler = log.handlers[0]
-        plain = type(handler) in (logging.FileHandler, logging.StreamHandler)
-        return handler if plain and not handler.filters else None
-
-    def combined_line(self, resp, environ):
-        status = resp.status.split(None, 1)[0] if isinstance(resp.status, str) else resp.status
-        sent = getattr(resp, "sent", None)
-        user = self._get_user(environ) if "HTTP_AUTHORIZATION" in environ else None
-        fields = (
-            environ.get("REMOTE_ADDR", "-"),
-            "-",
-            user or "-",
-            self.now(),
-            f"{environ['REQUEST_METHOD']} {environ['RAW_URI']} {environ['SERVER_PROTOCOL']}",
-            status,
-            (str(sent) if sent is not None else "") or "-",
-            environ.get("HTTP_REFERER", "-"),
-            environ.get("HTTP_USER_AGENT", "-"),
-        )
-        h, l, u, t, r, s, b, f, a = (  # noqa: E741 - gunicorn's atom names
-            v.replace('"', '\\"') if isinstance(v, str) else v for v in fields
-        )
-        return f'{h} {l} {u} {t} "{r}" {s} {b} "{f}" "{a}"'
-
-    def write_line(self, handler, line):
-        handler.acquire()
-        try:
-            if handler.stream is not None:
-                handler.stream.write(line + handler.terminator)
-                handler.flush()
-                return
-        finally:
-            handler.release()
-        # A logging reconfiguration (Django's, at start-up) closes file handlers; logging
-        # reopens the file on the next record. No arguments: a "%" in the URL stays as is.
-        self.access_log.info(line)
+    gate = os.environ.get("GUNICORN_START_GATE")
+    if not gate or os.path.exists(gate):
+        server.app.wsgi()
+        return
+    supervisor = os.getppid()
+    try:
+        server.app.wsgi()
+        failed = False
+        server.log.info("App imported; serving once the start-up steps are done (%s)", gate)
+    except Exception:
+        failed = True
+    while not os.path.exists(gate):
+        if os.getppid() != supervisor:  # orphaned: start.sh stopped the start
+            os._exit(0)
+        time.sleep(0.01)
+    if failed:
+        server.app.wsgi()
 
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
-# The master imports the app once and forks ready workers, instead of every worker importing
-# Django after the fork (seconds on a small machine). Safe: Django opens no database
-# connection and the app creates no boto3 client at import. A code change means a new
-# container anyway.
-preload_app = True
+# preload_app stays off: on_starting imports the app in the master instead, the same way.
 # Threads keep connections alive and overlap database round trips; Django is thread-safe.
 # Each thread holds its own database connection (CONN_MAX_AGE): max_connections must cover
 # workers x threads x instances.
@@ -151,7 +120,17 @@ control_socket = "/tmp/gunicorn.ctl"
 # Straight to a file by default: through stdout every request's line would pass supervisord,
 # start.sh's tee and dockerd, which cost a quarter of the throughput on one core.
 accesslog = access_log(os.environ.get("GUNICORN_ACCESS_LOG") or "/host/logs/access.log")
+AccessLogger = load_beside("access_log").AccessLogger
 logger_class = AccessLogger
 errorlog = "-"
-# The proxy or load balancer in front sets X-Forwarded-Proto (SECURE_PROXY_SSL_HEADER).
-forwarded_allow_ips = "*"
+# Whom gunicorn believes about the request's scheme: only the load balancer, which ends TLS
+# and sets X-Forwarded-Proto. FORWARDED_ALLOW_IPS names where it can be (stage 2 sets the
+# VPC's ranges, read from instance metadata); by default only this host. From anyone else
+# the header changes nothing: wsgi.url_scheme stays http and Django (no SECURE_PROXY_SSL_HEADER
+# in the config templates) redirects to https. X-Forwarded-Ssl and X-Forwarded-Protocol are
+# not honoured from anyone, nor SCRIPT_NAME/PATH_INFO headers (forwarder_headers), and
+# header names with underscores are dropped (header_map).
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS") or "127.0.0.1,::1"
+secure_scheme_headers = {"X-FORWARDED-PROTO": "https"}
+forwarder_headers = ""
+header_map = "drop"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Bootstrap stage 3: the release image's CMD. Checks the environment, then fetches the
-# config, waits for the database, migrates, collects static files, and hands over to
-# supervisord, which runs gunicorn. Any failure stops it with one line and a non-zero exit.
+# config, waits for the database, migrates and collects static files while supervisord
+# starts gunicorn, which imports the app meanwhile and serves only once those steps are done.
+# Any failure stops it with one line and a non-zero exit.
 #
 # Environment:
 #   DJANGO_CONFIG_URI     required: s3://BUCKET/KEY, file:///PATH or /PATH of the settings file
@@ -18,7 +19,7 @@
 set -Eeuo pipefail
 
 readonly APP_DIR=/var/www
-# shellcheck source=/dev/null # start_logging, finish_logging, supervise
+# shellcheck source=/dev/null # start_logging, start_supervisord, wait_supervisord, ...
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/supervised.sh"
 readonly LOG_DIR=/host/logs
 readonly SUPERVISORD_CONF="$APP_DIR/deploy/release/supervisord.conf"
@@ -26,6 +27,8 @@ readonly SUPERVISORD_CONF="$APP_DIR/deploy/release/supervisord.conf"
 readonly SUPERVISORD_SOCKET=/tmp/supervisor.sock
 # deploy/release/exit_on_fatal.py writes the name of a program gone FATAL here.
 export SUPERVISORD_FATAL_FILE=/tmp/supervisord-fatal
+# gunicorn.conf.py binds the port only once this file exists: after the start-up steps.
+export GUNICORN_START_GATE=/tmp/gunicorn-start-gate
 
 die() {
 	echo "start.sh: error: $*" >&2
@@ -114,11 +117,19 @@ while time.monotonic() < deadline:
 ' "$SUPERVISORD_SOCKET" || true
 }
 
-# supervisord as this shell's child (deploy/lib/supervised.sh); exits with its status, or with
-# one line when it stopped because a program could not be started.
-run_supervisord() {
-	rm -f "$SUPERVISORD_FATAL_FILE"
-	supervise "$SUPERVISORD_CONF" wake_supervisord
+# supervisord (deploy/lib/supervised.sh) in the background, so that gunicorn's master
+# imports the app while the start-up steps run; it binds its port only once the start-up
+# process has created the gate file after its last step (gunicorn.conf.py's on_starting). The
+# gate is closed first: a restarted container keeps its /tmp.
+start_gunicorn_behind_gate() {
+	rm -f "$SUPERVISORD_FATAL_FILE" "$GUNICORN_START_GATE"
+	start_supervisord "$SUPERVISORD_CONF" wake_supervisord
+}
+
+# Until supervisord exits; exits with its status, or with one line when it stopped because
+# a program could not be started.
+wait_for_supervisord() {
+	wait_supervisord
 	if [[ -s "$SUPERVISORD_FATAL_FILE" ]]; then
 		die "$(<"$SUPERVISORD_FATAL_FILE") could not be started (supervisord gave up: FATAL; its own error is above): stopping the container"
 	fi
@@ -134,9 +145,10 @@ fetch_config_once() {
 }
 
 # wait_for_db, migrate_with_lock and collectstatic_once in one Python process: the
-# interpreter, Django's set-up and the config fetch are paid once, not once per step.
+# interpreter, Django's set-up and the config fetch are paid once, not once per step. It
+# opens gunicorn's gate itself after the last step, before its own (slow) interpreter exit.
 run_startup_steps() {
-	local flags=(--no-input)
+	local flags=(--no-input --ready-file "$GUNICORN_START_GATE")
 	if [[ "$DJANGO_MIGRATE" == 0 ]]; then
 		log "DJANGO_MIGRATE=0: not migrating"
 		flags+=(--no-migrate)
@@ -148,15 +160,35 @@ run_startup_steps() {
 	python3 "$APP_DIR/manage.py" start_steps "${flags[@]}"
 }
 
+# supervisord killed, not stopped: a clean stop would print its lines after the steps' error,
+# which must stay the last. gunicorn, waiting at the gate, and exit_on_fatal exit quietly when
+# supervisord is gone; the script's tee then sees the end of their output.
+kill_supervisord() {
+	kill -KILL "$SUPERVISORD_PID" 2>/dev/null || true
+	wait "$SUPERVISORD_PID" 2>/dev/null || true
+}
+
+# The start-up steps; on failure (their error is above), gunicorn and supervisord stopped
+# before the script exits with the steps' status: no half-started container.
+run_startup_steps_or_stop() {
+	local status=0
+	run_startup_steps || status=$?
+	if ((status != 0)); then
+		kill_supervisord
+		exit "$status"
+	fi
+}
+
 main() {
 	check_environment
 	prepare_host_dirs
 	start_logging "$LOG_DIR/container.log"
 	log "starting $(date -u +%Y-%m-%dT%H:%M:%SZ) as uid $(id -u)"
 	fetch_config_once
-	run_startup_steps
-	log "starting supervisord (gunicorn on port $PORT)"
-	run_supervisord
+	log "starting supervisord (gunicorn on port $PORT once the start-up steps are done)"
+	start_gunicorn_behind_gate
+	run_startup_steps_or_stop
+	wait_for_supervisord
 }
 
 if ! (return 0 2>/dev/null); then

@@ -19,4 +19,8 @@ operator can fix are raised as www.ops.errors.OpsError; only the commands
     config_push  checking and uploading config/<env>.py and stage 2
     images       release images: push, record, publish
     ec2          web-server instances: launch, status, terminate
+    loadbalancer a load-balanced env's front door: ALB, target group, certificate, DNS
+    scaling      its instances: launch template and Auto Scaling group
+    fleet        both, as setup_aws converges them
+    teardown     removing them again
 """

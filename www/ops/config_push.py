@@ -149,6 +149,8 @@ def render_stage2(*, project, env, region):
         "region": region,
         "config_uri": env.config_uri,
         "release_uri": env.release_uri,
+        "status_prefix": env.status_prefix,
+        "failed_prefix": env.failed_releases_prefix,
     }
     for name, value in facts.items():
         if not SAFE_FACT.match(value):

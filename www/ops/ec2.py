@@ -245,6 +245,17 @@ def status_rows(instances):
         }
 
 
+GROUP_TAG = "aws:autoscaling:groupName"  # EC2 Auto Scaling tags the instances it launches
+
+
+def group_members(*, ec2, landscape, ids):
+    """{instance id: Auto Scaling group} for those of ids a group launched."""
+    found = environment_instances(
+        ec2=ec2, landscape=landscape, extra_filters=[{"Name": "instance-id", "Values": ids}]
+    )
+    return {i["InstanceId"]: tag(i, GROUP_TAG) for i in found if tag(i, GROUP_TAG)}
+
+
 def terminate(*, ec2, landscape, ids):
     """Terminate ids, all of which must be live instances of this env; else change nothing."""
     ours = {

@@ -36,6 +36,13 @@ def role_policies(*, landscape, registry, region, account, key_arn):
             secrets_path=landscape.secrets_path,
             key_arn=key_arn,
         ),
+        "s3-report-releases": json_template(
+            "iam/webserver-releases.json",
+            bucket=landscape.bucket,
+            status_prefix=landscape.env.status_prefix,
+            failed_prefix=landscape.env.failed_releases_prefix,
+            release_key=landscape.env.release_key,
+        ),
     }
     if registry == "ecr":
         policies["ecr-pull-release"] = json_template(

@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import re
 
+from www.ops import releases
 from www.ops.errors import OpsError, value_or_none
 from www.ops.objects import read_object, sync_object
 from www.ops.results import Result, converge_exists
@@ -176,11 +177,13 @@ def docker_errors():
         raise OpsError(f"Docker: {exc}") from None
 
 
-def publish(*, s3, ecr, landscape, registry, tag, dry_run=False, docker_client=None):
+def publish(*, s3, ecr, landscape, registry, tag, dry_run=False, docker_client=None, sts=None):
     """Push <project>-release:tag to registry and record it as the env's release; yield Results.
 
     registry is "ecr" (ecr is then the ECR client) or a registry address. The bucket is checked
     before anything is pushed, and a rerun pushes nothing when the registry has this image.
+    The release is appended to the env's history (www.ops.releases) with its git revision and
+    who published it (sts: the caller's ARN).
     """
     env = landscape.env
     docker = docker_sdk()  # a local prerequisite, checked before any AWS call
@@ -218,4 +221,12 @@ def publish(*, s3, ecr, landscape, registry, tag, dry_run=False, docker_client=N
         else:
             digest = push_image(**target)
             yield Result("create", f"image {repository}:{tag}", detail=digest)
-    yield record_release(s3=s3, env=env, image=f"{repository}@{digest}", tag=tag, dry_run=dry_run)
+    yield from releases.record(
+        s3=s3,
+        sts=sts,
+        env=env,
+        image=f"{repository}@{digest}",
+        tag=tag,
+        revision=releases.image_revision(image),
+        dry_run=dry_run,
+    )

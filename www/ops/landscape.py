@@ -40,6 +40,26 @@ class Landscape:
         return f"{self.prefix}-backend-sg"
 
     @property
+    def load_balancer_group(self):
+        return f"{self.prefix}-lb-sg"
+
+    @property
+    def load_balancer(self):
+        return self.prefix  # ALB and target group names: 32 characters at most
+
+    @property
+    def target_group(self):
+        return f"{self.prefix}-web"
+
+    @property
+    def launch_template(self):
+        return f"{self.prefix}-webserver"
+
+    @property
+    def auto_scaling_group(self):
+        return f"{self.prefix}-web"
+
+    @property
     def role(self):
         return f"{self.prefix}-webserver"
 

@@ -94,6 +94,29 @@ def _ensure_group(ec2, *, name, description, vpc_id, wanted, landscape, dry_run)
     return result, group_id
 
 
+def _close_to_world(ec2, name, group_id, *, dry_run):
+    """Remove rules opening the web ports to the world (a load-balanced env's web group);
+    a Result if there were any."""
+    group = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
+    open_rules = sorted(
+        r
+        for r in _rules_of(group)
+        if r[1] in WEB_PORTS and r[2] in WEB_PORTS and r[3] in OPEN_TO_ALL
+    )
+    if not open_rules:
+        return None
+    if not dry_run:
+        ec2.revoke_security_group_ingress(
+            GroupId=group_id, IpPermissions=[_permission(r) for r in open_rules]
+        )
+    return Result(
+        "update",
+        f"security group {name}",
+        dry_run,
+        f"remove {_described(open_rules)}: behind the load balancer",
+    )
+
+
 def check_ssh_cidr(ssh_cidr):
     """A CIDR SSH may come from: a real network, and never the whole internet."""
     try:
@@ -133,11 +156,30 @@ def group_drift(ec2, *, name, group_id, wanted, prune, dry_run):
 
 def ensure_security_groups(*, ec2, landscape, ssh_cidr=None, prune=False, dry_run=False):
     """<prefix>-web-sg open on 80/443 (and SSH from ssh_cidr only); backend from web only.
-    Any other rule on them is drift (removed when prune)."""
+
+    A load-balanced environment gets <prefix>-lb-sg open on 80/443 instead, and its web group
+    admits port 80 from that group only: rules opening 80 or 443 to the world are removed.
+    Any other rule on these groups is drift (removed when prune).
+    """
     ssh_cidr = ssh_cidr and check_ssh_cidr(ssh_cidr)
     vpc_id = default_vpc(ec2)
 
-    web_rules = {("tcp", port, port, cidr) for port in WEB_PORTS for cidr in OPEN_TO_ALL}
+    world = {("tcp", port, port, cidr) for port in WEB_PORTS for cidr in OPEN_TO_ALL}
+    if landscape.env.load_balanced:
+        result, load_balancer_id = _ensure_group(
+            ec2,
+            name=landscape.load_balancer_group,
+            description=f"{landscape.prefix} load balancer: HTTP and HTTPS from anywhere",
+            vpc_id=vpc_id,
+            wanted=world,
+            landscape=landscape,
+            dry_run=dry_run,
+        )
+        yield result
+        # a dry run names the group not created yet
+        web_rules = {("tcp", 80, 80, load_balancer_id or landscape.load_balancer_group)}
+    else:
+        web_rules = set(world)
     if ssh_cidr:
         web_rules.add(("tcp", 22, 22, ssh_cidr))
     result, web_id = _ensure_group(
@@ -150,6 +192,13 @@ def ensure_security_groups(*, ec2, landscape, ssh_cidr=None, prune=False, dry_ru
         dry_run=dry_run,
     )
     yield result
+    closed = (
+        web_id
+        and landscape.env.load_balanced
+        and _close_to_world(ec2, landscape.web_group, web_id, dry_run=dry_run)
+    )
+    if closed:
+        yield closed
 
     web_source = web_id or landscape.web_group  # a dry run names the group not created yet
     backend_rules = {("tcp", DATABASE_PORT, DATABASE_PORT, web_source)}
@@ -163,10 +212,13 @@ def ensure_security_groups(*, ec2, landscape, ssh_cidr=None, prune=False, dry_ru
         dry_run=dry_run,
     )
     yield result
-    for name, group_id, wanted in (
+    groups = [
         (landscape.web_group, web_id, web_rules),
         (landscape.backend_group, backend_id, backend_rules),
-    ):
+    ]
+    if landscape.env.load_balanced:
+        groups.insert(0, (landscape.load_balancer_group, load_balancer_id, world))
+    for name, group_id, wanted in groups:
         yield from group_drift(
             ec2, name=name, group_id=group_id, wanted=wanted, prune=prune, dry_run=dry_run
         )

@@ -33,8 +33,10 @@ DATABASES = {
 # (setup_aws prints its domain, e.g. d1234abcd.cloudfront.net); the bucket itself is private.
 STORAGES = s3_storages(ENV, cdn_domain="<<CDN_DOMAIN>>")
 
-# TLS ends in front of the instance (load balancer or CDN), which sets X-Forwarded-Proto.
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# TLS ends at the load balancer, which sets X-Forwarded-Proto. gunicorn believes it only from
+# the load balancer's addresses (FORWARDED_ALLOW_IPS, deploy/release/gunicorn.conf.py) and
+# tells Django through the request's scheme, so there is no SECURE_PROXY_SSL_HEADER here:
+# Django would take that header from anyone.
 SECURE_SSL_REDIRECT = True
 SECURE_HSTS_SECONDS = 31536000
 SECURE_HSTS_INCLUDE_SUBDOMAINS = True

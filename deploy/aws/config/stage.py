@@ -14,7 +14,9 @@ ENV = PROJECT.environment("stage")
 #     ./manage.py secret --env stage set database-password   (setup_aws --with-rds sets it)
 SECRET_KEY = secret("secret-key")
 DEBUG = False
-ALLOWED_HOSTS = ["<<HOSTNAME>>"]  # the site's public name(s); /health needs none
+# The site's public name(s); /health needs none. Behind a load balancer without STAGE_DOMAINS,
+# the load balancer's own DNS name (setup_aws prints it: "site answers at http://...").
+ALLOWED_HOSTS = ["<<HOSTNAME>>"]
 CSRF_TRUSTED_ORIGINS = [f"https://{host}" for host in ALLOWED_HOSTS]
 
 DATABASES = {
@@ -31,7 +33,8 @@ DATABASES = {
 # (setup_aws prints its domain, e.g. d1234abcd.cloudfront.net); the bucket itself is private.
 STORAGES = s3_storages(ENV, cdn_domain="<<CDN_DOMAIN>>")
 
-# TLS ends in front of the instance (load balancer or CDN); stage accepts plain HTTP too.
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# TLS, if any, ends at a load balancer in front; stage accepts plain HTTP too. The request's
+# scheme comes from gunicorn, which believes X-Forwarded-Proto only from FORWARDED_ALLOW_IPS
+# (deploy/release/gunicorn.conf.py): no SECURE_PROXY_SSL_HEADER, which Django takes from anyone.
 SESSION_COOKIE_SECURE = False
 CSRF_COOKIE_SECURE = False

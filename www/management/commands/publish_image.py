@@ -31,5 +31,6 @@ class Command(AWSCommand):
                 registry=registry,
                 tag=tag,
                 dry_run=dry_run,
+                sts=aws.client("sts"),
             )
         )

@@ -1,14 +1,16 @@
 from www import aws, project
 from www.management.base import AWSCommand
-from www.ops import bucket, cdn, iam, network, rds
+from www.ops import bucket, cdn, ec2, fleet, iam, network, rds
 
 
 class Command(AWSCommand):
     help = (
         "Create an environment's AWS landscape: its bucket (private, encrypted, versioned, "
         "policy and CORS from deploy/aws/), the CloudFront distribution serving its static and "
-        "media files, security groups, and the web servers' IAM role and "
-        "instance profile. Idempotent; --dry-run shows the plan and changes nothing. Rules and "
+        "media files, security groups, and the web servers' IAM role and instance profile. A "
+        "load-balanced environment (<ENV>_LOAD_BALANCER=yes) also gets its fleet: load "
+        "balancer, target group, certificate, listeners, DNS records, launch template, Auto "
+        "Scaling group. Idempotent; --dry-run shows the plan and changes nothing. Rules and "
         "policies it did not set are reported as drift; --prune removes them."
     )
     dry_run_help = "print the plan only"
@@ -30,11 +32,34 @@ class Command(AWSCommand):
             action="store_true",
             help="also create a Postgres RDS database; its password goes to SSM, never output",
         )
+        parser.add_argument(
+            "--ami", help="load-balanced env: AMI id for the launch template instead of a lookup"
+        )
+        parser.add_argument(
+            "--ami-parameter",
+            default=ec2.DEFAULT_AMI_PARAMETER,
+            help="load-balanced env: SSM parameter naming the AMI (default: Debian 13's)",
+        )
+        parser.add_argument(
+            "--wait",
+            action="store_true",
+            help="load-balanced env with domains: wait until ACM issues the certificate",
+        )
+        parser.add_argument(
+            "--wait-delay", type=int, default=15, help="seconds between certificate checks (--wait)"
+        )
 
     def handle(self, *args, dry_run, ssh_cidr, prune, with_rds, **options):
         land = self.landscape(options)
         if ssh_cidr:  # before any change: nothing half-done
             network.check_ssh_cidr(ssh_cidr)
+        ec2_client = aws.client("ec2")
+        plan = None
+        if land.env.load_balanced:  # the AMI and the subnets too
+            ami = options["ami"] or ec2.lookup_ami(
+                ssm=aws.client("ssm"), parameter=options["ami_parameter"]
+            )
+            plan = fleet.FleetPlan(ec2=ec2_client, landscape=land, ami=ami)
         region = project.aws_region()
         account = aws.client("sts").get_caller_identity()["Account"]
         policies = iam.role_policies(
@@ -61,7 +86,7 @@ class Command(AWSCommand):
                 dry_run=dry_run,
             ),
             network.ensure_security_groups(
-                ec2=aws.client("ec2"),
+                ec2=ec2_client,
                 landscape=land,
                 ssh_cidr=ssh_cidr,
                 prune=prune,
@@ -83,8 +108,22 @@ class Command(AWSCommand):
                 rds.ensure_database(
                     rds=aws.client("rds"),
                     ssm=aws.client("ssm"),
-                    ec2=aws.client("ec2"),
+                    ec2=ec2_client,
                     landscape=land,
                     dry_run=dry_run,
+                )
+            )
+        if plan is not None:
+            self.report_all(
+                fleet.ensure_fleet(
+                    ec2=ec2_client,
+                    elbv2=aws.client("elbv2"),
+                    acm=aws.client("acm"),
+                    route53=aws.client("route53"),
+                    autoscaling=aws.client("autoscaling"),
+                    plan=plan,
+                    dry_run=dry_run,
+                    wait=options["wait"],
+                    wait_delay=options["wait_delay"],
                 )
             )

@@ -1,4 +1,5 @@
 from functools import partial
+from pathlib import Path
 
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
@@ -27,9 +28,15 @@ class Command(BaseCommand):
             dest="collectstatic",
             help="Do not collect static files.",
         )
+        parser.add_argument(
+            "--ready-file",
+            type=Path,
+            help="Create this file once every step has succeeded (start.sh's gate for gunicorn: "
+            "it opens before this process's own exit, which takes a while).",
+        )
         add_no_input_argument(parser)
 
-    def handle(self, *args, migrate, collectstatic, interactive, verbosity, **options):
+    def handle(self, *args, migrate, collectstatic, ready_file, interactive, verbosity, **options):
         step = partial(call_command, verbosity=verbosity, stdout=self.stdout, stderr=self.stderr)
         step("wait_for_db")
         if migrate:
@@ -40,3 +47,5 @@ class Command(BaseCommand):
             step("collectstatic_once", interactive=interactive)
         elif verbosity >= 1:
             self.stdout.write("Not collecting static files (--no-collectstatic).")
+        if ready_file:
+            ready_file.touch()

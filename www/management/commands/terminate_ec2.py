@@ -6,7 +6,11 @@ from www.ops import ec2
 
 
 class Command(AWSCommand):
-    help = "Terminate instances of an environment, by id; asks first unless --no-input."
+    help = (
+        "Terminate instances of an environment, by id; asks first unless --no-input. An "
+        "instance of an Auto Scaling group is replaced by the group: to run fewer, lower the "
+        "group's count with launch_ec2 --count N."
+    )
     no_input_help = "do not ask for confirmation"
 
     def add_arguments(self, parser):
@@ -17,10 +21,20 @@ class Command(AWSCommand):
         land = self.landscape(options)
         if interactive:
             self.confirm(f"Terminate {', '.join(instance_ids)} of {land.prefix}? Type 'yes': ")
-        states = ec2.terminate(ec2=aws.client("ec2"), landscape=land, ids=instance_ids)
+        ec2_client = aws.client("ec2")
+        members = ec2.group_members(ec2=ec2_client, landscape=land, ids=instance_ids)
+        states = ec2.terminate(ec2=ec2_client, landscape=land, ids=instance_ids)
         for instance_id, state in states.items():
             if self.verbosity >= 1:
                 self.stdout.write(self.style.SUCCESS(f"Terminated {instance_id} ({state})"))
+            if instance_id in members:
+                self.stdout.write(
+                    self.style.WARNING(
+                        f"{instance_id} belongs to Auto Scaling group {members[instance_id]}, "
+                        "which launches a replacement to keep its count; to run fewer, "
+                        f"./manage.py launch_ec2 --env {land.env.name} --count N"
+                    )
+                )
 
     def confirm(self, question):
         try:

@@ -1,0 +1,163 @@
+"""A release swap on one instance under steady load: failed requests, p99, and its duration.
+
+The instance is the boot tests' (tests/test_boot_e2e.py's Rig): a container running the real
+stages 1 and 2 against moto, the IMDSv2 test server and a local registry, with nginx in front
+of the release container. A steady keep-alive load (tests/load.py: a few threads, `/health`
+and `/admin/login/` in turn, loopback only, bounded in count and time) runs against the site's
+port the whole time. Each round first measures a window of the same load with no swap (the
+baseline), then publishes a new release (a one-label image derived from the one under test)
+and reruns the boot: the window is the stage-2 run, from the release record read to the old
+container removed.
+
+Printed: requests sent and failed over all windows (target 0 failed); p99 latency of the
+requests started during the swaps against those of the steady windows (target <= 2x); the
+swap's duration (median, seconds) and how long nginx took to switch over (median).
+
+    .venv/bin/python -m bench.swap [--rounds 3] [--steady 15] [--threads 4] [--image NAME]
+"""
+
+import contextlib
+import io
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from bench import common
+
+TARGET_P99_RATIO = 2.0
+
+
+def django_setup():
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "www.settings")
+    import django
+
+    django.setup()
+
+
+# A swap's steps, as stage 2 logs them: the new container is up, nginx has switched to it and
+# its old workers are done, the old container has stopped.
+STEPS = ("-next (stage) is up", "nginx reloaded: its old workers have finished", "-previous (")
+
+
+def step_stamps(log):
+    """The UTC second (stage 2's log stamp) of each of STEPS in one run's log."""
+    stamps = []
+    for needle in STEPS:
+        line = next(ln for ln in log.splitlines() if needle in ln and "bootstrap-webserver" in ln)
+        stamps.append(time.mktime(time.strptime(line.split()[0], "%Y-%m-%dT%H:%M:%SZ")))
+    return stamps
+
+
+def main():
+    parser = common.arg_parser(__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3, help="swaps (default 3)")
+    parser.add_argument(
+        "--steady", type=float, default=15, help="seconds of load with no swap per round"
+    )
+    parser.add_argument("--threads", type=int, default=4, help="client threads (default 4)")
+    args = parser.parse_args()
+
+    from tests.servers import AWS_TEST_ENV, MotoServer, PostgresServer, RegistryServer
+
+    os.environ.update(AWS_TEST_ENV)
+    os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+    django_setup()
+    from tests import test_boot_e2e as e2e
+    from tests.load import SteadyLoad, percentile
+
+    print(f"machine: {common.machine()}", flush=True)
+    client = common.docker_client()
+    with contextlib.ExitStack() as stack:
+        postgres = PostgresServer().start()
+        stack.callback(postgres.destroy)
+        moto = MotoServer().start()
+        stack.callback(moto.stop)
+        os.environ["AWS_ENDPOINT_URL"] = moto.url
+        registry = RegistryServer().start()
+        stack.callback(registry.stop)
+        image = stack.enter_context(common.release_image(client, args.image))
+        common.log("building the instance image (the OS of the base image, Debian's tools)")
+        instance_image = f"{e2e.PROJECT.name}-bench-instance:{common.RUN_ID}"
+        client.images.build(
+            fileobj=io.BytesIO(
+                e2e.INSTANCE_DOCKERFILE.format(
+                    os_image=e2e.base_os_image(), tag=common.RUN_ID
+                ).encode()
+            ),
+            tag=instance_image,
+            network_mode="host",
+            rm=True,
+            forcerm=True,
+            timeout=600,
+        )
+        stack.callback(client.images.remove, instance_image, noprune=True)
+
+        rig = e2e.Rig(client, postgres, moto, registry, Path(tempfile.mkdtemp(prefix="bench-")))
+        rig.release_image, rig.instance_image = image, instance_image
+        stack.callback(rig.teardown)
+        common.log("first boot: setup_aws, publish_image, push_config, launch_ec2, stages 1-2")
+        e2e.deploy_and_boot(rig)
+
+        urls = [rig.url("/health"), rig.url("/admin/login/")]
+        steady, during, swaps, switches, stops = [], [], [], [], []
+        with SteadyLoad(
+            urls, threads=args.threads, max_requests=2_000_000, max_seconds=3600
+        ) as load:
+            load.wait_for(100)
+            for round_ in range(1, args.rounds + 1):
+                tag = f"bench-{common.RUN_ID}-{round_}"
+                rig.derived_release(tag)
+                rig.publish(tag)
+                start = time.monotonic()
+                time.sleep(args.steady)
+                steady += load.between(start, time.monotonic())
+                start = time.monotonic()
+                status, output = rig.boot()
+                end = time.monotonic()
+                if status != 0:
+                    raise SystemExit(f"error: the swap failed:\n{output[-4000:]}")
+                during += load.between(start, end)
+                swaps.append(end - start)
+                up, switched, stopped = step_stamps(output)
+                switches.append(switched - up)
+                stops.append(stopped - switched)
+                common.log(
+                    f"round {round_}: swap {end - start:.1f}s, "
+                    f"{len(load.between(start, end))} requests during it"
+                )
+            load.wait_for(load.count() + 100)
+        sent, failed = load.count(), load.failures()
+
+    steady_p99 = percentile([r.seconds for r in steady], 0.99) * 1000
+    during_p99 = percentile([r.seconds for r in during], 0.99) * 1000
+    print(f"requests: sent {sent}, failed {len(failed)} (target 0)", flush=True)
+    for failure in failed[:5]:
+        print(f"  failed: {failure.outcome}", flush=True)
+    print(
+        f"requests per window: steady {len(steady)} in {args.rounds * args.steady:.0f}s, "
+        f"during swaps {len(during)} in {sum(swaps):.1f}s",
+        flush=True,
+    )
+    print(
+        f"swap duration: median {statistics.median(swaps):.1f}s ({common.spread(swaps, 's')}); "
+        f"of which nginx's switch (reload, old workers done): {common.spread(switches, 's')}, "
+        f"the old container's graceful stop: {common.spread(stops, 's')} "
+        "(stage 2's log stamps, 1 s resolution)",
+        flush=True,
+    )
+    ok = common.result(
+        "p99 latency during a swap",
+        baseline=steady_p99,
+        measured=during_p99,
+        unit="ms",
+        target=TARGET_P99_RATIO,
+    )
+    ok = not failed and ok
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

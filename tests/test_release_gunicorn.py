@@ -1,0 +1,111 @@
+"""The release's gunicorn.conf.py run for real (gunicorn from .venv, the default SQLite mode)
+as start.sh runs it: the master imports the app while the start-up steps run but serves
+nothing until start.sh opens the gate, and it exits by itself when start.sh kills supervisord
+after a failed start."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.servers import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+GUNICORN = [sys.executable, "-m", "gunicorn", "--config", "deploy/release/gunicorn.conf.py"]
+IMPORTED = "App imported; serving once the start-up steps are done"
+
+
+def wait_for(check, *, timeout, what):
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} within {timeout}s")
+        time.sleep(0.05)
+
+
+def status(url):
+    try:
+        return requests.get(url, timeout=2).status_code
+    except requests.ConnectionError:
+        return None
+
+
+def gone(pid):
+    """The process has exited (a zombie left for its new parent counts as exited)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state in ("Z", "X")
+
+
+@pytest.fixture
+def gated(tmp_path):
+    """The gate's path, gunicorn's environment as start.sh sets it, its /health URL, its log."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "GUNICORN_WORKERS": "1",
+        "GUNICORN_START_GATE": str(tmp_path / "gate"),
+        "GUNICORN_ACCESS_LOG": str(tmp_path / "access.log"),
+        "DJANGO_DATA_DIR": str(tmp_path / "data"),
+    }
+    return tmp_path / "gate", env, f"http://127.0.0.1:{port}/health", tmp_path / "gunicorn.log"
+
+
+def test_nothing_is_served_until_the_gate_opens(gated):
+    gate, env, url, log = gated
+    with open(log, "wb") as out:
+        server = subprocess.Popen(
+            [*GUNICORN, "www.wsgi"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_for(lambda: IMPORTED in log.read_text(), timeout=60, what="app import")
+        time.sleep(0.5)  # time to bind, were it going to
+        assert server.poll() is None, log.read_text()
+        assert status(url) is None, "gunicorn served before the start-up steps were done"
+        gate.touch()
+        wait_for(lambda: status(url) == 200, timeout=60, what="200 on /health")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    assert "Traceback" not in log.read_text()
+
+
+# supervisord's stand-in: starts gunicorn, prints its pid, then waits to be killed.
+PARENT = """
+import subprocess, sys, time
+child = subprocess.Popen(sys.argv[1:])
+print(child.pid, flush=True)
+time.sleep(300)
+"""
+
+
+def test_a_gated_master_exits_when_its_supervisor_is_killed(gated):
+    gate, env, url, log = gated
+    with open(log, "wb") as out:
+        parent = subprocess.Popen(
+            [sys.executable, "-c", PARENT, *GUNICORN, "www.wsgi"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=out,
+            text=True,
+        )
+    master = int(parent.stdout.readline())
+    try:
+        wait_for(lambda: IMPORTED in log.read_text(), timeout=60, what="app import")
+        parent.kill()  # what start.sh does to supervisord when a start-up step fails
+        parent.wait(timeout=30)
+        wait_for(lambda: gone(master), timeout=10, what="exit of the orphaned master")
+    finally:
+        if not gone(master):
+            os.kill(master, signal.SIGKILL)
+    assert not gate.exists()
+    assert status(url) is None
