@@ -287,15 +287,6 @@ def load(path=PROJECT_FILE):
     values = parse_env_file(Path(path).read_text())
     check_values(values)
     environments = {env: environment_from(values, env) for env in values["ENVIRONMENTS"].split()}
-
-    environments = {
-        env: Environment(
-            name=env,
-            bucket=require(values, bucket_variable(env)),
-            instance_type=require(values, instance_type_variable(env)),
-        )
-        for env in values["ENVIRONMENTS"].split()
-    }
     check_own_buckets(environments)
     return Project(
         name=values["PROJECT_NAME"],
