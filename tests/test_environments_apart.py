@@ -53,7 +53,9 @@ def readable(landscape):
 
 def test_stage_role_cannot_read_prods_config_or_stage2_even_by_key(aws, tmp_path):
     for env in ("stage", "prod"):
-        call_command("setup_aws", "--env", env, stdout=io.StringIO())
+        call_command(
+            "setup_aws", "--env", env, "--ami", "ami-0123456789abcdef0", stdout=io.StringIO()
+        )
         call_command(
             "push_config",
             "--env",

@@ -212,7 +212,9 @@ def test_with_rds_writes_the_password_where_the_templates_read_it(aws):
 @pytest.fixture
 def landscapes(aws):
     for env in ("stage", "prod"):
-        call_command("setup_aws", "--env", env, stdout=io.StringIO())
+        call_command(
+            "setup_aws", "--env", env, "--ami", "ami-0123456789abcdef0", stdout=io.StringIO()
+        )
     return aws
 
 
