@@ -7,7 +7,7 @@ import boto3
 import pytest
 from django.core.management import call_command
 
-from tests.helpers import filled_config
+from tests.helpers import MOTO_PUBLIC_AMI, filled_config
 from www import project
 from www.ops.landscape import Landscape
 
@@ -54,7 +54,7 @@ def readable(landscape):
 def test_stage_role_cannot_read_prods_config_or_stage2_even_by_key(aws, tmp_path):
     for env in ("stage", "prod"):
         call_command(
-            "setup_aws", "--env", env, "--ami", "ami-0123456789abcdef0", stdout=io.StringIO()
+            "setup_aws", "--env", env, "--ami-parameter", MOTO_PUBLIC_AMI, stdout=io.StringIO()
         )
         call_command(
             "push_config",

@@ -12,7 +12,7 @@ from django.core.management import CommandError, call_command
 
 from tests.helpers import CONFIG_DB_PASSWORD as DB_PASSWORD
 from tests.helpers import CONFIG_SECRET as SECRET
-from tests.helpers import filled_config, put_secrets
+from tests.helpers import MOTO_PUBLIC_AMI, filled_config, put_secrets
 from www import aws, config, config_secrets, project
 from www.config import ConfigError
 from www.ops.landscape import Landscape
@@ -213,7 +213,7 @@ def test_with_rds_writes_the_password_where_the_templates_read_it(aws):
 def landscapes(aws):
     for env in ("stage", "prod"):
         call_command(
-            "setup_aws", "--env", env, "--ami", "ami-0123456789abcdef0", stdout=io.StringIO()
+            "setup_aws", "--env", env, "--ami-parameter", MOTO_PUBLIC_AMI, stdout=io.StringIO()
         )
     return aws
 
