@@ -5,6 +5,8 @@ Session fixtures (tests/conftest.py registers them for every test module):
   docker_client   a docker SDK client
   release_image   "<project>-release:<session tag>", built with ALLOW_UNRELEASED_BUILD=1
   dev_image       "<project>-dev:<session tag>"
+  cdn_stand_in    (per test) the stage bucket's CloudFront distribution on loopback: .domain
+                  for stage_config(cdn_domain=...), .ca_file for clients
 Both tags are removed at teardown by that exact name; the base image, and the dev image's
 intermediate layers (Postgres, dev requirements), stay behind as the build cache, so the
 next session builds in seconds.
@@ -35,7 +37,8 @@ import docker
 import pytest
 import requests
 
-from tests.helpers import fill_placeholders
+from tests.cdn import CdnStandIn
+from tests.helpers import fill_placeholders, put_secrets
 from tests.servers import AWS_TEST_ENV, free_port
 from www import aws, project
 from www.ops.config_push import default_config_file
@@ -106,19 +109,30 @@ def dev_image(docker_client):
     remove_image(docker_client, name, keep_cache=True)  # Postgres and dev requirements
 
 
-def stage_config(postgres_server, dbname, *, secret_key=TEST_SECRET_KEY, **values):
-    """The stage template filled in for a container on this machine's loopback."""
+@pytest.fixture
+def cdn_stand_in(aws):
+    """The stage bucket's CloudFront distribution played on loopback (tests/cdn.py)."""
+    with CdnStandIn(stage_bucket()) as cdn:
+        yield cdn
+
+
+def stage_config(
+    postgres_server, dbname, *, secret_key=TEST_SECRET_KEY, cdn_domain="cdn.invalid", **values
+):
+    """The stage template filled in for a container on this machine's loopback; its secrets
+    (the SECRET_KEY and the database password) stored in the emulator's SSM. Static URLs name
+    cdn_domain: a tests.cdn.CdnStandIn's where a test loads them."""
     db = postgres_server.django_settings(dbname)
     filled = {
-        "SECRET_KEY": secret_key,
         "HOSTNAME": "127.0.0.1",
+        "CDN_DOMAIN": cdn_domain,
         "DB_HOST": db["HOST"],
         "DB_PORT": db["PORT"],
         "DB_NAME": db["NAME"],
         "DB_USER": db["USER"],
-        "DB_PASSWORD": db["PASSWORD"],
         **values,
     }
+    put_secrets(secret_key=secret_key, database_password=db["PASSWORD"])
     template = default_config_file(project.load().environment("stage")).read_text()
     return fill_placeholders(template, filled)
 
@@ -128,13 +142,17 @@ def stage_bucket():
 
 
 def ensure_bucket(s3, bucket):
-    """The bucket with the project's policy: static/ and media/ public, the rest private."""
+    """The bucket with the project's policy (a made-up distribution as its one reader)."""
     with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
         s3.create_bucket(
             Bucket=bucket,
             CreateBucketConfiguration={"LocationConstraint": project.aws_region()},
         )
-    policy = json_template("bucket-policy.json", bucket=bucket)
+    policy = json_template(
+        "bucket-policy.json",
+        bucket=bucket,
+        distribution_arn="arn:aws:cloudfront::123456789012:distribution/EDFDVBD6EXAMPLE",
+    )
     s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
 
 

@@ -25,16 +25,17 @@ MOTO_PUBLIC_AMI = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-defaul
 MOTO_UBUNTU_AMI = "ami-785db401"
 # A release record's image, by digest, in a registry nobody needs to reach.
 RELEASE = f"127.0.0.1:5000/team/{PROJECT.name}-release@sha256:" + "ab" * 32
+# The secrets a filled-in config references (secret("secret-key"), secret("database-password")).
 CONFIG_SECRET = "a-secret-key-that-must-never-be-printed-" + "x" * 20
+CONFIG_DB_PASSWORD = "db-password-never-printed"
 # Values for a config template's <<PLACEHOLDER>>s; none of them reaches a real service.
 CONFIG_VALUES = {
-    "SECRET_KEY": CONFIG_SECRET,
     "HOSTNAME": "stage.example.com",
+    "CDN_DOMAIN": "d1234abcd.cloudfront.net",
     "DB_HOST": "db.internal",
     "DB_PORT": "5432",
     "DB_NAME": "app",
     "DB_USER": "app",
-    "DB_PASSWORD": "db-password-never-printed",
 }
 
 
@@ -43,8 +44,28 @@ def fill_placeholders(template, values):
     return PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
 
 
-def filled_config(tmp_path, env="stage", **values):
-    """deploy/aws/config/<env>.py filled in (CONFIG_VALUES, then values), as <env>.local.py."""
+def put_secrets(env_name="stage", **values):
+    """Store secrets in the emulator's SSM where the env's config reads them: secret_key=...
+    becomes /<project>/<env>/secret-key (underscores as hyphens)."""
+    from www import aws
+
+    landscape = Landscape.of(PROJECT, env_name)
+    ssm = aws.client("ssm")
+    for name, value in values.items():
+        ssm.put_parameter(
+            Name=landscape.secret_parameter(name.replace("_", "-")),
+            Value=value,
+            Type="SecureString",
+            Overwrite=True,
+        )
+
+
+def filled_config(tmp_path, env="stage", *, store_secrets=True, **values):
+    """deploy/aws/config/<env>.py filled in (CONFIG_VALUES, then values), as <env>.local.py;
+    unless store_secrets is false, the secrets it references stored in the emulator's SSM
+    (CONFIG_SECRET, CONFIG_DB_PASSWORD)."""
+    if store_secrets:
+        put_secrets(env, secret_key=CONFIG_SECRET, database_password=CONFIG_DB_PASSWORD)
     template = default_config_file(PROJECT.environment(env)).read_text()
     path = tmp_path / f"{env}.local.py"
     path.write_text(fill_placeholders(template, {**CONFIG_VALUES, **values}))

@@ -13,6 +13,7 @@ import http.client
 import http.server
 import io
 import json
+import re
 import subprocess
 import threading
 from urllib.parse import parse_qs, urlsplit
@@ -80,7 +81,7 @@ def test_launch_tags_metadata_profile_groups_and_user_data(ready):
     tags = tags_of(instance)
     assert tags["Name"] == f"{PROJECT.name}-stage-web"
     assert tags["Project"] == PROJECT.name and tags["Env"] == "stage"
-    assert tags["Bootstrap"] == f"s3://{STAGE.bucket}/deploy/webserver.sh"
+    assert tags["Bootstrap"] == f"s3://{STAGE.bucket}/deploy/stage/webserver.sh"
     assert tags["Release"] == RELEASE
     options = instance["MetadataOptions"]
     assert options["HttpTokens"] == "required"
@@ -94,7 +95,7 @@ def test_launch_tags_metadata_profile_groups_and_user_data(ready):
     )
     user_data = base64.b64decode(attribute["UserData"]["Value"]).decode()
     # stage 1, with the one stage-2 URI it will run filled in from project.env
-    expected = f"STAGE2_URI='s3://{STAGE.bucket}/deploy/webserver.sh'"
+    expected = f"STAGE2_URI='{STAGE.env.bootstrap_uri}'"
     assert user_data == ec2.USER_DATA_FILE.read_text().replace(
         "STAGE2_URI='{{bootstrap_uri}}'", expected
     )
@@ -239,8 +240,12 @@ def test_launch_failing_half_way_leaves_no_instance_running(ready):
         client_token=ec2.new_client_token(),
     )
     request["IamInstanceProfile"] = {"Name": "no-such-profile"}
-    with pytest.raises(OpsError, match="launch failed .*no instance was left running"):
+    with pytest.raises(OpsError, match="launch failed .*no instance was left running") as raised:
         ec2.launch(ec2=client, landscape=STAGE, request=request)
+    # One line with AWS's error code, never AWS's message text (it echoes the request).
+    message = str(raised.value)
+    assert re.fullmatch(r"launch failed \([A-Za-z.]+\); no instance was left running", message)
+    assert "no-such-profile" not in message
     assert instances(states=ec2.EXISTING_STATES) == []
 
 

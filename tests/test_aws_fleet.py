@@ -213,7 +213,7 @@ def test_launch_template_holds_what_a_single_launch_puts_on_an_instance(zone):
     assert volume["Ebs"]["Encrypted"] is True
     stage1 = base64.b64decode(data["UserData"]).decode()  # stage 1, naming prod's stage 2
     assert stage1 == ec2.USER_DATA_FILE.read_text().replace(
-        "STAGE2_URI='{{bootstrap_uri}}'", f"STAGE2_URI='s3://{PROD.bucket}/deploy/webserver.sh'"
+        "STAGE2_URI='{{bootstrap_uri}}'", f"STAGE2_URI='{PROD.env.bootstrap_uri}'"
     )
     tags = {
         s["ResourceType"]: {t["Key"]: t["Value"] for t in s["Tags"]}
@@ -223,7 +223,7 @@ def test_launch_template_holds_what_a_single_launch_puts_on_an_instance(zone):
         "Name": f"{PROJECT.name}-prod-web",
         "Project": PROJECT.name,
         "Env": "prod",
-        "Bootstrap": f"s3://{PROD.bucket}/deploy/webserver.sh",
+        "Bootstrap": PROD.env.bootstrap_uri,
     }
     assert tags["volume"] == {"Project": PROJECT.name, "Env": "prod"}
 
@@ -377,7 +377,7 @@ def test_launch_sets_the_count_and_waits_for_healthy_targets(prod_fleet):
     for instance in running:
         assert [g["GroupId"] for g in instance["SecurityGroups"]] == [web_id]
         tags = {t["Key"]: t["Value"] for t in instance["Tags"]}
-        assert tags["Bootstrap"] == f"s3://{PROD.bucket}/deploy/webserver.sh"
+        assert tags["Bootstrap"] == PROD.env.bootstrap_uri
 
     again = command("launch_ec2", "--count", "3")
     assert "capacity exists, unchanged" in again

@@ -135,7 +135,7 @@ class Rig:
         return self.dbname
 
     def config_file(self, **settings):
-        source = stage_config(self.postgres, self.dbname)
+        source = stage_config(self.postgres, self.dbname, cdn_domain=self.cdn.domain)
         source += "".join(f"\n{name} = {value!r}\n" for name, value in settings.items())
         path = self.tmp_path / "stage.local.py"
         path.write_text(source)
@@ -269,8 +269,18 @@ class Rig:
 
 
 @pytest.fixture
-def rig(aws, docker_client, postgres_server, registry, release_image, instance_image, tmp_path):
+def rig(
+    aws,
+    docker_client,
+    postgres_server,
+    registry,
+    release_image,
+    instance_image,
+    cdn_stand_in,
+    tmp_path,
+):
     rig = Rig(docker_client, postgres_server, aws, registry, tmp_path)
+    rig.cdn = cdn_stand_in  # the distribution's stand-in: static files as a browser gets them
     rig.release_image = release_image
     rig.instance_image = instance_image
     yield rig
@@ -339,13 +349,13 @@ def test_pipeline_from_setup_aws_to_a_healthy_instance(rig):
     assert f"{rig.container_name} (stage) is up" in shipped.getvalue()
 
     # The site answers, with the settings of the config pushed to S3: DEBUG off, this host
-    # allowed, the admin's CSS linked from (and served by) the bucket's static/ prefix.
+    # allowed, the admin's CSS linked from the CDN and served from the bucket's static/ prefix.
     assert rig.health() == 200
     login = requests.get(rig.url("/admin/login/"), timeout=10)
     assert login.status_code == 200
     css = re.search(r'href="([^"]+/static/admin/css/base\.css)"', login.text).group(1)
-    assert css.startswith(f"{rig.moto.url}/{STAGE.bucket}/static/")
-    assert requests.get(css, timeout=10).status_code == 200
+    assert css.startswith(f"https://{rig.cdn.domain}/static/")
+    assert requests.get(css, timeout=10, verify=rig.cdn.ca_file).status_code == 200
     (app,) = rig.containers()
     assert marker(app) == f"boot-e2e {rig.id}"
 
@@ -593,7 +603,8 @@ def image_missing(rig, metadata):
         ),
         (
             stage2_missing,
-            r"bootstrap: error: cannot download stage 2 from s3://[^ ]+/deploy/webserver\.sh: "
+            r"bootstrap: error: cannot download stage 2 from "
+            r"s3://[^ ]+/deploy/stage/webserver\.sh: "
             r"upload it with \./manage\.py push_config",
             r"\(404\).*does not exist",
         ),

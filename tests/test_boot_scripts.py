@@ -138,7 +138,8 @@ def test_stage1_makes_a_readable_log_private(launched, tmp_path):
     [
         "s3://{bucket}/media/uploads/avatar.sh",  # a file any user of the site may upload
         "s3://attacker-bucket/deploy/webserver.sh",
-        "s3://{bucket}/deploy/webserver.sh.evil",
+        "s3://{bucket}/deploy/stage/webserver.sh.evil",
+        "s3://{bucket}/deploy/prod/webserver.sh",  # another environment's stage 2
         "s3://{bucket}/deploy/../media/uploads/avatar.sh",
     ],
 )

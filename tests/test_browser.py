@@ -2,8 +2,8 @@
 
 The home page and the admin login must render with their stylesheets applied (computed
 styles, and the colours in the screenshot's pixels), and those stylesheets must come from where
-collectstatic put them: the stage bucket on moto's S3. A screenshot of each page is kept in
-test-artifacts/ at the repository root.
+collectstatic put them: the stage bucket on moto's S3, read through the CDN (its stand-in,
+tests/cdn.py). A screenshot of each page is kept in test-artifacts/ at the repository root.
 
 Chromium is Debian's package (/usr/bin/chromium; .ci/run installs it). Playwright's own
 browser download is never used: its pip wheel brings only the driver.
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
-from tests.docker_rig import ROOT, put_s3_config, run_release, stage_bucket, stage_config
+from tests.docker_rig import ROOT, put_s3_config, run_release, stage_config
 
 pytestmark = pytest.mark.docker
 
@@ -62,6 +62,8 @@ def chromium(profile_dir):
             args=CHROMIUM_ARGS,
             viewport=VIEWPORT,
             color_scheme="light",  # the admin follows prefers-color-scheme
+            # The CDN stand-in's certificate is self-signed (tests/cdn.py).
+            ignore_https_errors=True,
         )
         try:
             yield context
@@ -156,11 +158,11 @@ def assert_screenshot_shows(context, path, color):
 
 
 def test_home_and_admin_login_render_with_css_from_s3(
-    aws, postgres_server, docker_client, release_image, tmp_path
+    aws, postgres_server, docker_client, release_image, cdn_stand_in, tmp_path
 ):
     db = postgres_server.create_database(f"browser_{uuid.uuid4().hex[:12]}")
-    uri = put_s3_config(stage_config(postgres_server, db))
-    static_url = f"{aws.url}/{stage_bucket()}/static/"
+    uri = put_s3_config(stage_config(postgres_server, db, cdn_domain=cdn_stand_in.domain))
+    static_url = f"https://{cdn_stand_in.domain}/static/"
 
     with (
         run_release(docker_client, release_image, config_uri=uri) as app,

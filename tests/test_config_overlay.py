@@ -256,13 +256,13 @@ def test_import_error_names_the_module(tmp_path):
 def test_config_still_holding_placeholders_is_refused_at_start(aws):
     """Uploaded by other means than push_config: the template's known values never run."""
     template = (project.BASE_DIR / "deploy" / "aws" / "config" / "stage.py").read_text()
-    source = template.replace("<<DB_PASSWORD>>", SECRET).replace("<<HOSTNAME>>", "example.com")
+    source = template.replace("<<DB_USER>>", SECRET).replace("<<HOSTNAME>>", "example.com")
     uri = put_config(project.load().environment("stage").bucket, "config/stage.py", source)
     result = manage("check", env={"DJANGO_CONFIG_URI": uri})
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        f"error: DJANGO_CONFIG_URI={uri}: still holds the placeholder(s) <<DB_HOST>>, "
-        "<<DB_NAME>>, <<DB_PORT>>, <<DB_USER>>, <<SECRET_KEY>>: fill them in and upload it "
+        f"error: DJANGO_CONFIG_URI={uri}: still holds the placeholder(s) <<CDN_DOMAIN>>, "
+        "<<DB_HOST>>, <<DB_NAME>>, <<DB_PORT>>: fill them in and upload it "
         "again (./manage.py push_config)"
     ]
     assert SECRET not in result.stderr
@@ -282,7 +282,7 @@ def test_short_secret_key_is_refused(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip() == (
         f"error: DJANGO_CONFIG_URI={path}: SECRET_KEY is shorter than 50 characters: "
-        "set a new one from ./manage.py generate_secret_key"
+        "store a new one (./manage.py secret --env ENV generate secret-key --replace)"
     )
     path.write_text(f"SECRET_KEY = {'k' * 50!r}\n")
     assert manage("check", env={"DJANGO_CONFIG_URI": str(path)}).returncode == 0

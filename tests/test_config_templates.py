@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import filled_config, manage
+from tests.helpers import filled_config, manage, put_secrets
 from www import project
 from www.aws import client as aws_client
 from www.config import PLACEHOLDER
@@ -14,33 +14,34 @@ TEMPLATES = ROOT / "deploy" / "aws" / "config"
 
 
 # A secret key with the characters Django's deploy check wants, and a local database host.
-TEMPLATE_VALUES = {
-    "SECRET_KEY": "vK3#p9!zQ2@wL8$eR5^tY1&uI7*oP4(aS6)dF0_gH2+jK9-lZ3=x",
-    "HOSTNAME": "www.example.com",
-    "DB_HOST": "127.0.0.1",
-    "DB_PASSWORD": "not-a-real-password",
-}
+DEPLOY_SECRET_KEY = "vK3#p9!zQ2@wL8$eR5^tY1&uI7*oP4(aS6)dF0_gH2+jK9-lZ3=x"
+TEMPLATE_VALUES = {"HOSTNAME": "www.example.com", "DB_HOST": "127.0.0.1"}
 
 
 def filled(env, tmp_path, **values):
-    return filled_config(tmp_path, env, **{**TEMPLATE_VALUES, **values})
+    """The env's template filled in; its secrets in the emulator's SSM."""
+    path = filled_config(tmp_path, env, **{**TEMPLATE_VALUES, **values})
+    put_secrets(env, secret_key=DEPLOY_SECRET_KEY)
+    return path
 
 
 @pytest.mark.parametrize("env", project.load().environments)
-def test_template_has_placeholders_and_no_secrets(env):
+def test_template_names_its_secrets_and_holds_none(env):
     text = (TEMPLATES / f"{env}.py").read_text()
-    assert {"SECRET_KEY", "DB_PASSWORD", "DB_HOST", "HOSTNAME"} <= set(PLACEHOLDER.findall(text))
-    # Every secret-bearing assignment holds a placeholder, never a value.
+    assert {"DB_HOST", "HOSTNAME", "CDN_DOMAIN"} <= set(PLACEHOLDER.findall(text))
+    # Every secret-bearing assignment is a secret("name") reference, never a value.
     secret_lines = [
         line
         for line in text.splitlines()
         if any(word in line for word in ("SECRET_KEY =", "password="))
     ]
-    assert len(secret_lines) == 2
-    assert all(PLACEHOLDER.search(line) for line in secret_lines)
+    assert [line.strip() for line in secret_lines] == [
+        'SECRET_KEY = secret("secret-key")',
+        'password=secret("database-password"),',
+    ]
 
 
-def test_filled_prod_passes_check_deploy_with_zero_warnings(tmp_path):
+def test_filled_prod_passes_check_deploy_with_zero_warnings(aws, tmp_path):
     result = manage(
         "check",
         "--deploy",

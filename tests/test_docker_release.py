@@ -58,11 +58,12 @@ def process_uids(container):
 
 
 def test_release_serves_health_and_admin_css_from_s3(
-    aws, postgres_server, docker_client, release_image
+    aws, postgres_server, docker_client, release_image, cdn_stand_in
 ):
     db = new_database(postgres_server)
-    uri = put_s3_config(stage_config(postgres_server, db))
     bucket = stage_bucket()
+    cdn = cdn_stand_in
+    uri = put_s3_config(stage_config(postgres_server, db, cdn_domain=cdn.domain))
 
     with run_release(docker_client, release_image, config_uri=uri) as app:
         app.wait_healthy()
@@ -72,8 +73,8 @@ def test_release_serves_health_and_admin_css_from_s3(
         login = requests.get(app.url + "/admin/login/", timeout=10)
         assert login.status_code == 200
         css_url = re.search(r'href="([^"]*/admin/css/base\.css)"', login.text).group(1)
-        assert css_url.startswith(f"{aws.url}/{bucket}/static/admin/css/base.css")
-        css = requests.get(css_url, timeout=10)
+        assert css_url == f"https://{cdn.domain}/static/admin/css/base.css"
+        css = requests.get(css_url, timeout=10, verify=cdn.ca_file)
         assert css.status_code == 200 and "body" in css.text
 
         # The app, supervisord and tini all run as the image's non-root user.

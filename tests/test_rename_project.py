@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import boto3
 import pytest
 
 from tests import helpers
@@ -146,13 +147,20 @@ def test_images_buckets_and_settings_follow_the_new_name(renamed_fork):
     }
 
 
-def test_stage_config_template_stores_files_in_the_renamed_bucket(renamed_fork, tmp_path):
+def test_stage_config_template_stores_files_in_the_renamed_bucket(aws, renamed_fork, tmp_path):
+    ssm = boto3.client("ssm")
+    for name in ("secret-key", "database-password"):  # the renamed project's secrets path
+        ssm.put_parameter(Name=f"/acme-shop/stage/{name}", Value="s" * 50, Type="SecureString")
     template = (renamed_fork / "deploy/aws/config/stage.py").read_text()
     filled = tmp_path / "stage.local.py"
     filled.write_text(
         config.PLACEHOLDER.sub(lambda m: "5432" if "PORT" in m[1] else "x" * 50, template)
     )
-    result = manage(renamed_fork, "diffsettings", env={"DJANGO_CONFIG_URI": str(filled)})
+    result = manage(
+        renamed_fork,
+        "diffsettings",
+        env={"DJANGO_CONFIG_URI": str(filled), "AWS_ENDPOINT_URL": aws.url},
+    )
     assert result.returncode == 0, result.stderr
     storages = next(line for line in result.stdout.splitlines() if line.startswith("STORAGES = "))
     assert storages.count("'bucket_name': 'acme-shop-stage'") == 2

@@ -12,6 +12,9 @@ is not trusted: the config is fetched again and the copy replaced.
 
 A config that still holds a template's <<PLACEHOLDER>> is refused, however it was uploaded,
 and so is a SECRET_KEY shorter than Django's deploy check asks for.
+
+secret("name") in a config stands for the SSM SecureString /<project>/<env>/<name>, read when
+the settings load (www/config_secrets.py); the cached copy holds the references, not values.
 """
 
 import os
@@ -182,7 +185,8 @@ def check_secret_key(uri, secret_key):
     if len(str(secret_key)) < SECRET_KEY_MIN_LENGTH:
         raise ConfigError(
             f"DJANGO_CONFIG_URI={uri}: SECRET_KEY is shorter than {SECRET_KEY_MIN_LENGTH} "
-            "characters: set a new one from ./manage.py generate_secret_key"
+            "characters: store a new one (./manage.py secret --env ENV generate secret-key "
+            "--replace)"
         )
 
 
@@ -197,8 +201,11 @@ def apply(uri, namespace, cache=None):
         raise ConfigError(
             f"DJANGO_CONFIG_URI={uri}: syntax error at line {exc.lineno}: {exc.msg}"
         ) from None
+    from www import config_secrets
+
     try:
-        exec(code, namespace)  # noqa: S102 -- running the operator's settings file is the point
+        with config_secrets.in_scope(namespace):
+            exec(code, namespace)  # noqa: S102 -- running the operator's settings file is the point
     except Exception as exc:
         detail = exc.__class__.__name__
         if isinstance(exc, NameError) and exc.name:
@@ -208,6 +215,7 @@ def apply(uri, namespace, cache=None):
         raise ConfigError(
             f"DJANGO_CONFIG_URI={uri}: {detail} at line {line_of_error(exc, uri)}"
         ) from None
+    config_secrets.resolve(uri, namespace)
 
 
 def apply_from_environment(namespace):

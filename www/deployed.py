@@ -20,10 +20,16 @@ def postgres_database(*, host, port, name, user, password, **options):
     }
 
 
-def s3_storages(env):
+def s3_storages(env, *, cdn_domain):
     """STORAGES with static and media files in the environment's bucket, under the two
-    prefixes the bucket policy lets the public read (www/project.py owns them)."""
-    common = {"bucket_name": env.bucket, "default_acl": None, "querystring_auth": False}
+    prefixes its CloudFront distribution may read (www/project.py owns them), and their URLs
+    on that distribution's domain (setup_aws prints it): https://<cdn_domain>/static/..."""
+    common = {
+        "bucket_name": env.bucket,
+        "default_acl": None,
+        "querystring_auth": False,
+        "custom_domain": cdn_domain,
+    }
     return {
         "default": {
             "BACKEND": "storages.backends.s3.S3Storage",

@@ -152,7 +152,7 @@ class Environment:
 
     @property
     def bootstrap_key(self):
-        return f"{DEPLOY_PREFIX}/webserver.sh"
+        return f"{self.deploy_prefix}/webserver.sh"
 
     @property
     def bootstrap_uri(self):
@@ -161,7 +161,7 @@ class Environment:
     @property
     def release_key(self):
         """Where publish_image records the image this environment runs (www.ops.images)."""
-        return f"{DEPLOY_PREFIX}/release.env"
+        return f"{self.deploy_prefix}/release.env"
 
     @property
     def release_uri(self):
@@ -319,11 +319,25 @@ def environment_from(values, env):
     )
 
 
+def check_own_buckets(environments):
+    """Each environment keeps its config, stage 2 and files in a bucket of its own: a shared one
+    would let one environment's instance role read another's config."""
+    owners = {}
+    for env in environments.values():
+        if env.bucket in owners:
+            raise ProjectFileError(
+                f"project.env: {owners[env.bucket].upper()}_BUCKET and {env.name.upper()}_BUCKET "
+                f"are both {env.bucket!r}: give each environment a bucket of its own"
+            )
+        owners[env.bucket] = env.name
+
+
 @functools.cache
 def load(path=PROJECT_FILE):
     values = parse_env_file(Path(path).read_text())
     check_values(values)
     environments = {env: environment_from(values, env) for env in values["ENVIRONMENTS"].split()}
+    check_own_buckets(environments)
     return Project(
         name=values["PROJECT_NAME"],
         region=require(values, "AWS_REGION"),

@@ -7,7 +7,8 @@ deploy/aws/config/). Environment variables read here:
   DJANGO_CONFIG_URI     s3://BUCKET/KEY, file:///ABS/PATH or /ABS/PATH of a settings file
   DJANGO_CONFIG_CACHE   local copy of that file, shared by the processes of one start
 
-A config file sees these names, PROJECT (www.project.Project, from project.env) included.
+A config file sees these names, PROJECT (www.project.Project, from project.env) included,
+and secret("name"): a reference to its environment's SSM SecureString (www/config_secrets.py).
 """
 
 import os

@@ -2,10 +2,10 @@
 # Stage 2 of a web server's boot: run this environment's release image as the project's one
 # container behind nginx, and swap it for a new one with no failed request.
 #
-# Stage 1 (deploy/aws/user-data.sh) downloads this script from s3://<bucket>/deploy/webserver.sh
+# Stage 1 (deploy/aws/user-data.sh) downloads this script from s3://<bucket>/deploy/<env>/webserver.sh
 # and runs it as root. `./manage.py push_config` renders the environment's facts into it (the
 # block below) from project.env, their one owner, and uploads it. Running it again replaces the
-# container with one from the release currently recorded at s3://<bucket>/deploy/release.env
+# container with one from the release currently recorded at s3://<bucket>/deploy/<env>/release.env
 # (written by `./manage.py publish_image`), so a rerun leaves exactly one healthy container.
 #
 # A rerun with the same release and the same config (its S3 ETag, kept as a container label)

@@ -85,7 +85,7 @@ class AWSCommand(BaseCommand):
 
     def report(self, result):
         """One Result: a warning when it needs attention, else a line at verbosity 1 and up."""
-        if result.verb == "attention":
+        if result.verb in ("attention", "drift"):
             self.stdout.write(self.style.WARNING(str(result)))
         elif self.verbosity >= 1:
             style = self.style.SUCCESS if result.changed and not result.dry_run else str

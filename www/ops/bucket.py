@@ -1,13 +1,14 @@
 """An environment's bucket: private, encrypted, versioned, with the policy and CORS templates.
 
-The bucket's public access. The templates let the public read static/ and media/ (Django
-serves them straight from S3) and nothing else. Block Public Access's BlockPublicPolicy and
-RestrictPublicBuckets would refuse or neutralise exactly that policy, so they stay off, while
-BlockPublicAcls and IgnorePublicAcls stay on and object ownership is BucketOwnerEnforced: no
-ACL can ever make an object public, and the only public path is the reviewed bucket policy in
-deploy/aws/bucket-policy.json. config/ and deploy/ are readable only by the instance role
-(deploy/aws/iam/webserver-s3.json), and only over TLS: its statements require
-aws:SecureTransport. boto3, the AWS CLI and django-storages all use HTTPS endpoints by default.
+Nobody can make it public: all four Block Public Access settings are on, object ownership is
+BucketOwnerEnforced (no ACL counts), and the bucket policy (deploy/aws/bucket-policy.json)
+grants one reader, the environment's CloudFront distribution, on static/ and media/ only
+(www/ops/cdn.py), and denies every request that does not come over TLS. The instance role
+(deploy/aws/iam/webserver-s3.json) reads its config and deploy/<env>/ keys and writes the static
+and media prefixes, also over TLS only.
+
+Old versions of config/ objects (which may once have held secrets) expire after
+CONFIG_VERSION_DAYS days.
 
 The instance role may list the bucket: without s3:ListBucket, S3 answers 403 instead of 404
 for a missing key, and django-storages treats that as an error during collectstatic. Listing
@@ -25,8 +26,21 @@ from www.ops.templates import json_template
 PUBLIC_ACCESS_BLOCK = {
     "BlockPublicAcls": True,
     "IgnorePublicAcls": True,
-    "BlockPublicPolicy": False,  # the bucket policy opens static/ and media/ on purpose
-    "RestrictPublicBuckets": False,
+    "BlockPublicPolicy": True,
+    "RestrictPublicBuckets": True,
+}
+# How long a replaced config/ object's old version is kept (to roll back by hand) before S3
+# deletes it: old configs may hold secrets written before secret() references.
+CONFIG_VERSION_DAYS = 30
+LIFECYCLE = {
+    "Rules": [
+        {
+            "ID": "expire-old-config-versions",
+            "Filter": {"Prefix": "config/"},
+            "Status": "Enabled",
+            "NoncurrentVersionExpiration": {"NoncurrentDays": CONFIG_VERSION_DAYS},
+        }
+    ]
 }
 ENCRYPTION_RULE = {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
 # What a dry run lists after "Would create bucket ...": the settings ensure_bucket converges.
@@ -35,7 +49,7 @@ BUCKET_SETTINGS = (
     "object ownership",
     "encryption",
     "versioning",
-    "policy",
+    "lifecycle",
     "CORS",
 )
 
@@ -56,8 +70,9 @@ def bucket_exists(s3, bucket):
 
 
 def ensure_bucket(*, s3, landscape, region, dry_run=False):
-    """The bucket, private and encrypted and versioned, with the policy and CORS templates."""
-    bucket, env = landscape.bucket, landscape.env
+    """The bucket: private, encrypted, versioned, old config versions expiring, CORS from
+    deploy/aws/cors.json (its policy: ensure_bucket_policy, once the distribution exists)."""
+    bucket = landscape.bucket
     exists = bucket_exists(s3, bucket)
 
     def create():
@@ -125,18 +140,19 @@ def ensure_bucket(*, s3, landscape, region, dry_run=False):
         ),
         dry_run=dry_run,
     )
-    policy = json_template("bucket-policy.json", bucket=bucket)
     yield converge(
-        f"bucket {bucket} policy",
+        f"bucket {bucket} lifecycle",
         value_or_none(
-            lambda: s3.get_bucket_policy(Bucket=bucket),
-            ("NoSuchBucketPolicy",),
-            lambda r: json.loads(r["Policy"]),
+            lambda: s3.get_bucket_lifecycle_configuration(Bucket=bucket),
+            ("NoSuchLifecycleConfiguration",),
+            lambda r: {"Rules": r["Rules"]},
         ),
-        policy,
-        lambda: s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy)),
+        LIFECYCLE,
+        lambda: s3.put_bucket_lifecycle_configuration(
+            Bucket=bucket, LifecycleConfiguration=LIFECYCLE
+        ),
         dry_run=dry_run,
-        detail=f"public read on {env.static_prefix}/ and {env.media_prefix}/ only",
+        detail=f"old config/ versions expire after {CONFIG_VERSION_DAYS} days",
     )
     cors = json_template("cors.json")
     yield converge(
@@ -154,3 +170,30 @@ def ensure_bucket(*, s3, landscape, region, dry_run=False):
 
 def _without_id(rule):
     return {k: v for k, v in rule.items() if k != "ID"}
+
+
+def ensure_bucket_policy(*, s3, landscape, distribution_arn, dry_run=False):
+    """The policy: CloudFront's distribution reads static/ and media/; nothing without TLS."""
+    bucket, env = landscape.bucket, landscape.env
+    policy = json_template(
+        "bucket-policy.json",
+        bucket=bucket,
+        distribution_arn=distribution_arn or f"<distribution {landscape.static_distribution}>",
+    )
+    current = (
+        None
+        if dry_run and not bucket_exists(s3, bucket)
+        else value_or_none(
+            lambda: s3.get_bucket_policy(Bucket=bucket),
+            ("NoSuchBucketPolicy",),
+            lambda r: json.loads(r["Policy"]),
+        )
+    )
+    yield converge(
+        f"bucket {bucket} policy",
+        current,
+        policy,
+        lambda: s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy)),
+        dry_run=dry_run,
+        detail=f"CloudFront reads {env.static_prefix}/ and {env.media_prefix}/; TLS only",
+    )

@@ -17,7 +17,8 @@ from pathlib import Path
 from www.config import PLACEHOLDER
 from www.ops.errors import OpsError
 from www.ops.landscape import Landscape
-from www.ops.objects import sync_object
+from www.ops.objects import read_object, sync_object
+from www.ops.results import Result
 from www.ops.templates import TEMPLATE_DIR, render
 from www.project import BASE_DIR
 
@@ -52,8 +53,8 @@ def _why_rejected(result):
         return f"the settings check exited with status {result.returncode}"
 
 
-def validate_config(path):
-    """Return the config's source if it compiles, is filled in and Django accepts it."""
+def read_config(path):
+    """The config's source if it is readable UTF-8, compiles and is filled in (local checks)."""
     path = Path(path)
     try:
         source = path.read_text(encoding="utf-8")
@@ -72,13 +73,45 @@ def validate_config(path):
             f"{path}: fill in {names} first "
             "(in a copy kept out of git, e.g. deploy/aws/config/<env>.local.py)"
         )
+    return source
+
+
+def validate_config(path):
+    """(fingerprint, deploy warnings) of a config read_config accepted, if Django accepts it:
+    the settings load in a subprocess, reading the config's secrets from SSM."""
     result = _settings_subprocess(path, "check")
     if result.returncode != 0:
         raise OpsError(
             f"{path}: Django rejects these settings: {_why_rejected(result)} "
             f"(DJANGO_CONFIG_URI={Path(path).resolve()} ./manage.py check shows it in full)"
         )
-    return source, json.loads(result.stdout.strip().splitlines()[-1])
+    probe = json.loads(result.stdout.strip().splitlines()[-1])
+    return probe["settings"], [tuple(w) for w in probe["warnings"]]
+
+
+def refuses_deploy_warnings(env):
+    """Every environment but stage refuses a config Django's deploy checks warn about."""
+    return env.name != "stage"
+
+
+def check_deploy_warnings(path, env, warnings):
+    """Any environment but stage: one line refusing the config if a deploy check warns.
+    stage: one line naming the warnings, to read and let pass.
+
+    Django's own (security.*) are named by id (its check docs explain each); the project's
+    own (www.*, www/checks.py) also say what they found."""
+    if not warnings:
+        return
+    described = ", ".join(
+        f"{id} ({msg.rstrip('.')})" if id.startswith("www.") else id for id, msg in warnings
+    )
+    see = f"DJANGO_CONFIG_URI={Path(path).resolve()} ./manage.py check --deploy: the hints"
+    if refuses_deploy_warnings(env):
+        raise OpsError(
+            f"{path}: Django's deploy checks warn and {env.name} takes no warning: {described} "
+            f"({see})"
+        )
+    yield Result("attention", "deploy checks warn:", detail=f"{described}; allowed on {env.name}")
 
 
 def fingerprint_of(source):
@@ -92,7 +125,7 @@ def fingerprint_of(source):
         os.unlink(tmp)
     if result.returncode != 0:
         return None
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads(result.stdout.strip().splitlines()[-1])["settings"]
 
 
 def setting_changes(old, new):
@@ -129,7 +162,12 @@ def render_stage2(*, project, env, region):
 
 def push_config(*, s3, project, env, config_file, region, dry_run=False):
     """Validate config_file, then upload it and the rendered stage-2 script if they changed."""
-    source, new_fingerprint = validate_config(config_file)
+    source = read_config(config_file)
+    # The bucket before the settings check (which reads the config's secrets from SSM): a
+    # missing bucket, missing credentials or an unreachable endpoint are named by this call.
+    read_object(s3, env.bucket, env.config_key, env_name=env.name)
+    new_fingerprint, warnings = validate_config(config_file)
+    yield from check_deploy_warnings(config_file, env, warnings)
     stage2 = render_stage2(project=project, env=env, region=region)
     yield sync_object(
         s3,

@@ -198,10 +198,8 @@ def launch(*, ec2, landscape, request, wait=False, wait_delay=5, wait_attempts=6
                 WaiterConfig={"Delay": wait_delay, "MaxAttempts": wait_attempts},
             )
     except (ClientError, BotoCoreError, WaiterError, KeyboardInterrupt) as exc:
-        if isinstance(exc, ClientError):
-            reason = f"{error_code(exc)}: {exc.response['Error'].get('Message', '')}"
-        else:
-            reason = exc.__class__.__name__
+        # The code only: AWS's message text may echo the request's values (--traceback has it).
+        reason = _failure(exc)
         try:
             terminated = _abandon_launch(ec2, landscape, token)
         except (ClientError, BotoCoreError) as cleanup_exc:

@@ -34,6 +34,7 @@ def value_or_none(call, missing_codes, pick):
 
 
 RERUN = "rerun (reruns redo only what is missing)"
+DENIED_HELP = "these credentials may not do this: grant the permission to your IAM user or role"
 CREDENTIALS_HELP = (
     "set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run on an instance with a role"
 )
@@ -92,13 +93,7 @@ def _endpoint(exc):
 def _client_error_help(exc, call):
     code = error_code(exc)
     if code in DENIED_CODES:
-        advice = "these credentials may not do this: grant the permission to your IAM user or role"
-        if call == "s3 PutBucketPolicy":
-            advice += (
-                " (an account-level S3 Block Public Access setting refuses the public read on "
-                "the static and media prefixes: allow public bucket policies for this bucket)"
-            )
-        return code, advice
+        return code, DENIED_HELP
     if code in INVALID_KEY_CODES:
         return code, f"the AWS credentials are not valid: {CREDENTIALS_HELP}"
     if code in EXPIRED_CODES:

@@ -77,8 +77,28 @@ class Landscape:
         return self.project.name.replace("-", "_")
 
     @property
+    def secrets_path(self):
+        """The SSM Parameter Store path of the environment's secrets (www/config_secrets.py)."""
+        return f"/{self.project.name}/{self.env.name}"
+
+    def secret_parameter(self, name):
+        """The SecureString a config's secret(name) reads."""
+        return f"{self.secrets_path}/{name}"
+
+    @property
+    def secrets_key_alias(self):
+        """The KMS key the secrets are encrypted with: SSM's AWS-managed key."""
+        return "alias/aws/ssm"
+
+    @property
     def database_password_parameter(self):
-        return f"/{self.project.name}/{self.env.name}/database-password"
+        return self.secret_parameter("database-password")
+
+    @property
+    def static_distribution(self):
+        """The Comment that identifies the CloudFront distribution serving static/ and media/
+        (a distribution has no name of its own), and the name of its origin access control."""
+        return f"{self.prefix}-static"
 
     @property
     def release_repository(self):

@@ -1,7 +1,9 @@
 """An environment's network: the default VPC and its security groups.
 
 <prefix>-web-sg takes HTTP and HTTPS from anywhere (and SSH from one given CIDR only);
-<prefix>-backend-sg takes Postgres from the web group only. Rules added by hand are left alone.
+<prefix>-backend-sg takes Postgres from the web group only. Any other ingress rule on those
+groups (added by hand, or by an older run with another --ssh-cidr) is reported as drift, and
+removed with --prune: the groups hold exactly the rules this code wants.
 """
 
 import ipaddress
@@ -12,6 +14,8 @@ from www.ops.results import Result, converge
 OPEN_TO_ALL = ("0.0.0.0/0", "::/0")
 WEB_PORTS = (80, 443)
 DATABASE_PORT = 5432
+# The widest network SSH may come from: an office or VPN range, never a slice of the internet.
+SSH_WIDEST_PREFIX = {4: 16, 6: 48}
 
 
 def default_vpc(ec2):
@@ -121,14 +125,41 @@ def check_ssh_cidr(ssh_cidr):
         raise OpsError(f"--ssh-cidr {ssh_cidr}: not a CIDR such as 203.0.113.7/32") from None
     if network.prefixlen == 0:
         raise OpsError(f"--ssh-cidr {ssh_cidr} opens SSH to the world: give your own address/32")
+    widest = SSH_WIDEST_PREFIX[network.version]
+    if network.prefixlen < widest:
+        raise OpsError(
+            f"--ssh-cidr {ssh_cidr} is wider than /{widest}: give your own address/32 "
+            "(or your office's or VPN's range)"
+        )
     return str(network)
 
 
-def ensure_security_groups(*, ec2, landscape, ssh_cidr=None, dry_run=False):
+def group_drift(ec2, *, name, group_id, wanted, prune, dry_run):
+    """Results for the group's ingress rules that are not in wanted: drift, or with prune
+    their removal. Generic: whatever the caller wants is the whole desired set."""
+    if group_id is None:  # a dry run's group, not created yet
+        return
+    (group,) = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"]
+    extra = sorted(_rules_of(group) - wanted)
+    if not extra:
+        return
+    what = f"security group {name} ingress {_described(extra)}"
+    if not prune:
+        yield Result("drift", what, detail="not set by setup_aws; --prune removes it")
+        return
+    if not dry_run:
+        ec2.revoke_security_group_ingress(
+            GroupId=group_id, IpPermissions=[_permission(r) for r in extra]
+        )
+    yield Result("delete", what, dry_run)
+
+
+def ensure_security_groups(*, ec2, landscape, ssh_cidr=None, prune=False, dry_run=False):
     """<prefix>-web-sg open on 80/443 (and SSH from ssh_cidr only); backend from web only.
 
     A load-balanced environment gets <prefix>-lb-sg open on 80/443 instead, and its web group
     admits port 80 from that group only: rules opening 80 or 443 to the world are removed.
+    Any other rule on these groups is drift (removed when prune).
     """
     ssh_cidr = ssh_cidr and check_ssh_cidr(ssh_cidr)
     vpc_id = default_vpc(ec2)
@@ -170,13 +201,24 @@ def ensure_security_groups(*, ec2, landscape, ssh_cidr=None, dry_run=False):
         yield closed
 
     web_source = web_id or landscape.web_group  # a dry run names the group not created yet
-    result, _ = _ensure_group(
+    backend_rules = {("tcp", DATABASE_PORT, DATABASE_PORT, web_source)}
+    result, backend_id = _ensure_group(
         ec2,
         name=landscape.backend_group,
         description=f"{landscape.prefix} backends: reachable from the web servers only",
         vpc_id=vpc_id,
-        wanted={("tcp", DATABASE_PORT, DATABASE_PORT, web_source)},
+        wanted=backend_rules,
         landscape=landscape,
         dry_run=dry_run,
     )
     yield result
+    groups = [
+        (landscape.web_group, web_id, web_rules),
+        (landscape.backend_group, backend_id, backend_rules),
+    ]
+    if landscape.env.load_balanced:
+        groups.insert(0, (landscape.load_balancer_group, load_balancer_id, world))
+    for name, group_id, wanted in groups:
+        yield from group_drift(
+            ec2, name=name, group_id=group_id, wanted=wanted, prune=prune, dry_run=dry_run
+        )

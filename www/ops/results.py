@@ -13,7 +13,8 @@ class Result:
     """What happened to one item: created, updated or unchanged (or would be, in a dry run)."""
 
     # "create" | "update" | "delete" | "push" | "terminate" | "unchanged" | "attention" (detail
-    # says what to do) | "skip" (detail says why nothing was done)
+    # says what to do) | "skip" (detail says why nothing was done) | "drift" (found, not made
+    # by us: what/detail say what; --prune removes it)
     verb: str
     what: str
     dry_run: bool = False
@@ -26,6 +27,8 @@ class Result:
     def __str__(self):
         if self.verb in ("attention", "skip"):
             return f"{self.what} {self.detail}"
+        if self.verb == "drift":
+            return f"Drift: {self.what} ({self.detail})"
         if not self.changed:
             text = f"{self.what} exists, unchanged"
         elif self.dry_run:

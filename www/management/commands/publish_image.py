@@ -7,7 +7,7 @@ class Command(AWSCommand):
     help = (
         "Push <project>-release:TAG to the registry in project.env (IMAGE_REGISTRY: ecr or a "
         "registry address) and record it, by digest, as the image the environment runs "
-        "(s3://<bucket>/deploy/release.env, read by the boot script)."
+        "(s3://<bucket>/deploy/<env>/release.env, read by the boot script)."
     )
     dry_run_help = "print the plan only"
 

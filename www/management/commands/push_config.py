@@ -6,8 +6,9 @@ from www.ops import config_push
 class Command(AWSCommand):
     help = (
         "Check an environment's config file and upload it to s3://<bucket>/config/<env>.py, "
-        "with the stage-2 boot script at s3://<bucket>/deploy/webserver.sh (encrypted, private). "
-        "Shows which settings change (names only); uploads nothing when nothing changed."
+        "with the stage-2 boot script at s3://<bucket>/deploy/<env>/webserver.sh (encrypted, "
+        "private), after Django's checks (deploy checks: only stage may warn). Shows which "
+        "settings change (names only); uploads nothing when nothing changed."
     )
     dry_run_help = "check and compare only"
 
