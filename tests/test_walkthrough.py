@@ -48,8 +48,7 @@ DOC_ADDRESS = "203.0.113.10"
 DOC_CONFIG = "deploy/aws/config/stage.local.py"
 WALK_TAG = f"{SESSION_TAG}-walk"
 
-# the rig of the boot tests, shared
-registry = boot.registry
+# the rig of the boot tests, shared (the registry fixture is conftest's)
 instance_image = boot.instance_image
 rig = boot.rig
 
