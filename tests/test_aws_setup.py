@@ -380,12 +380,15 @@ def test_drift_it_did_not_create_is_reported_then_pruned(aws):
     assert backend_rule["IpRanges"] == []
     assert sorted(iam.list_role_policies(RoleName=STAGE.role)["PolicyNames"]) == [
         "ecr-pull-release",
+        "logs-write-own-group",
         "s3-config-and-files",
         "s3-report-releases",
         "ssm-read-secrets",
     ]
-    assert iam.list_attached_role_policies(RoleName=STAGE.role)["AttachedPolicies"] == []
-    lines = setup_aws().strip().splitlines()
+    attached = iam.list_attached_role_policies(RoleName=STAGE.role)["AttachedPolicies"]
+    assert [p["PolicyName"] for p in attached] == ["AmazonSSMManagedInstanceCore"]  # setup_aws's
+    notes = ("no ALERT_EMAILS in project.env: ", f"no load balancer {STAGE.load_balancer}: ")
+    lines = [line for line in setup_aws().strip().splitlines() if not line.startswith(notes)]
     assert all("exists, unchanged" in line for line in lines), lines
 
 
