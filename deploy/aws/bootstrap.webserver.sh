@@ -134,6 +134,16 @@ check_ranges() {
 		die "FORWARDED_ALLOW_IPS=$1: set it to comma-separated addresses or CIDRs (the load balancer's subnets)"
 }
 
+# FORWARDED_ALLOW_IPS, the load balancer's ranges nginx believes forwarded headers from: as
+# set, or the VPC's ranges from instance metadata.
+resolve_proxy_ranges() {
+	if [[ -z ${FORWARDED_ALLOW_IPS:-} ]] && ! FORWARDED_ALLOW_IPS=$(vpc_ranges); then
+		die "cannot read the VPC's address ranges from instance metadata (mac, vpc-ipv4-cidr-blocks): set FORWARDED_ALLOW_IPS"
+	fi
+	check_ranges "$FORWARDED_ALLOW_IPS"
+	log "nginx believes X-Forwarded-For and X-Forwarded-Proto from $FORWARDED_ALLOW_IPS"
+}
+
 # The VPC's IPv4 ranges, comma-separated, from instance metadata: a load balancer in front of
 # this instance sends from them, so nginx believes X-Forwarded-Proto from there only.
 vpc_ranges() {
@@ -606,6 +616,7 @@ render_site() {
 		EOF
 	)
 	local ranges="" range
+	[[ -n ${FORWARDED_ALLOW_IPS:-} ]] || resolve_proxy_ranges
 	for range in ${FORWARDED_ALLOW_IPS//,/ }; do
 		ranges+=$'\t'"$range 1;"$'\n'
 	done
@@ -846,11 +857,7 @@ main() {
 	trap 'on_error $? $LINENO "$BASH_COMMAND"' ERR
 	check_rendered
 	read_settings
-	if [[ -z ${FORWARDED_ALLOW_IPS:-} ]] && ! FORWARDED_ALLOW_IPS=$(vpc_ranges); then
-		die "cannot read the VPC's address ranges from instance metadata (mac, vpc-ipv4-cidr-blocks): set FORWARDED_ALLOW_IPS"
-	fi
-	check_ranges "$FORWARDED_ALLOW_IPS"
-	log "nginx believes X-Forwarded-For and X-Forwarded-Proto from $FORWARDED_ALLOW_IPS"
+	resolve_proxy_ranges
 	command -v nginx >/dev/null || die "nginx is not installed: stage 1 (deploy/aws/user-data.sh) installs it"
 
 	install -d -m 0700 "$STATE_DIR"
