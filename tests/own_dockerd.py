@@ -50,6 +50,11 @@ class OwnDockerDaemon:
             "AWS_EC2_METADATA_DISABLED": "true",
         }
         namespace = f"rig-dockerd-{uuid.uuid4().hex[:12]}"  # containerd's: letters, digits, -
+        # A bridge of its own: dockerd started with --bridge=none deletes the host's docker0,
+        # which every later container on the machine's daemon's default network needs.
+        self.bridge = f"rigbr{uuid.uuid4().hex[:8]}"
+        subprocess.run(["ip", "link", "add", "name", self.bridge, "type", "bridge"], check=True)
+        subprocess.run(["ip", "addr", "add", "169.254.253.1/30", "dev", self.bridge], check=True)
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 [
@@ -61,7 +66,7 @@ class OwnDockerDaemon:
                     f"--host={self.url}",
                     f"--containerd-namespace={namespace}",
                     f"--containerd-plugins-namespace={namespace}-plugins",
-                    "--bridge=none",
+                    f"--bridge={self.bridge}",
                     "--iptables=false",
                     "--ip-masq=false",
                 ],
@@ -108,6 +113,8 @@ class OwnDockerDaemon:
         for mount_point in self._mounts():  # dockerd leaves exec/netns/default mounted
             subprocess.run(["umount", "--lazy", mount_point], check=False)
         shutil.rmtree(self.dir, ignore_errors=True)
+        if getattr(self, "bridge", None):
+            subprocess.run(["ip", "link", "delete", self.bridge], check=False)
 
     def _mounts(self):
         """Mount points under this daemon's directory, deepest first."""

@@ -25,6 +25,10 @@ from www.ops.landscape import Landscape
 STAGE = Landscape.of(project.load(), "stage")
 
 
+def sigint_as_at_a_terminal():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def logs(*args):
     out = io.StringIO()
     call_command("logs", "--env", "stage", *args, stdout=out)
@@ -133,6 +137,8 @@ def test_follow_sees_a_new_line_exactly_once_and_stops_on_ctrl_c(group):
             "--poll-seconds",
             "0.3",
         ],
+        # Ctrl-C as at a terminal: a job started in the background (CI) inherits SIGINT ignored
+        preexec_fn=sigint_as_at_a_terminal,
         cwd=project.BASE_DIR,
         env=os.environ.copy(),
         stdout=subprocess.PIPE,

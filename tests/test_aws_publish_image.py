@@ -130,8 +130,8 @@ def test_ecr_repository_is_created_once_and_token_gives_the_registry(aws):
     assert host.endswith(".amazonaws.com") and auth["username"] == "AWS" and auth["password"]
 
 
-def test_a_loopback_registry_is_recorded_with_a_warning(landscape, registry, release_image):
-    tag, _ = release_image
+def test_a_loopback_registry_is_recorded_with_a_warning(landscape, registry, tiny_release):
+    tag, _ = tiny_release
     out = publish(tag, "--registry", f"{registry.address}/team")
     host = registry.address
     assert (
@@ -149,9 +149,9 @@ def test_registry_warning_reads_dockers_insecure_registries():
 
 
 def test_a_failed_push_leaves_no_registry_tag_and_names_the_setting(
-    landscape, docker_client, release_image
+    landscape, docker_client, tiny_release
 ):
-    tag, image = release_image
+    tag, image = tiny_release
     target = f"127.0.0.1:{free_port()}/team"  # nothing listens there
     with pytest.raises(CommandError, match=r"push of .* failed: .*check IMAGE_REGISTRY"):
         publish(tag, "--registry", target)
@@ -160,8 +160,8 @@ def test_a_failed_push_leaves_no_registry_tag_and_names_the_setting(
     assert "Contents" not in boto3.client("s3").list_objects_v2(Bucket=STAGE.bucket)
 
 
-def test_ecr_dry_run_says_would_push(landscape, release_image):
-    tag, _ = release_image
+def test_ecr_dry_run_says_would_push(landscape, tiny_release):
+    tag, _ = tiny_release
     out = publish(tag, "--registry", "ecr", "--dry-run")
     assert f"Would create ECR repository {STAGE.release_repository}" in out
     assert (

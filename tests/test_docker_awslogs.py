@@ -47,6 +47,10 @@ def own_daemon(docker_client, release_image):
         yield daemon
 
 
+def sigint_as_at_a_terminal():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def logs(*args):
     out = io.StringIO()
     call_command("logs", "--env", "stage", *args, stdout=out)
@@ -124,6 +128,8 @@ def test_container_lines_reach_cloudwatch_and_logs_reads_them(
         follow = subprocess.Popen(
             [sys.executable, "manage.py", "logs", "--env", "stage", "--follow",
              "--instance", INSTANCE, "--poll-seconds", "1"],
+            # Ctrl-C as at a terminal: a job started in the background (CI) inherits SIGINT ignored
+            preexec_fn=sigint_as_at_a_terminal,
             cwd=project.BASE_DIR,
             env=os.environ.copy(),
             stdout=subprocess.PIPE,
