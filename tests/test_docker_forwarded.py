@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from tests.docker_rig import ROOT, TEST_SECRET_KEY, put_s3_config, run_release
-from tests.helpers import fill_placeholders
+from tests.helpers import fill_placeholders, put_secrets
 from www import project
 
 pytestmark = pytest.mark.docker
@@ -24,9 +24,12 @@ def prod_config(postgres_server, dbname):
     """The prod template filled in for this machine; the test Postgres speaks no TLS, so the
     one change to the template is the database's sslmode."""
     db = postgres_server.django_settings(dbname)
+    # the template names its secrets; they live in the emulator's SSM
+    put_secrets("prod", secret_key=TEST_SECRET_KEY, database_password=db["PASSWORD"])
     filled = {
         "SECRET_KEY": TEST_SECRET_KEY,
         "HOSTNAME": "127.0.0.1",
+        "CDN_DOMAIN": "cdn.invalid",
         "DB_HOST": db["HOST"],
         "DB_PORT": db["PORT"],
         "DB_NAME": db["NAME"],
