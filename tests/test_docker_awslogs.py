@@ -9,7 +9,6 @@ daemon's environment and the machine's shared daemon must stay as it is.
 """
 
 import datetime
-import io
 import os
 import queue
 import signal
@@ -22,12 +21,17 @@ import uuid
 import boto3
 import pytest
 import requests
-from django.core.management import call_command
 
 from tests.docker_rig import SESSION_TAG, put_s3_config, run_release, stage_config
 from tests.own_dockerd import OwnDockerDaemon
 from tests.stage2 import log_options
-from tests.test_aws_logs import put_line, read_lines, wait_for
+from tests.test_aws_logs import (
+    logs,
+    put_line,
+    read_lines,
+    sigint_as_at_a_terminal,
+    wait_for,
+)
 from www import project
 from www.ops import logs as ops_logs
 from www.ops.landscape import Landscape
@@ -45,16 +49,6 @@ def own_daemon(docker_client, release_image):
     with OwnDockerDaemon() as daemon:
         daemon.load_image(docker_client, release_image)
         yield daemon
-
-
-def sigint_as_at_a_terminal():
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def logs(*args):
-    out = io.StringIO()
-    call_command("logs", "--env", "stage", *args, stdout=out)
-    return out.getvalue().splitlines()
 
 
 def wait_for_lines(*args, predicate, timeout=90):
