@@ -10,6 +10,7 @@ import os
 
 import pytest
 
+from tests import helpers
 from tests.servers import AWS_TEST_ENV, MotoServer, PostgresServer, RegistryServer
 
 # The docker tier's session fixtures (docker_client, release_image, dev_image).
@@ -79,6 +80,33 @@ def landscape(aws):
 
     call_command("setup_aws", "--env", "stage", stdout=io.StringIO())
     return aws
+
+
+@pytest.fixture
+def configured(landscape, tmp_path):
+    """The stage landscape with a filled-in config and stage 2 pushed to its bucket."""
+    helpers.push_filled_config(tmp_path)
+    return landscape
+
+
+@pytest.fixture
+def ready(configured):
+    """Everything a launch needs: landscape, config and stage 2, a recorded release."""
+    helpers.record_release()
+    return configured
+
+
+@pytest.fixture
+def launched(ready):
+    """An instance of stage launched by the commands; its config and stage 2 in S3, and no
+    release recorded (withdrawn after the launch), so that stage 2 stops at its first step
+    instead of pulling an image."""
+    import boto3
+
+    helpers.launch()
+    boto3.client("s3").delete_object(Bucket=helpers.STAGE.bucket, Key=helpers.STAGE.env.release_key)
+    (instance,) = helpers.instances()
+    return instance
 
 
 @pytest.fixture(scope="module")

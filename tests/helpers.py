@@ -4,8 +4,10 @@ Fixtures live in conftest.py (and the docker tier's in docker_rig.py); plain val
 functions live here, so no test module imports from another.
 """
 
+import io
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +30,8 @@ RELEASE = f"127.0.0.1:5000/team/{PROJECT.name}-release@sha256:" + "ab" * 32
 # The secrets a filled-in config references (secret("secret-key"), secret("database-password")).
 CONFIG_SECRET = "a-secret-key-that-must-never-be-printed-" + "x" * 20
 CONFIG_DB_PASSWORD = "db-password-never-printed"
+# The parent test run's AWS emulator and settings overlay must not reach a copy of the repository.
+PARENT_ONLY_ENV = ("AWS_ENDPOINT_URL", "DJANGO_CONFIG_URI", "DJANGO_CONFIG_CACHE", "PYTEST_ADDOPTS")
 # Values for a config template's <<PLACEHOLDER>>s; none of them reaches a real service.
 CONFIG_VALUES = {
     "HOSTNAME": "stage.example.com",
@@ -85,6 +89,54 @@ def manage(*args, cwd=ROOT, env=None, timeout=300, drop=(), **run_options):
         timeout=timeout,
         **run_options,
     )
+
+
+def copy_repository(dest):
+    """Copy the tracked files, as a fresh clone of the fork would have them."""
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True, text=True
+    ).stdout.split("\0")
+    for name in filter(None, tracked):
+        source = ROOT / name
+        if source.is_file():  # tracked but deleted in the working tree: not part of the copy
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    return dest
+
+
+def manage_copy(cwd, *args, env=None):
+    """./manage.py args in the repository copy cwd, without the parent run's PARENT_ONLY_ENV."""
+    return manage(*args, cwd=cwd, env=env, drop=PARENT_ONLY_ENV)
+
+
+def push_filled_config(tmp_path, env="stage"):
+    """./manage.py push_config of a filled-in config (filled_config), stage 2 with it."""
+    from django.core.management import call_command
+
+    call_command(
+        "push_config", "--env", env, str(filled_config(tmp_path, env)), stdout=io.StringIO()
+    )
+
+
+def record_release(landscape=STAGE):
+    """The RELEASE image recorded as the environment's release 1.0, as publish_image would."""
+    import boto3
+
+    from www.ops import images
+
+    images.record_release(s3=boto3.client("s3"), env=landscape.env, image=RELEASE, tag="1.0")
+
+
+def launch(*args):
+    """./manage.py launch_ec2 --env stage args (with --ami MOTO_UBUNTU_AMI unless args name
+    an AMI); its output."""
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    if "--ami" not in args and "--ami-parameter" not in args:
+        args = ("--ami", MOTO_UBUNTU_AMI, *args)
+    call_command("launch_ec2", "--env", "stage", *args, stdout=out)
+    return out.getvalue()
 
 
 def instances(states=("pending", "running")):

@@ -28,48 +28,17 @@ from tests.helpers import (
     PROJECT,
     RELEASE,
     STAGE,
-    filled_config,
     instances,
+    launch,
     manage,
 )
 from tests.servers import free_port
-from www.ops import ec2, images
+from www.ops import ec2
 from www.ops.errors import OpsError
-
-
-def launch(*args):
-    out = io.StringIO()
-    if "--ami" not in args and "--ami-parameter" not in args:
-        args = ("--ami", MOTO_UBUNTU_AMI, *args)
-    call_command("launch_ec2", "--env", "stage", *args, stdout=out)
-    return out.getvalue()
 
 
 def tags_of(instance):
     return {t["Key"]: t["Value"] for t in instance["Tags"]}
-
-
-def setup_landscape():
-    call_command("setup_aws", "--env", "stage", stdout=io.StringIO())
-
-
-def push(tmp_path):
-    call_command(
-        "push_config", "--env", "stage", str(filled_config(tmp_path)), stdout=io.StringIO()
-    )
-
-
-def publish():
-    images.record_release(s3=boto3.client("s3"), env=STAGE.env, image=RELEASE, tag="1.0")
-
-
-@pytest.fixture
-def ready(aws, tmp_path):
-    """Everything a launch needs: landscape, config and stage 2, a recorded release."""
-    setup_landscape()
-    push(tmp_path)
-    publish()
-    return aws
 
 
 def test_launch_tags_metadata_profile_groups_and_user_data(ready):
@@ -195,15 +164,12 @@ def test_no_landscape(aws):
         launch()
 
 
-def test_no_config_pushed(aws):
-    setup_landscape()
+def test_no_config_pushed(landscape):
     with pytest.raises(CommandError, match="run ./manage.py push_config --env stage first"):
         launch()
 
 
-def test_no_image_published(aws, tmp_path):
-    setup_landscape()
-    push(tmp_path)
+def test_no_image_published(configured):
     with pytest.raises(CommandError, match="run ./manage.py publish_image --env stage TAG first"):
         launch()
     assert instances(states=ec2.EXISTING_STATES) == []

@@ -2,9 +2,7 @@
 time, --since, --grep, --instance, a missing group, and --follow in a real subprocess that
 sees a line written after it started exactly once and stops cleanly on Ctrl-C (SIGINT)."""
 
-import contextlib
 import datetime
-import io
 import os
 import queue
 import signal
@@ -16,37 +14,12 @@ import uuid
 
 import boto3
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 
+from tests.cloudwatch import logs, put_line, read_lines, sigint_as_at_a_terminal, wait_for
+from tests.helpers import STAGE
 from www import project
 from www.ops import logs as ops_logs
-from www.ops.landscape import Landscape
-
-STAGE = Landscape.of(project.load(), "stage")
-
-
-def sigint_as_at_a_terminal():
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def logs(*args):
-    out = io.StringIO()
-    call_command("logs", "--env", "stage", *args, stdout=out)
-    return out.getvalue().splitlines()
-
-
-def put_line(client, stream, message, *, ago=datetime.timedelta(0)):
-    """One line in the stage group's stream, timestamped `ago` before now; its timestamp."""
-    moment = datetime.datetime.now(datetime.UTC) - ago
-    stamp = int(moment.timestamp() * 1000)
-    with contextlib.suppress(client.exceptions.ResourceAlreadyExistsException):
-        client.create_log_stream(logGroupName=STAGE.log_group, logStreamName=stream)
-    client.put_log_events(
-        logGroupName=STAGE.log_group,
-        logStreamName=stream,
-        logEvents=[{"timestamp": stamp, "message": message}],
-    )
-    return stamp
 
 
 @pytest.fixture
@@ -105,23 +78,6 @@ def test_a_missing_group_says_to_run_setup_aws(aws):
 def test_a_bad_since_is_one_line(aws):
     with pytest.raises(CommandError, match=r"'5x' is not a duration: give a number and a unit"):
         logs("--since", "5x")
-
-
-def read_lines(stream, into):
-    for line in stream:
-        into.put(line.rstrip("\n"))
-
-
-def wait_for(lines, seen, predicate, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            seen.append(lines.get(timeout=0.5))
-        except queue.Empty:
-            continue
-        if predicate(seen):
-            return
-    raise AssertionError(f"not seen within {timeout}s; lines so far: {seen}")
 
 
 def test_follow_sees_a_new_line_exactly_once_and_stops_on_ctrl_c(group):

@@ -14,18 +14,9 @@ import boto3
 import pytest
 from django.core.management import CommandError, call_command
 
-from tests.test_aws_ec2 import PROJECT, instances, launch, publish, push, setup_landscape
+from tests.helpers import PROJECT, instances, launch
 from www import project
 from www.ops import remote
-
-
-@pytest.fixture
-def ready(aws, tmp_path):
-    """Everything a launch needs (as in test_aws_ec2)."""
-    setup_landscape()
-    push(tmp_path)
-    publish()
-    return aws
 
 
 def run_remote(*args):

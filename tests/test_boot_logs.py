@@ -1,28 +1,20 @@
 """Stage 2 ships the boot log to CloudWatch Logs and sends the container's output there.
 
-Stage 1 runs for real on the host (tests/test_boot_scripts.py's rig: moto, the IMDSv2 test
+Stage 1 runs for real on the host (tests/stage1.py: moto, the IMDSv2 test
 server); with no release published stage 2 fails at its first step, and that failed boot is
 then readable with `./manage.py logs`, without SSH.
 """
 
-import io
-
 import boto3
-from django.core.management import call_command
 
+from tests.cloudwatch import logs
+from tests.helpers import STAGE
 from tests.imds import InstanceMetadata
+from tests.stage1 import run_stage1
 from tests.stage2 import log_options
-from tests.test_aws_ec2 import STAGE
-from tests.test_boot_scripts import launched, run_stage1  # noqa: F401 (a fixture)
 
 
-def logs(*args):
-    out = io.StringIO()
-    call_command("logs", "--env", "stage", *args, stdout=out)
-    return out.getvalue().splitlines()
-
-
-def test_a_failed_boot_is_readable_with_logs_and_sent_once(launched, tmp_path):  # noqa: F811
+def test_a_failed_boot_is_readable_with_logs_and_sent_once(launched, tmp_path):
     instance = launched["InstanceId"]
     metadata = InstanceMetadata.from_ec2(boto3.client("ec2"), instance)
     assert run_stage1(tmp_path, metadata).returncode == 1

@@ -13,16 +13,16 @@ import base64
 import io
 import json
 import os
-import shutil
 import subprocess
 
 import boto3
 import pytest
 from django.core.management import call_command
 
-from tests.helpers import MOTO_UBUNTU_AMI, RELEASE, STAGE, filled_config, instances
-from tests.imds import IMDSServer, InstanceMetadata
-from www.ops import ec2, images, releases
+from tests.helpers import RELEASE, STAGE, record_release
+from tests.imds import InstanceMetadata
+from tests.stage1 import run_stage1
+from www.ops import ec2, releases
 from www.ops.config_push import STAGE2_TEMPLATE
 
 STAGE1 = ec2.USER_DATA_FILE
@@ -56,22 +56,6 @@ def test_unrendered_stage2_refuses_to_run():
     assert "unrendered template: upload it with ./manage.py push_config" in result.stderr
 
 
-@pytest.fixture
-def launched(aws, tmp_path):
-    """An instance of stage launched by the commands; its config and stage 2 in S3."""
-    call_command("setup_aws", "--env", "stage", stdout=io.StringIO())
-    call_command(
-        "push_config", "--env", "stage", str(filled_config(tmp_path)), stdout=io.StringIO()
-    )
-    # launch_ec2 needs a recorded release; it is withdrawn afterwards so that stage 2 stops
-    # at its first step here instead of pulling an image.
-    images.record_release(s3=boto3.client("s3"), env=STAGE.env, image=RELEASE, tag="1.0")
-    call_command("launch_ec2", "--env", "stage", "--ami", MOTO_UBUNTU_AMI, stdout=io.StringIO())
-    boto3.client("s3").delete_object(Bucket=STAGE.bucket, Key=STAGE.env.release_key)
-    (instance,) = instances()
-    return instance
-
-
 def test_user_data_sent_to_ec2_passes_shellcheck(launched, tmp_path):
     attribute = boto3.client("ec2").describe_instance_attribute(
         InstanceId=launched["InstanceId"], Attribute="userData"
@@ -79,30 +63,6 @@ def test_user_data_sent_to_ec2_passes_shellcheck(launched, tmp_path):
     path = tmp_path / "user-data.sh"
     path.write_bytes(base64.b64decode(attribute["UserData"]["Value"]))
     shellcheck(path)
-
-
-def run_stage1(tmp_path, metadata):
-    """Run the user-data EC2 holds for the instance, as cloud-init would."""
-    assert shutil.which("aws"), "the AWS CLI must be on PATH (stage 1 would install it)"
-    script = tmp_path / "user-data.sh"
-    script.write_bytes(metadata.paths["/latest/user-data"])
-    server = IMDSServer(metadata).start()
-    try:
-        return subprocess.run(
-            ["bash", str(script)],
-            env={
-                **os.environ,
-                "IMDS_ENDPOINT": server.url,
-                "BOOTSTRAP_LOG": str(tmp_path / "bootstrap.log"),
-                "BOOTSTRAP_DIR": str(tmp_path / "bootstrap"),
-                "REDEPLOY_EVERY": "off",  # never a timer on the machine running the tests
-            },
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-    finally:
-        server.stop()
 
 
 def test_stage1_reads_imds_downloads_stage2_and_runs_it(launched, tmp_path):
@@ -189,25 +149,17 @@ def stage2_function(tmp_path, calls, env=None):
     )
 
 
-def test_stage2_reads_the_release_record(aws, tmp_path):
-    call_command("setup_aws", "--env", "stage", stdout=io.StringIO())
-    call_command(
-        "push_config", "--env", "stage", str(filled_config(tmp_path)), stdout=io.StringIO()
-    )
+def test_stage2_reads_the_release_record(configured, tmp_path):
     missing = stage2_function(tmp_path, "read_settings; release_image")
     assert missing.returncode == 1
     assert "run ./manage.py publish_image --env stage TAG" in missing.stderr
-    images.record_release(s3=boto3.client("s3"), env=STAGE.env, image=RELEASE, tag="1.0")
+    record_release()
     found = stage2_function(tmp_path, "read_settings; release_image")
     assert found.returncode == 0, found.stderr
     assert found.stdout.strip() == RELEASE
 
 
-def test_stage2_prepares_the_host_directory_for_the_app_user(aws, tmp_path):
-    call_command("setup_aws", "--env", "stage", stdout=io.StringIO())
-    call_command(
-        "push_config", "--env", "stage", str(filled_config(tmp_path)), stdout=io.StringIO()
-    )
+def test_stage2_prepares_the_host_directory_for_the_app_user(configured, tmp_path):
     root = tmp_path / "containers"
     result = stage2_function(
         tmp_path,
@@ -238,11 +190,7 @@ def publish_records(*tags):
 
 
 @pytest.fixture
-def pushed(aws, tmp_path):
-    call_command("setup_aws", "--env", "stage", stdout=io.StringIO())
-    call_command(
-        "push_config", "--env", "stage", str(filled_config(tmp_path)), stdout=io.StringIO()
-    )
+def pushed(configured):
     return boto3.client("s3")
 
 

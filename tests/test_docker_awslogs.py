@@ -22,16 +22,16 @@ import boto3
 import pytest
 import requests
 
-from tests.docker_rig import SESSION_TAG, put_s3_config, run_release, stage_config
-from tests.own_dockerd import OwnDockerDaemon
-from tests.stage2 import log_options
-from tests.test_aws_logs import (
+from tests.cloudwatch import (
     logs,
     put_line,
     read_lines,
     sigint_as_at_a_terminal,
     wait_for,
 )
+from tests.docker_rig import SESSION_TAG, put_s3_config, run_release, stage_config
+from tests.own_dockerd import OwnDockerDaemon
+from tests.stage2 import log_options
 from www import project
 from www.ops import logs as ops_logs
 from www.ops.landscape import Landscape

@@ -6,7 +6,7 @@ anything is named after it (rename_project's rule; www/project.py owns it).
 
 import pytest
 
-from tests.test_rename_project import copy_repository, manage
+from tests.helpers import copy_repository, manage_copy
 from www import project
 
 GOOD = (
@@ -71,7 +71,7 @@ def test_manage_py_stops_at_a_bad_project_env_with_one_line(tmp_path):
     fork = copy_repository(tmp_path / "fork")
     env_file = fork / "project.env"
     env_file.write_text(env_file.read_text().replace("PROJECT_NAME=webapp", "PROJECT_NAME=Web_App"))
-    result = manage(fork, "check")
+    result = manage_copy(fork, "check")
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr

@@ -2,35 +2,17 @@
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import boto3
 import pytest
 
-from tests import helpers
+from tests.helpers import PARENT_ONLY_ENV, copy_repository, manage_copy
 from www import config, project, rename
 
-ROOT = Path(__file__).resolve().parent.parent
 # Tests of the renamed copy that need neither Docker nor Postgres.
 FAST_TESTS = ["tests/test_config_overlay.py"]
-# The parent test run's AWS emulator and settings overlay must not reach the copy.
-PARENT_ONLY_ENV = ("AWS_ENDPOINT_URL", "DJANGO_CONFIG_URI", "DJANGO_CONFIG_CACHE", "PYTEST_ADDOPTS")
-
-
-def copy_repository(dest):
-    """Copy the tracked files, as a fresh clone of the fork would have them."""
-    tracked = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True, text=True
-    ).stdout.split("\0")
-    for name in filter(None, tracked):
-        source = ROOT / name
-        if source.is_file():  # tracked but deleted in the working tree: not part of the copy
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, dest / name)
-    return dest
 
 
 def run(cwd, *args, env=None):
@@ -45,10 +27,6 @@ def run(cwd, *args, env=None):
     )
 
 
-def manage(cwd, *args, env=None):
-    return helpers.manage(*args, cwd=cwd, env=env, drop=PARENT_ONLY_ENV)
-
-
 def snapshot(root):
     return {name: (root / name).read_bytes() for name in ("project.env", "pyproject.toml")}
 
@@ -61,14 +39,14 @@ def fork(tmp_path):
 @pytest.fixture(scope="module")
 def renamed_fork(tmp_path_factory):
     fork = copy_repository(tmp_path_factory.mktemp("renamed") / "fork")
-    result = manage(fork, "rename_project", "acme-shop")
+    result = manage_copy(fork, "rename_project", "acme-shop")
     assert result.returncode == 0, result.stderr
     return fork
 
 
 def test_rename_rewrites_the_project_file_and_what_derives_from_it(fork):
     before = (fork / "project.env").read_text()
-    result = manage(fork, "rename_project", "acme-shop")
+    result = manage_copy(fork, "rename_project", "acme-shop")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         "Rewrote project.env: PROJECT_NAME webapp -> acme-shop",
@@ -99,7 +77,7 @@ def test_rename_rewrites_the_project_file_and_what_derives_from_it(fork):
 
 def test_dry_run_says_what_would_change_and_changes_nothing(fork):
     before = snapshot(fork)
-    result = manage(fork, "rename_project", "acme-shop", "--dry-run")
+    result = manage_copy(fork, "rename_project", "acme-shop", "--dry-run")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         "Would rewrite project.env: PROJECT_NAME webapp -> acme-shop",
@@ -113,7 +91,7 @@ def test_dry_run_says_what_would_change_and_changes_nothing(fork):
 
 def test_second_run_with_the_same_name_is_a_no_op(renamed_fork):
     before = snapshot(renamed_fork)
-    result = manage(renamed_fork, "rename_project", "acme-shop")
+    result = manage_copy(renamed_fork, "rename_project", "acme-shop")
     assert result.returncode == 0, result.stderr
     assert result.stdout == "Project acme-shop exists, unchanged.\n"
     assert snapshot(renamed_fork) == before
@@ -134,7 +112,7 @@ print(json.dumps({
 
 
 def test_images_buckets_and_settings_follow_the_new_name(renamed_fork):
-    result = manage(renamed_fork, "shell", "-v", "0", "-c", SHOW_PROJECT)
+    result = manage_copy(renamed_fork, "shell", "-v", "0", "-c", SHOW_PROJECT)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {
         "settings_name": "acme-shop",
@@ -156,7 +134,7 @@ def test_stage_config_template_stores_files_in_the_renamed_bucket(aws, renamed_f
     filled.write_text(
         config.PLACEHOLDER.sub(lambda m: "5432" if "PORT" in m[1] else "x" * 50, template)
     )
-    result = manage(
+    result = manage_copy(
         renamed_fork,
         "diffsettings",
         env={"DJANGO_CONFIG_URI": str(filled), "AWS_ENDPOINT_URL": aws.url},
@@ -185,7 +163,7 @@ def test_stage_config_template_stores_files_in_the_renamed_bucket(aws, renamed_f
 )
 def test_bad_name_fails_with_one_line_and_changes_nothing(fork, name, line):
     before = snapshot(fork)
-    result = manage(fork, "rename_project", name)
+    result = manage_copy(fork, "rename_project", name)
     assert result.returncode == 1
     assert result.stderr.splitlines() == [line]
     assert snapshot(fork) == before
