@@ -16,8 +16,8 @@
 # .dockerignore is an allow-list (manage.py, project.env, requirements/, deploy/, www/), so
 # tests, benchmarks and docs stay out of both images.
 #
-# The base image is tagged <project>-base:<hash of deploy/base/Dockerfile, requirements/base.txt
-# and the base OS image name> (and :latest) and is built only when no image has that hash.
+# The base image is tagged <project>-base:<hash of deploy/base/Dockerfile, requirements/base.txt,
+# the base OS image name and project.env's APP_UID and APP_PORT, its build args> (and :latest) and is built only when no image has that hash.
 # The base OS image (ARG BASE_OS_IMAGE in deploy/base/Dockerfile) is used if present, else
 # pulled; when it can't be pulled (no registry reachable), a stand-in of the same Debian
 # release is built from Debian packages (deploy/base/build-os-standin.sh, needs root).
@@ -98,7 +98,7 @@ is_standin() {
 base_hash() {
 	local os_image="$1" context="$2"
 	{
-		echo "$os_image"
+		echo "$os_image APP_UID=$APP_UID APP_PORT=$APP_PORT"
 		cat "$context/deploy/base/Dockerfile" "$context/requirements/base.txt"
 	} | sha256sum | cut -c1-12
 }
@@ -131,6 +131,7 @@ build_base() {
 	run docker build "${fresh[@]}" \
 		--file "$context/deploy/base/Dockerfile" \
 		--build-arg "BASE_OS_IMAGE=$os_image" \
+		--build-arg "APP_UID=$APP_UID" --build-arg "APP_PORT=$APP_PORT" \
 		--tag "$image" --tag "$PROJECT_NAME-base:latest" \
 		"$@" "$context" >&2
 	echo "$image"
@@ -248,6 +249,7 @@ main() {
 	# shellcheck source=/dev/null # project.env: plain KEY=value lines
 	source "$ROOT/project.env"
 	: "${PROJECT_NAME:?project.env must set PROJECT_NAME}"
+	: "${APP_UID:?project.env must set APP_UID}" "${APP_PORT:?project.env must set APP_PORT}"
 	local os_image="${BASE_OS_IMAGE:-$(default_base_os_image)}"
 	local image="$PROJECT_NAME-$kind:$tag"
 	# The dev image's context is the checkout (a developer mounts it over the code anyway).

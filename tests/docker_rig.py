@@ -46,7 +46,7 @@ from www.ops.templates import json_template
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD_SCRIPT = ROOT / "build_docker_image.sh"
-APP_UID = 10001  # the app user of deploy/base/Dockerfile
+APP_UID = project.load().app_uid  # the app user (project.env, into deploy/base/Dockerfile)
 SESSION_TAG = f"test-{uuid.uuid4().hex[:10]}"
 TEST_SECRET_KEY = "docker-tier-secret-key-" + uuid.uuid4().hex
 # Build through the host's network, as the tests' servers are on the host's loopback.

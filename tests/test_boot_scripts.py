@@ -167,7 +167,7 @@ def test_stage2_prepares_the_host_directory_for_the_app_user(configured, tmp_pat
     )
     assert result.returncode == 0, result.stderr
     for path in (root / STAGE.project.name, root / STAGE.project.name / "logs"):
-        assert (path.stat().st_uid, path.stat().st_gid) == (10001, 10001)
+        assert (path.stat().st_uid, path.stat().st_gid) == (STAGE.project.app_uid,) * 2
 
 
 # --- releases: the failed mark, the record pointed back, the status report ------------------

@@ -13,6 +13,7 @@ GOOD = (
     'PROJECT_NAME=acme-shop\nAWS_REGION=eu-west-1\nENVIRONMENTS="stage prod"\n'
     "STAGE_BUCKET=acme-shop-stage\nPROD_BUCKET=acme-shop\n"
     "STAGE_INSTANCE_TYPE=t3.small\nPROD_INSTANCE_TYPE=t3.medium\nIMAGE_REGISTRY=ecr\n"
+    "APP_UID=10001\nAPP_PORT=8000\nCONTAINERS_ROOT=/containers\nDB_WAIT_TIMEOUT=60\n"
 )
 
 

@@ -78,23 +78,45 @@ def fetch_s3(uri):
         ) from None
     except BotoCoreError as exc:
         raise ConfigError(f"DJANGO_CONFIG_URI={uri}: {exc.__class__.__name__}") from None
-    return decode(uri, body)
+    try:
+        return decode(body)
+    except UnreadableText as exc:
+        raise ConfigError(f"DJANGO_CONFIG_URI={uri}: {exc}") from None
 
 
-def decode(uri, data):
+class UnreadableText(Exception):
+    """Why a config's bytes are no text: the message in a few words, error the cause."""
+
+    def __init__(self, message, error):
+        super().__init__(message)
+        self.error = error
+
+
+def decode(data):
+    """A config's text: its bytes as UTF-8, or UnreadableText."""
     try:
         return data.decode()
-    except UnicodeDecodeError:
-        raise ConfigError(f"DJANGO_CONFIG_URI={uri}: not UTF-8 text") from None
+    except UnicodeDecodeError as exc:
+        raise UnreadableText("not UTF-8 text", exc) from None
+
+
+def read_text(path):
+    """A config file's text (UTF-8), or UnreadableText saying why not; every config file
+    read from disk is read here (the settings overlay and push_config)."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError as exc:
+        raise UnreadableText(f"no such file {path}", exc) from None
+    except OSError as exc:
+        raise UnreadableText(f"cannot read {path} ({exc.strerror})", exc) from None
+    return decode(data)
 
 
 def fetch_file(uri, path):
     try:
-        return decode(uri, Path(path).read_bytes())
-    except FileNotFoundError:
-        raise ConfigError(f"DJANGO_CONFIG_URI={uri}: no such file {path}") from None
-    except OSError as exc:
-        raise ConfigError(f"DJANGO_CONFIG_URI={uri}: cannot read {path} ({exc.strerror})") from None
+        return read_text(path)
+    except UnreadableText as exc:
+        raise ConfigError(f"DJANGO_CONFIG_URI={uri}: {exc}") from None
 
 
 def fetch(uri):

@@ -200,12 +200,18 @@ class Project:
 
     log_retention_days: how long CloudWatch Logs keeps every environment's lines
     (LOG_RETENTION_DAYS); alert_emails: who the alarms email (ALERT_EMAILS, space-separated).
+    The container's facts: app_uid (APP_UID), app_port (APP_PORT), containers_root
+    (CONTAINERS_ROOT) and db_wait_timeout (DB_WAIT_TIMEOUT, seconds).
     """
 
     name: str
     region: str
     registry: str
     environments: dict
+    app_uid: int
+    app_port: int
+    containers_root: str
+    db_wait_timeout: int
     log_retention_days: int = DEFAULT_LOG_RETENTION_DAYS
     alert_emails: tuple = ()
 
@@ -266,6 +272,13 @@ def _yes_no(values, key):
 
 def _count(values, key, default):
     value = values.get(key, str(default))
+    if not value.isdigit():
+        raise ProjectFileError(f"project.env: {key}={value!r}: set it to a whole number")
+    return int(value)
+
+
+def _required_count(values, key):
+    value = require(values, key)
     if not value.isdigit():
         raise ProjectFileError(f"project.env: {key}={value!r}: set it to a whole number")
     return int(value)
@@ -343,6 +356,10 @@ def load(path=PROJECT_FILE):
         region=require(values, "AWS_REGION"),
         registry=require(values, "IMAGE_REGISTRY"),
         environments=environments,
+        app_uid=_required_count(values, "APP_UID"),
+        app_port=_required_count(values, "APP_PORT"),
+        containers_root=require(values, "CONTAINERS_ROOT"),
+        db_wait_timeout=_required_count(values, "DB_WAIT_TIMEOUT"),
         log_retention_days=_log_retention_days(values),
         alert_emails=tuple(values.get("ALERT_EMAILS", "").split()),
     )

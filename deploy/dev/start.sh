@@ -4,8 +4,9 @@
 # supervisord, which runs Postgres as `postgres` and `start.sh django` as `app`: wait for the
 # database, migrate, and Django's autoreloading server on 0.0.0.0:$PORT.
 #
-# Environment: PORT=8000, DJANGO_CONFIG_URI (deploy/dev/config.py in the image).
-# Output goes to stdout and to /host/logs/container.log.
+# Environment: PORT (the image's: project.env's APP_PORT), DJANGO_CONFIG_URI
+# (deploy/dev/config.py in the image).
+# Output goes to stdout and to $HOST_LOG_DIR/container.log (the image sets it: /host/logs).
 set -Eeuo pipefail
 
 readonly APP_DIR=/var/www
@@ -13,7 +14,7 @@ readonly APP_DIR=/var/www
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/supervised.sh"
 readonly PGDATA=/host/postgres/data
 readonly PG_SOCKET_DIR=/run/postgresql
-readonly LOG_DIR=/host/logs
+readonly LOG_DIR="$HOST_LOG_DIR"
 
 die() {
 	echo "start.sh: error: $*" >&2
@@ -84,7 +85,7 @@ run_django() {
 	cd "$APP_DIR"
 	python3 manage.py wait_for_db
 	python3 manage.py migrate --no-input
-	exec python3 manage.py runserver "0.0.0.0:${PORT:-8000}"
+	exec python3 manage.py runserver "0.0.0.0:$PORT"
 }
 
 main() {
@@ -92,7 +93,7 @@ main() {
 		run_django
 	fi
 	[[ "$(id -u)" -eq 0 ]] || die "run the dev image as root (its default user): start.sh prepares /host, then drops privileges"
-	[[ "${PORT:-8000}" =~ ^[0-9]{1,5}$ ]] || die "PORT=$PORT: set it to a port number"
+	[[ "${PORT:-}" =~ ^[0-9]{1,5}$ ]] || die "PORT=$PORT: set it to a port number"
 	prepare_host
 	start_logging "$LOG_DIR/container.log"
 	local bin

@@ -1,11 +1,11 @@
 """gunicorn's settings in the release image, from the environment start.sh checked.
 
-PORT                port to bind on all interfaces (default 8000)
+PORT                port to bind on all interfaces (the image's: project.env's APP_PORT)
 GUNICORN_WORKERS    worker processes (default 2 x CPUs available)
 GUNICORN_THREADS    threads per worker (default 4)
 GUNICORN_TIMEOUT    seconds a request may take before its worker is restarted (default 30)
 GUNICORN_ACCESS_LOG where gunicorn writes the access log: a file (default
-                    /host/logs/access.log), "-" for stdout (the container log), "off" for none
+                    $HOST_LOG_DIR/access.log, the image's), "-" for stdout (the container log), "off" for none
 GUNICORN_START_GATE set by start.sh: the master imports the app at once but binds its port
                     only once this file exists, after the start-up steps (on_starting)
 """
@@ -59,7 +59,7 @@ def access_log(setting):
     """gunicorn's accesslog for GUNICORN_ACCESS_LOG: a path, "-" (stdout), or None ("off").
 
     A file's directory is created if missing: gunicorn run without start.sh (`docker run
-    IMAGE gunicorn --config ...`) finds no /host/logs.
+    IMAGE gunicorn --config ...`) finds no $HOST_LOG_DIR.
     """
     if setting == "off":
         return None
@@ -102,7 +102,7 @@ def on_starting(server):
         server.app.wsgi()
 
 
-bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
+bind = f"0.0.0.0:{os.environ['PORT']}"  # the image's (project.env's APP_PORT)
 # preload_app stays off: on_starting imports the app in the master instead, the same way.
 # Threads keep connections alive and overlap database round trips; Django is thread-safe.
 # Each thread holds its own database connection (CONN_MAX_AGE): max_connections must cover
@@ -119,7 +119,9 @@ worker_tmp_dir = "/dev/shm"
 control_socket = "/tmp/gunicorn.ctl"
 # Straight to a file by default: through stdout every request's line would pass supervisord,
 # start.sh's tee and dockerd, which cost a quarter of the throughput on one core.
-accesslog = access_log(os.environ.get("GUNICORN_ACCESS_LOG") or "/host/logs/access.log")
+accesslog = access_log(
+    os.environ.get("GUNICORN_ACCESS_LOG") or f"{os.environ['HOST_LOG_DIR']}/access.log"
+)
 AccessLogger = load_beside("access_log").AccessLogger
 logger_class = AccessLogger
 errorlog = "-"

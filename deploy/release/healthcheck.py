@@ -4,7 +4,7 @@ import os
 import sys
 import urllib.request
 
-URL = f"http://127.0.0.1:{os.environ.get('PORT', '8000')}/health"
+URL = f"http://127.0.0.1:{os.environ['PORT']}/health"  # the image sets PORT
 
 try:
     with urllib.request.urlopen(URL, timeout=4) as response:  # noqa: S310 -- fixed http URL

@@ -8,23 +8,21 @@
 #   DJANGO_CONFIG_URI     required: s3://BUCKET/KEY, file:///PATH or /PATH of the settings file
 #   DJANGO_MIGRATE=1      0: do not migrate (for instances that must not change the schema)
 #   DJANGO_COLLECTSTATIC=1  0: do not collect static files
-#   DB_WAIT_TIMEOUT=60    seconds to wait for the database to answer a query
-#   PORT=8000             port gunicorn binds (all interfaces)
+#   DB_WAIT_TIMEOUT       seconds to wait for the database to answer a query (project.env's)
+#   PORT                  port gunicorn binds, all interfaces (the image's: project.env's APP_PORT)
 #   GUNICORN_WORKERS      worker processes (default 2 x CPUs, the --cpus quota counted)
 #   GUNICORN_THREADS=4    threads per worker
-#   GUNICORN_ACCESS_LOG=/host/logs/access.log  gunicorn's access log file; - for stdout, off
+#   GUNICORN_ACCESS_LOG=$HOST_LOG_DIR/access.log  gunicorn's access log file; - for stdout, off
 #   DJANGO_DATA_DIR=/host/data  SQLite and local files, if the config uses them
-# Output goes to stdout and to /host/logs/container.log; the access log to its own file. A program supervisord can't start
+# Output goes to stdout and to $HOST_LOG_DIR/container.log (the image sets it: /host/logs); the access log to its own file. A program supervisord can't start
 # (FATAL) stops the container with a non-zero exit.
 set -Eeuo pipefail
 
 readonly APP_DIR=/var/www
 # shellcheck source=/dev/null # start_logging, start_supervisord, wait_supervisord, ...
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/supervised.sh"
-readonly LOG_DIR=/host/logs
+readonly LOG_DIR="$HOST_LOG_DIR"
 readonly SUPERVISORD_CONF="$APP_DIR/deploy/release/supervisord.conf"
-# supervisord.conf's [unix_http_server] file.
-readonly SUPERVISORD_SOCKET=/tmp/supervisor.sock
 # deploy/release/exit_on_fatal.py writes the name of a program gone FATAL here.
 export SUPERVISORD_FATAL_FILE=/tmp/supervisord-fatal
 # gunicorn.conf.py binds the port only once this file exists: after the start-up steps.
@@ -62,7 +60,8 @@ check_environment() {
 	s3://?*/?* | file:///?* | /?*) ;;
 	*) die "DJANGO_CONFIG_URI=$DJANGO_CONFIG_URI: set it to s3://BUCKET/KEY, file:///PATH or /PATH" ;;
 	esac
-	: "${DJANGO_MIGRATE:=1}" "${DJANGO_COLLECTSTATIC:=1}" "${DB_WAIT_TIMEOUT:=60}" "${PORT:=8000}"
+	: "${DJANGO_MIGRATE:=1}" "${DJANGO_COLLECTSTATIC:=1}" "${PORT:=}"
+	: "${DB_WAIT_TIMEOUT:=$(project_value DB_WAIT_TIMEOUT)}"
 	check_flag DJANGO_MIGRATE
 	check_flag DJANGO_COLLECTSTATIC
 	check_int DB_WAIT_TIMEOUT 1 86400
@@ -81,12 +80,12 @@ check_environment() {
 	export PORT
 }
 
-# The project's name, for the hint below, without letting project.env touch our environment.
-project_name() {
+# project.env's value of $1, without letting project.env touch our environment.
+project_value() {
 	(
 		# shellcheck source=/dev/null # project.env: plain KEY=value lines
 		source "$APP_DIR/project.env"
-		echo "$PROJECT_NAME"
+		echo "${!1}"
 	)
 }
 
@@ -95,7 +94,7 @@ prepare_host_dirs() {
 	local dir
 	for dir in "$LOG_DIR" ${DJANGO_DATA_DIR:+"$DJANGO_DATA_DIR"}; do
 		if ! mkdir -p "$dir" 2>/dev/null || [[ ! -w "$dir" ]]; then
-			die "$dir is not writable by uid $(id -u): on the host, chown $(id -u) /containers/$(project_name) (mounted at /host)"
+			die "$dir is not writable by uid $(id -u): on the host, chown $(id -u) $(project_value CONTAINERS_ROOT)/$(project_value PROJECT_NAME) (mounted at /host)"
 		fi
 	done
 }
@@ -114,7 +113,7 @@ while time.monotonic() < deadline:
         break
     except OSError:
         time.sleep(0.01)
-' "$SUPERVISORD_SOCKET" || true
+' "$SUPERVISOR_SOCKET" || true
 }
 
 # supervisord (deploy/lib/supervised.sh) in the background, so that gunicorn's master

@@ -11,7 +11,8 @@ import contextlib
 
 from django.core.management.base import BaseCommand, CommandError
 
-from www import project
+from www import aws, project
+from www.ops import ec2
 from www.ops.errors import AWS_ERRORS, OpsError, describe_aws_failure
 from www.ops.landscape import Landscape
 
@@ -36,6 +37,25 @@ def add_no_input_argument(parser, help="Do not prompt the user for input of any 
     """Django's --no-input/--noinput, into options["interactive"]."""
     parser.add_argument(
         "--no-input", "--noinput", action="store_false", dest="interactive", help=help
+    )
+
+
+def add_ami_arguments(parser, *, scope=""):
+    """--ami and --ami-parameter (help prefixed by scope): what ami_of reads."""
+    parser.add_argument(
+        "--ami", help=f"{scope}AMI id to use instead of looking one up (Debian or Ubuntu only)"
+    )
+    parser.add_argument(
+        "--ami-parameter",
+        default=ec2.DEFAULT_AMI_PARAMETER,
+        help=f"{scope}SSM parameter naming the AMI (default {ec2.DEFAULT_AMI_PARAMETER})",
+    )
+
+
+def ami_of(options):
+    """The AMI of --ami, else the one --ami-parameter names in SSM."""
+    return ec2.choose_ami(
+        ssm=aws.client("ssm"), ami=options["ami"], parameter=options["ami_parameter"]
     )
 
 

@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from www.config import PLACEHOLDER
+from www.config import PLACEHOLDER, UnreadableText, read_text
 from www.ops.errors import OpsError
 from www.ops.landscape import Landscape
 from www.ops.objects import read_object, sync_object
@@ -57,11 +57,13 @@ def read_config(path):
     """The config's source if it is readable UTF-8, compiles and is filled in (local checks)."""
     path = Path(path)
     try:
-        source = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise OpsError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise OpsError(f"{path}: not a readable UTF-8 text file ({type(exc).__name__})") from None
+        source = read_text(path)
+    except UnreadableText as exc:
+        if isinstance(exc.error, FileNotFoundError):
+            raise OpsError(f"{path}: no such file") from None
+        raise OpsError(
+            f"{path}: not a readable UTF-8 text file ({type(exc.error).__name__})"
+        ) from None
     try:
         compile(source, str(path), "exec")
     except SyntaxError as exc:

@@ -45,6 +45,11 @@ METADATA_OPTIONS = {
 }
 
 
+def choose_ami(*, ssm, ami=None, parameter=DEFAULT_AMI_PARAMETER):
+    """The AMI given (--ami), else the one the SSM parameter names (--ami-parameter)."""
+    return ami or lookup_ami(ssm=ssm, parameter=parameter)
+
+
 def lookup_ami(*, ssm, parameter):
     try:
         return ssm.get_parameter(Name=parameter)["Parameter"]["Value"]

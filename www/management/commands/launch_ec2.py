@@ -3,7 +3,7 @@ import json
 from django.core.management.base import CommandError
 
 from www import aws
-from www.management.base import AWSCommand
+from www.management.base import AWSCommand, add_ami_arguments, ami_of
 from www.ops import ec2, loadbalancer, scaling
 
 
@@ -28,14 +28,7 @@ class Command(AWSCommand):
             type=int,
             help="instances wanted (default 1; a load-balanced env: <ENV>_MIN_INSTANCES)",
         )
-        parser.add_argument(
-            "--ami", help="AMI id to use instead of looking one up (Debian or Ubuntu only)"
-        )
-        parser.add_argument(
-            "--ami-parameter",
-            default=ec2.DEFAULT_AMI_PARAMETER,
-            help=f"SSM parameter naming the AMI (default {ec2.DEFAULT_AMI_PARAMETER})",
-        )
+        add_ami_arguments(parser)
         parser.add_argument(
             "--instance-type", help="instance type (default: <ENV>_INSTANCE_TYPE in project.env)"
         )
@@ -63,9 +56,7 @@ class Command(AWSCommand):
         if len(existing) >= count:  # a rerun: nothing to launch, so no AMI to look up
             self.report_all(ec2.existing_results(existing[:count], land))
             return
-        ami = options["ami"] or ec2.lookup_ami(
-            ssm=aws.client("ssm"), parameter=options["ami_parameter"]
-        )
+        ami = ami_of(options)
         ec2.check_ami(ec2=ec2_client, ami=ami)
         request = ec2.launch_request(
             landscape=land,

@@ -1,6 +1,6 @@
 from www import aws, project
-from www.management.base import AWSCommand
-from www.ops import alarms, bucket, cdn, ec2, fleet, iam, images, logs, network, rds
+from www.management.base import AWSCommand, add_ami_arguments, ami_of
+from www.ops import alarms, bucket, cdn, fleet, iam, images, logs, network, rds
 
 
 class Command(AWSCommand):
@@ -35,14 +35,7 @@ class Command(AWSCommand):
             help="also create a Postgres RDS database (encrypted, backed up, its alarms); its "
             "password goes to SSM, never output",
         )
-        parser.add_argument(
-            "--ami", help="load-balanced env: AMI id for the launch template instead of a lookup"
-        )
-        parser.add_argument(
-            "--ami-parameter",
-            default=ec2.DEFAULT_AMI_PARAMETER,
-            help="load-balanced env: SSM parameter naming the AMI (default: Ubuntu LTS's)",
-        )
+        add_ami_arguments(parser, scope="load-balanced env: ")
         parser.add_argument(
             "--wait",
             action="store_true",
@@ -62,9 +55,7 @@ class Command(AWSCommand):
         ec2_client = aws.client("ec2")
         plan = None
         if land.env.load_balanced:  # the AMI and the subnets too
-            ami = options["ami"] or ec2.lookup_ami(
-                ssm=aws.client("ssm"), parameter=options["ami_parameter"]
-            )
+            ami = ami_of(options)
             plan = fleet.FleetPlan(ec2=ec2_client, landscape=land, ami=ami)
         region = project.aws_region()
         account = aws.client("sts").get_caller_identity()["Account"]

@@ -3,7 +3,7 @@ import os
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from www import start_steps
+from www import project, start_steps
 
 
 class Command(BaseCommand):
@@ -14,8 +14,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--timeout",
             type=float,
-            default=os.environ.get("DB_WAIT_TIMEOUT") or "60",
-            help="Seconds to wait (default: $DB_WAIT_TIMEOUT, else 60).",
+            default=os.environ.get("DB_WAIT_TIMEOUT") or project.load().db_wait_timeout,
+            help="Seconds to wait (default: $DB_WAIT_TIMEOUT, else project.env's).",
         )
         parser.add_argument(
             "--database", default=DEFAULT_DB_ALIAS, help="Database alias (default: default)."
