@@ -4,13 +4,17 @@ subprocess: what the logs tests of every tier share."""
 import contextlib
 import datetime
 import io
+import os
 import queue
 import signal
+import subprocess
+import sys
+import threading
 import time
 
 from django.core.management import call_command
 
-from tests.helpers import STAGE
+from tests.helpers import ROOT, STAGE
 
 
 def sigint_as_at_a_terminal():
@@ -53,3 +57,28 @@ def wait_for(lines, seen, predicate, timeout):
         if predicate(seen):
             return
     raise AssertionError(f"not seen within {timeout}s; lines so far: {seen}")
+
+
+def follow(*args):
+    """`./manage.py logs --env stage --follow args` in a real process, Ctrl-C working as at a
+    terminal; (the process, a queue of its stdout lines, the thread filling it)."""
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "logs", "--env", "stage", "--follow", *args],
+        # a job started in the background (CI) inherits SIGINT ignored
+        preexec_fn=sigint_as_at_a_terminal,
+        cwd=ROOT,
+        env=os.environ.copy(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines = queue.Queue()
+    reader = threading.Thread(target=read_lines, args=(process.stdout, lines), daemon=True)
+    reader.start()
+    return process, lines, reader
+
+
+def kill_if_running(process):
+    if process.poll() is None:
+        process.kill()
+        process.wait(timeout=10)

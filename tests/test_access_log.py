@@ -17,7 +17,11 @@ from gunicorn.http import wsgi
 from gunicorn.http.message import Request
 from gunicorn.http.unreader import IterUnreader
 
+from www import project
+
 GUNICORN_CONF = Path(__file__).resolve().parent.parent / "deploy/release/gunicorn.conf.py"
+# The release image sets PORT (project.env's APP_PORT); gunicorn.conf.py reads it.
+IMAGE_PORT = str(project.load().app_port)
 # Apache's common log time, e.g. [25/Nov/2026:09:58:17 +0000]
 TIMESTAMP = re.compile(r"\[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\]")
 REQUEST_TIME = timedelta(microseconds=1234)
@@ -92,6 +96,7 @@ def log_lines(logger_class, path, *, access_log_format=None, before=None):
 def access_logger(tmp_path, monkeypatch):
     """gunicorn.conf.py's AccessLogger, the file loaded as gunicorn loads it."""
     monkeypatch.setenv("GUNICORN_ACCESS_LOG", str(tmp_path / "logs" / "access.log"))
+    monkeypatch.setenv("PORT", IMAGE_PORT)
     return runpy.run_path(str(GUNICORN_CONF))["AccessLogger"]
 
 
@@ -139,7 +144,11 @@ def test_lines_after_logging_reconfigured(tmp_path):
     lines = subprocess.run(
         [sys.executable, "-c", RECONFIGURED, str(tmp_path / "access.log")],
         cwd=GUNICORN_CONF.parent.parent.parent,
-        env={**os.environ, "GUNICORN_ACCESS_LOG": str(tmp_path / "default" / "access.log")},
+        env={
+            **os.environ,
+            "GUNICORN_ACCESS_LOG": str(tmp_path / "default" / "access.log"),
+            "PORT": IMAGE_PORT,
+        },
         capture_output=True,
         text=True,
         check=True,

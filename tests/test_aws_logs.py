@@ -3,12 +3,7 @@ time, --since, --grep, --instance, a missing group, and --follow in a real subpr
 sees a line written after it started exactly once and stops cleanly on Ctrl-C (SIGINT)."""
 
 import datetime
-import os
-import queue
 import signal
-import subprocess
-import sys
-import threading
 import time
 import uuid
 
@@ -16,9 +11,8 @@ import boto3
 import pytest
 from django.core.management import CommandError
 
-from tests.cloudwatch import logs, put_line, read_lines, sigint_as_at_a_terminal, wait_for
+from tests.cloudwatch import follow, kill_if_running, logs, put_line, wait_for
 from tests.helpers import STAGE
-from www import project
 from www.ops import logs as ops_logs
 
 
@@ -82,28 +76,7 @@ def test_a_bad_since_is_one_line(aws):
 
 def test_follow_sees_a_new_line_exactly_once_and_stops_on_ctrl_c(group):
     put_line(group, "i-0aaa/webapp", "before follow", ago=minutes(2))
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "manage.py",
-            "logs",
-            "--env",
-            "stage",
-            "--follow",
-            "--poll-seconds",
-            "0.3",
-        ],
-        # Ctrl-C as at a terminal: a job started in the background (CI) inherits SIGINT ignored
-        preexec_fn=sigint_as_at_a_terminal,
-        cwd=project.BASE_DIR,
-        env=os.environ.copy(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines = queue.Queue()
-    reader = threading.Thread(target=read_lines, args=(proc.stdout, lines), daemon=True)
-    reader.start()
+    proc, lines, reader = follow("--poll-seconds", "0.3")
     seen = []
     try:
         wait_for(lines, seen, lambda s: any("before follow" in line for line in s), 60)
@@ -114,9 +87,7 @@ def test_follow_sees_a_new_line_exactly_once_and_stops_on_ctrl_c(group):
         proc.send_signal(signal.SIGINT)
         returncode = proc.wait(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
+        kill_if_running(proc)
     reader.join(timeout=10)
     while not lines.empty():
         seen.append(lines.get())

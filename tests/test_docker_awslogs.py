@@ -10,11 +10,7 @@ daemon's environment and the machine's shared daemon must stay as it is.
 
 import datetime
 import os
-import queue
 import signal
-import subprocess
-import sys
-import threading
 import time
 import uuid
 
@@ -23,10 +19,10 @@ import pytest
 import requests
 
 from tests.cloudwatch import (
+    follow,
+    kill_if_running,
     logs,
     put_line,
-    read_lines,
-    sigint_as_at_a_terminal,
     wait_for,
 )
 from tests.docker_rig import SESSION_TAG, put_s3_config, run_release, stage_config
@@ -119,19 +115,7 @@ def test_container_lines_reach_cloudwatch_and_logs_reads_them(
         assert [line for line in grep] == [request]
 
         # --follow, in a real process: a request made after it started shows up exactly once
-        follow = subprocess.Popen(
-            [sys.executable, "manage.py", "logs", "--env", "stage", "--follow",
-             "--instance", INSTANCE, "--poll-seconds", "1"],
-            # Ctrl-C as at a terminal: a job started in the background (CI) inherits SIGINT ignored
-            preexec_fn=sigint_as_at_a_terminal,
-            cwd=project.BASE_DIR,
-            env=os.environ.copy(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )  # fmt: skip
-        printed = queue.Queue()
-        threading.Thread(target=read_lines, args=(follow.stdout, printed), daemon=True).start()
+        process, printed, _ = follow("--instance", INSTANCE, "--poll-seconds", "1")
         seen = []
         try:
             wait_for(printed, seen, lambda s: any(probe in line for line in s), 60)
@@ -139,12 +123,10 @@ def test_container_lines_reach_cloudwatch_and_logs_reads_them(
             requests.get(f"{app.url}/admin/login/?later={later}", timeout=10)
             wait_for(printed, seen, lambda s: any(later in line for line in s), 90)
             time.sleep(3)  # more polls over the same window
-            follow.send_signal(signal.SIGINT)
-            assert follow.wait(timeout=30) == 0, follow.stderr.read()
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=30) == 0, process.stderr.read()
         finally:
-            if follow.poll() is None:
-                follow.kill()
-                follow.wait(timeout=10)
+            kill_if_running(process)
         time.sleep(0.5)
         while not printed.empty():
             seen.append(printed.get())

@@ -189,11 +189,15 @@ def line_of_error(exc, filename):
     return None
 
 
+def placeholders_in(source):
+    """The template's <<NAME>>s left in source, as one "<<A>>, <<B>>" string ("" for none)."""
+    return ", ".join(f"<<{name}>>" for name in sorted(set(PLACEHOLDER.findall(source))))
+
+
 def refuse_placeholders(uri, source):
     """A template's <<NAME>> left in means values are missing (a publicly known SECRET_KEY)."""
-    unfilled = sorted(set(PLACEHOLDER.findall(source)))
-    if unfilled:
-        names = ", ".join(f"<<{name}>>" for name in unfilled)
+    names = placeholders_in(source)
+    if names:
         raise ConfigError(
             f"DJANGO_CONFIG_URI={uri}: still holds the placeholder(s) {names}: "
             "fill them in and upload it again (./manage.py push_config)"

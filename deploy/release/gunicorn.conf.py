@@ -5,7 +5,8 @@ GUNICORN_WORKERS    worker processes (default 2 x CPUs available)
 GUNICORN_THREADS    threads per worker (default 4)
 GUNICORN_TIMEOUT    seconds a request may take before its worker is restarted (default 30)
 GUNICORN_ACCESS_LOG where gunicorn writes the access log: a file (default
-                    $HOST_LOG_DIR/access.log, the image's), "-" for stdout (the container log), "off" for none
+                    $HOST_LOG_DIR/access.log, the image's), "-" for stdout (the container
+                    log), "off" for none
 GUNICORN_START_GATE set by start.sh: the master imports the app at once but binds its port
                     only once this file exists, after the start-up steps (on_starting)
 """

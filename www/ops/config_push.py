@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from www.config import PLACEHOLDER, UnreadableText, read_text
+from www.config import UnreadableText, placeholders_in, read_text
 from www.ops.errors import OpsError
 from www.ops.landscape import Landscape
 from www.ops.objects import read_object, sync_object
@@ -68,9 +68,8 @@ def read_config(path):
         compile(source, str(path), "exec")
     except SyntaxError as exc:
         raise OpsError(f"{path}: syntax error at line {exc.lineno}: {exc.msg}") from None
-    unfilled = sorted(set(PLACEHOLDER.findall(source)))
-    if unfilled:
-        names = ", ".join(f"<<{name}>>" for name in unfilled)
+    names = placeholders_in(source)
+    if names:
         raise OpsError(
             f"{path}: fill in {names} first "
             "(in a copy kept out of git, e.g. deploy/aws/config/<env>.local.py)"

@@ -164,16 +164,21 @@ def ensure_security_groups(*, ec2, landscape, ssh_cidr=None, prune=False, dry_ru
     ssh_cidr = ssh_cidr and check_ssh_cidr(ssh_cidr)
     vpc_id = default_vpc(ec2)
 
-    world = {("tcp", port, port, cidr) for port in WEB_PORTS for cidr in OPEN_TO_ALL}
-    if landscape.env.load_balanced:
-        result, load_balancer_id = _ensure_group(
+    def ensure_group(name, description, wanted):
+        return _ensure_group(
             ec2,
-            name=landscape.load_balancer_group,
-            description=f"{landscape.prefix} load balancer: HTTP and HTTPS from anywhere",
+            name=name,
+            description=f"{landscape.prefix} {description}",
             vpc_id=vpc_id,
-            wanted=world,
+            wanted=wanted,
             landscape=landscape,
             dry_run=dry_run,
+        )
+
+    world = {("tcp", port, port, cidr) for port in WEB_PORTS for cidr in OPEN_TO_ALL}
+    if landscape.env.load_balanced:
+        result, load_balancer_id = ensure_group(
+            landscape.load_balancer_group, "load balancer: HTTP and HTTPS from anywhere", world
         )
         yield result
         # a dry run names the group not created yet
@@ -182,15 +187,7 @@ def ensure_security_groups(*, ec2, landscape, ssh_cidr=None, prune=False, dry_ru
         web_rules = set(world)
     if ssh_cidr:
         web_rules.add(("tcp", 22, 22, ssh_cidr))
-    result, web_id = _ensure_group(
-        ec2,
-        name=landscape.web_group,
-        description=f"{landscape.prefix} web servers: HTTP and HTTPS",
-        vpc_id=vpc_id,
-        wanted=web_rules,
-        landscape=landscape,
-        dry_run=dry_run,
-    )
+    result, web_id = ensure_group(landscape.web_group, "web servers: HTTP and HTTPS", web_rules)
     yield result
     closed = (
         web_id
@@ -202,14 +199,8 @@ def ensure_security_groups(*, ec2, landscape, ssh_cidr=None, prune=False, dry_ru
 
     web_source = web_id or landscape.web_group  # a dry run names the group not created yet
     backend_rules = {("tcp", DATABASE_PORT, DATABASE_PORT, web_source)}
-    result, backend_id = _ensure_group(
-        ec2,
-        name=landscape.backend_group,
-        description=f"{landscape.prefix} backends: reachable from the web servers only",
-        vpc_id=vpc_id,
-        wanted=backend_rules,
-        landscape=landscape,
-        dry_run=dry_run,
+    result, backend_id = ensure_group(
+        landscape.backend_group, "backends: reachable from the web servers only", backend_rules
     )
     yield result
     groups = [
