@@ -13,6 +13,7 @@ import uuid
 import pytest
 
 from tests.docker_rig import (
+    APP_UID,
     BUILD_SCRIPT,
     ROOT,
     SESSION_TAG,
@@ -231,7 +232,7 @@ def test_image_metadata_holds_no_config_or_secret(docker_client, release_image, 
             assert word not in text.upper(), (image, word)
     release_env = docker_client.images.get(release_image).attrs["Config"]
     assert "DJANGO_CONFIG_URI" not in " ".join(release_env["Env"])
-    assert release_env["User"] == "10001:10001"
+    assert release_env["User"] == f"{APP_UID}:{APP_UID}"
 
 
 def test_unreleased_trial_takes_the_working_tree_but_nothing_ignored(

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.docker_rig import ROOT, SESSION_TAG
+from tests.docker_rig import APP_UID, ROOT, SESSION_TAG
 from tests.servers import free_port
 
 pytestmark = pytest.mark.docker
@@ -84,7 +84,8 @@ def test_dev_container_serves_and_keeps_postgres_data_across_containers(
 
         # Postgres and runserver run as their own non-root users.
         users = {row[2]: row[0] for row in first.top(ps_args="-o uid,pid,args")["Processes"]}
-        assert any("runserver" in args and user == "10001" for args, user in users.items()), users
+        app_user = str(APP_UID)
+        assert any("runserver" in args and user == app_user for args, user in users.items()), users
         assert any("postgres -D" in args and user != "0" for args, user in users.items()), users
 
         first.stop(timeout=30)

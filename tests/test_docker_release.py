@@ -80,7 +80,7 @@ def test_release_serves_health_and_admin_css_from_s3(
         # The app, supervisord and tini all run as the image's non-root user.
         uids = process_uids(app.container)
         assert any("gunicorn" in args for args in uids), uids
-        assert set(uids.values()) == {"10001"}, uids
+        assert set(uids.values()) == {str(APP_UID)}, uids
         assert "[ERROR]" not in app.logs() and "Traceback" not in app.logs()
         host_log = (app.host_dir_path / "logs" / "container.log").read_text()
         assert "start.sh: starting" in host_log and "Collected static files" in host_log
@@ -154,8 +154,8 @@ def test_unwritable_host_dir_says_what_to_chown(
     with run_release(docker_client, release_image, config_uri=uri, host_dir=str(tmp_path)) as app:
         assert app.wait_exit(timeout=30) != 0
         logs = app.logs()
-    assert "/host/logs is not writable by uid 10001" in logs
-    assert f"chown 10001 /containers/{project.load().name}" in logs
+    assert f"/host/logs is not writable by uid {APP_UID}" in logs
+    assert f"chown {APP_UID} /containers/{project.load().name}" in logs
     assert public_tables(postgres_server, db) == []
 
 

@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from tests.docker_rig import (
+    APP_UID,
     TEST_SECRET_KEY,
     put_s3_config,
     run_release,
@@ -67,11 +68,11 @@ def test_release_resolves_its_secrets_from_ssm_and_shows_them_nowhere(
             "import os; os.environ['DJANGO_SETTINGS_MODULE'] = 'www.settings'; "
             "import django, hashlib; django.setup(); from django.conf import settings; "
             "print(hashlib.sha256(settings.SECRET_KEY.encode()).hexdigest())",
-            user="10001",
+            user=str(APP_UID),
         )
         assert status == 0, output
         assert hashlib.sha256(TEST_SECRET_KEY.encode()).hexdigest() in output
-        status, cached = app.exec("cat", CONFIG_CACHE, user="10001")
+        status, cached = app.exec("cat", CONFIG_CACHE, user=str(APP_UID))
         assert status == 0 and 'secret("secret-key")' in cached
 
         inspected = json.dumps(docker_client.api.inspect_container(app.container.id))
