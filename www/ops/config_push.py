@@ -154,6 +154,10 @@ def render_stage2(*, project, env, region):
         "status_prefix": env.status_prefix,
         "failed_prefix": env.failed_releases_prefix,
         "log_group": Landscape(project, env).log_group,
+        # project.env's container facts, for the template to take instead of its own copies
+        "app_uid": str(project.app_uid),
+        "app_port": str(project.app_port),
+        "containers_root": project.containers_root,
     }
     for name, value in facts.items():
         if not SAFE_FACT.match(value):
