@@ -135,6 +135,21 @@ def test_debug_names_files_without_a_manifest(bucket, settings, tmp_path):
         static_url("css/site.css")
 
 
+def test_a_storage_made_before_collectstatic_finds_the_manifest_later(bucket, settings, tmp_path):
+    """gunicorn's master imports the app, and WhiteNoise asks the static storage for URLs,
+    while the start-up steps are still collecting in another process; the workers it forks
+    inherit that storage and must still name the hashed copies."""
+    only_files(settings, tmp_path, {"css/site.css": "p {}"})
+    options = s3_storages(ENV, cdn_domain=CDN_DOMAIN)["staticfiles"]["OPTIONS"]
+    early = StaticS3Storage(**options)
+    with pytest.raises(ValueError, match="Missing staticfiles manifest entry"):
+        early.url("css/site.css")
+    collect()  # staticfiles_storage: another storage, as the start-up process has
+    assert early.url("css/site.css") == static_url("css/site.css")
+    assert urlparse(early.url("css/site.css")).path.startswith("/static/css/site.")
+    assert early.url("css/site.css") != f"https://{CDN_DOMAIN}/static/css/site.css"
+
+
 def test_static_urls_are_s3storages_however_often_asked(bucket, settings, tmp_path):
     only_files(settings, tmp_path, dict.fromkeys(NAMES, "p {}"))
     collect()

@@ -41,11 +41,34 @@ class StaticS3Storage(S3ManifestStaticStorage):
     MAX_REMEMBERED = 10_000
 
     def __init__(self, **settings):
-        # Before ManifestFilesMixin's __init__, which reads the manifest.
+        # Before ManifestFilesMixin's __init__, which names the manifest to read.
         self.manifest_name = start_steps.static_manifest(start_steps.static_fingerprint())
         super().__init__(**settings)
         self._urls = {}
         self._urls_lock = threading.Lock()
+
+    def load_manifest(self):
+        """Nothing yet: ManifestFilesMixin.__init__ reads the manifest when the storage is
+        made, and that can be before the start-up steps have collected the files (gunicorn's
+        master imports the app meanwhile, and WhiteNoise asks the storage for URLs as it
+        starts), in a process whose workers inherit it. hashed_files reads it instead."""
+        return None, ""
+
+    @property
+    def hashed_files(self):
+        """The manifest's paths, read when first needed. A manifest is named after its files'
+        fingerprint, so once read it holds for the life of the process; one that does not
+        exist yet is looked for again next time (collectstatic may be running elsewhere)."""
+        if self._hashed_files is None:
+            paths, manifest_hash = super().load_manifest()
+            if not manifest_hash:  # no manifest: ({}, ""); save_manifest always writes a hash
+                return paths
+            self._hashed_files, self.manifest_hash = paths, manifest_hash
+        return self._hashed_files
+
+    @hashed_files.setter
+    def hashed_files(self, paths):  # collectstatic's post-processing sets it
+        self._hashed_files = paths
 
     def url(self, name, force=False):
         if force or self.querystring_auth:  # signed URLs expire: never handed out again
