@@ -25,7 +25,7 @@ class StaticS3Storage(S3ManifestStaticStorage):
     The manifest (name -> hashed name) is one per set of static files, named after their
     fingerprint (www/start_steps.py), not Django's one staticfiles.json: instances of two
     releases share the bucket during a rolling deploy, and a rollback starts an older release
-    again, so each must keep reading its own names. Its objects say no-cache.
+    again, so each must keep reading its own names. The manifest object says no-cache.
 
     With querystring_auth off (public static files: no signature, no expiry) a file's URL
     depends on its name only, yet S3Storage builds each one through botocore's endpoint
