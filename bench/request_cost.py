@@ -143,7 +143,7 @@ def deployed_env(postgres, workdir, conn_max_age):
     manage = [sys.executable, str(common.ROOT / "manage.py")]
     steps = (
         ["migrate", "--no-input"],
-        ["collectstatic_once"],
+        ["collectstatic_once", "--no-input"],
         ["shell", "-c", common.SESSION_CODE],
     )
     for command in steps:
