@@ -156,7 +156,6 @@ def render_stage2(*, project, env, region):
         "log_group": Landscape(project, env).log_group,
         # project.env's container facts, for the template to take instead of its own copies
         "app_uid": str(project.app_uid),
-        "app_port": str(project.app_port),
         "containers_root": project.containers_root,
     }
     for name, value in facts.items():
