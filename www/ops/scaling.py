@@ -60,7 +60,7 @@ def template_data(*, landscape, ami, device, instance_type, group_id):
         "InstanceType": instance_type,
         "IamInstanceProfile": {"Name": landscape.instance_profile},
         "SecurityGroupIds": [group_id],
-        "UserData": base64.b64encode(user_data(landscape.env).encode()).decode(),
+        "UserData": base64.b64encode(user_data(landscape).encode()).decode(),
         "MetadataOptions": METADATA_OPTIONS,
         "BlockDeviceMappings": [
             {
