@@ -11,7 +11,7 @@ container removed.
 
 Printed: requests sent and failed over all windows (target 0 failed); p99 latency of the
 requests started during the swaps against those of the steady windows (target <= 2x); the
-swap's duration (median, seconds) and how long nginx took to switch over (median).
+swap's duration (median, seconds) and how long the switch to the new container took (median).
 
     .venv/bin/python -m bench.swap [--rounds 3] [--steady 15] [--threads 4] [--image NAME]
 """
@@ -36,9 +36,9 @@ def django_setup():
     django.setup()
 
 
-# A swap's steps, as stage 2 logs them: the new container is up, nginx has switched to it and
-# its old workers are done, the old container has stopped.
-STEPS = ("-next (stage) is up", "nginx reloaded: its old workers have finished", "-previous (")
+# A swap's steps, as stage 2 logs them: the new container is up, live.sock points at it
+# (nginx's next requests go there), the old container has stopped.
+STEPS = ("-next (stage) is up", "live.sock points at", "-previous (")
 
 
 def step_stamps(log):
@@ -143,7 +143,7 @@ def main():
     )
     print(
         f"swap duration: median {statistics.median(swaps):.1f}s ({common.spread(swaps, 's')}); "
-        f"of which nginx's switch (reload, old workers done): {common.spread(switches, 's')}, "
+        f"of which the switch (live.sock moved): {common.spread(switches, 's')}, "
         f"the old container's graceful stop: {common.spread(stops, 's')} "
         "(stage 2's log stamps, 1 s resolution)",
         flush=True,

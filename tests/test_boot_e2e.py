@@ -13,9 +13,10 @@ Everything is on the host's loopback (--network host). Stage 2 creates its host 
 CONTAINERS_ROOT/<project>, inside the instance container, while the engine mounts that path
 from the host into the release container: so a per-test host directory is mounted at the
 same path in the instance container and named as CONTAINERS_ROOT. The release container gets
-a unique name (CONTAINER_NAME) and free ports (HOST_PORT for the instance's nginx,
-UPSTREAM_PORTS for the release containers behind it), and is removed at teardown by those
-names. nginx runs inside the instance container (its own process namespace): it goes with it.
+a unique name (CONTAINER_NAME) and a free port for the instance's nginx (HOST_PORT; the
+release containers behind it bind sockets in CONTAINERS_ROOT/<project>-upstream), and is
+removed at teardown by that name. nginx runs inside the instance container (its own process
+namespace): it goes with it.
 
 The instance image is the Debian release of the project's base OS with the docker CLI, the
 AWS CLI, curl and nginx from Debian's archive already in it, so stage 1 installs nothing here
@@ -72,7 +73,7 @@ INSTANCE_DOCKERFILE = """\
 FROM {os_image}
 RUN apt-get update -q \\
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \\
-      awscli ca-certificates curl docker-cli nginx \\
+      awscli ca-certificates curl docker-cli iproute2 nginx \\
  && rm -rf /var/lib/apt/lists/*
 LABEL org.opencontainers.image.title="an EC2 instance for the boot tests ({tag})"
 """
@@ -121,7 +122,6 @@ class Rig:
         self.id = uuid.uuid4().hex[:8]
         self.container_name = f"{PROJECT.name}-e2e-{self.id}"
         self.host_port = free_port()
-        self.upstream_ports = (free_port(), free_port())
         self.root = tempfile.mkdtemp(prefix="boot-e2e-")  # CONTAINERS_ROOT on both sides
         self.images = []  # references this test created, removed at teardown
         self.imds = None
@@ -186,7 +186,6 @@ class Rig:
                 # (tests/test_docker_awslogs.py runs that driver on a daemon of its own)
                 "CONTAINER_LOG_DRIVER": "json-file",
                 "HOST_PORT": str(self.host_port),
-                "UPSTREAM_PORTS": " ".join(map(str, self.upstream_ports)),
                 "HEALTH_TIMEOUT": str(HEALTH_TIMEOUT),
                 "REDEPLOY_EVERY": "off",  # no systemd here: the test reruns the boot itself
             },
@@ -332,8 +331,10 @@ def test_pipeline_from_setup_aws_to_a_healthy_instance(rig):
     log = rig.bootstrap_log()
     assert f"stage 2 from {STAGE.env.bootstrap_uri}" in log
     assert f"release of stage: {recorded_image()}" in log
-    assert f"{rig.container_name}-next (stage) is up" in log  # on its loopback port
-    assert f"nginx on port {rig.host_port} proxies to 127.0.0.1:{rig.upstream_ports[0]}" in log
+    assert f"{rig.container_name}-next (stage) is up" in log  # on its socket
+    live_socket = f"{rig.root}/{PROJECT.name}-upstream/live.sock"
+    assert f"nginx on port {rig.host_port} proxies to {live_socket}" in log
+    assert "live.sock points at blue.sock" in log
     assert f"{rig.container_name} (stage) is up on port {rig.host_port}" in log
     assert "running stage 2" in console  # cloud-init's console gets the log too
     # root's alone: on a failure it quotes the container's last log lines
@@ -384,7 +385,7 @@ def test_pipeline_from_setup_aws_to_a_healthy_instance(rig):
 def test_new_release_replaces_the_container_only_once_healthy(rig):
     deploy_and_boot(rig)
     first = rig.app()
-    assert first.labels["bootstrap.port"] == str(rig.upstream_ports[0])
+    assert first.labels["bootstrap.slot"] == "blue"
     assert rig.published_ports(first) == []  # behind nginx only
 
     # Nothing published or pushed since: a rerun (the redeploy timer's) leaves it alone.
@@ -396,7 +397,7 @@ def test_new_release_replaces_the_container_only_once_healthy(rig):
     assert [c.id for c in rig.containers()] == [first.id]
 
     # A new release reaches the running instance: publish it, run the boot again. The new
-    # container takes the other loopback port; nginx switches to it before the old one stops.
+    # container takes the other slot; nginx switches to it before the old one stops.
     second_image = rig.derived_release(f"{SESSION_TAG}-2")
     rig.publish(f"{SESSION_TAG}-2")
     status, output = rig.boot()
@@ -404,7 +405,7 @@ def test_new_release_replaces_the_container_only_once_healthy(rig):
     (app,) = rig.containers()
     assert app.name == rig.container_name and app.id != first.id
     assert app.image.id == second_image.id
-    assert app.labels["bootstrap.port"] == str(rig.upstream_ports[1])
+    assert app.labels["bootstrap.slot"] == "green"
     assert rig.health() == 200
     # It started at a quarter of the serving one's CPU weight; now it serves, with the full one.
     host_config = app.attrs["HostConfig"]
@@ -412,7 +413,7 @@ def test_new_release_replaces_the_container_only_once_healthy(rig):
     assert host_config["RestartPolicy"]["Name"] == "unless-stopped"
     log = rig.bootstrap_log()
     new_up = log.index(f"{rig.container_name}-next (stage) is up")
-    switched = log.index(f"proxies to 127.0.0.1:{rig.upstream_ports[1]}")
+    switched = log.index("live.sock points at green.sock")
     old_stopped = log.index(f"stopped {rig.container_name}-previous")
     assert new_up < switched < old_stopped
 
@@ -427,7 +428,7 @@ def test_new_release_replaces_the_container_only_once_healthy(rig):
     assert status == 0, output
     (app,) = rig.containers()
     assert app.image.id == second_image.id and marker(app) == "config 2"
-    assert app.labels["bootstrap.port"] == str(rig.upstream_ports[0])
+    assert app.labels["bootstrap.slot"] == "blue"
     for spoofed in ({"X-Forwarded-Proto": "https"}, {"X-Forwarded-Ssl": "on"}):
         response = requests.get(
             rig.url("/admin/login/"), headers=spoofed, allow_redirects=False, timeout=10
@@ -500,8 +501,10 @@ def test_a_swap_under_load_fails_no_request(rig):
     (app,) = rig.containers()
     assert app.name == rig.container_name and app.id != first.id
     assert app.image.id == second_image.id  # and the requests after the boot, all 200, were its
-    log = rig.bootstrap_log()
-    assert log.index("nginx reloaded: its old workers have finished") < log.index(
+    # nginx was not reloaded (a reload resets kept-alive connections): live.sock moved first,
+    # then the old container stopped.
+    assert "nginx reloaded" not in output
+    assert output.index("live.sock points at green.sock") < output.index(
         f"stopped {rig.container_name}-previous"
     )
 
@@ -515,7 +518,7 @@ def stage2_steps(rig, steps):
         f"set -Eeuo pipefail; source {STAGE2_ON_INSTANCE}; read_settings; "
         'export AWS_EC2_METADATA_SERVICE_ENDPOINT="${IMDS_ENDPOINT%/}/"; '
         "CONFIG_ETAG=$(config_etag); image=$(release_image); "
-        'port=$(next_port "$CONTAINER_NAME"); next="$CONTAINER_NAME-next"; ' + steps
+        'slot=$(next_slot "$CONTAINER_NAME"); next="$CONTAINER_NAME-next"; ' + steps
     )
     result = rig.instance.exec_run(["bash", "-c", script])
     assert result.exit_code == 0, result.output.decode(errors="replace")
@@ -528,7 +531,7 @@ def test_an_interrupted_swap_is_finished_by_the_next_run(rig):
     # Stopped while the new container was on trial: the next run removes it and swaps anew.
     rig.derived_release(f"{SESSION_TAG}-2")
     rig.publish(f"{SESSION_TAG}-2")
-    stage2_steps(rig, 'pull_image "$image"; run_container "$next" "$image" "$port" 1024')
+    stage2_steps(rig, 'pull_image "$image"; run_container "$next" "$image" "$slot" 1024')
     assert len(rig.containers()) == 2 and rig.health() == 200
     status, output = rig.boot()
     assert status == 0, output
@@ -536,14 +539,14 @@ def test_an_interrupted_swap_is_finished_by_the_next_run(rig):
     (second,) = rig.containers()
     assert second.id != first.id and second.attrs["Config"]["Image"] == recorded_image()
 
-    # Stopped after nginx switched to the new container, before the old one stopped: the
-    # next run keeps the new one (the one nginx points at) and retires the old one.
+    # Stopped after live.sock moved to the new container, before the old one stopped: the
+    # next run keeps the new one (the one nginx reaches) and retires the old one.
     third_image = rig.derived_release(f"{SESSION_TAG}-3")
     rig.publish(f"{SESSION_TAG}-3")
     stage2_steps(
         rig,
-        'pull_image "$image"; run_container "$next" "$image" "$port" 256; '
-        'wait_healthy "$next" "$port"; switch_upstream "$port"',
+        'pull_image "$image"; run_container "$next" "$image" "$slot" 256; '
+        'wait_healthy "$next"; switch_live "$slot"',
     )
     assert len(rig.containers()) == 2 and rig.health() == 200
     status, output = rig.boot()

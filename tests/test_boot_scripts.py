@@ -10,10 +10,12 @@ plays the instance (the boot-stage tests).
 """
 
 import base64
+import grp
 import io
 import json
 import os
 import shutil
+import stat
 import subprocess
 
 import boto3
@@ -211,11 +213,15 @@ def test_stage2_prepares_the_host_directory_for_the_app_user(aws, tmp_path):
     root = tmp_path / "containers"
     result = stage2_function(
         tmp_path,
-        f'CONTAINERS_ROOT={root}; HOST_DIR="$CONTAINERS_ROOT/$PROJECT_NAME"; prepare_host_dir',
+        f"CONTAINERS_ROOT={root}; read_settings; prepare_host_dir",
     )
     assert result.returncode == 0, result.stderr
     for path in (root / STAGE.project.name, root / STAGE.project.name / "logs"):
         assert (path.stat().st_uid, path.stat().st_gid) == (10001, 10001)
+    # the release containers' sockets: the app's user and nginx's group only
+    sockets = (root / f"{STAGE.project.name}-upstream").stat()
+    assert (sockets.st_uid, grp.getgrgid(sockets.st_gid).gr_name) == (10001, "www-data")
+    assert stat.S_IMODE(sockets.st_mode) == 0o750
 
 
 # --- releases: the failed mark, the record pointed back, the status report ------------------

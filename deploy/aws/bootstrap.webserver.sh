@@ -27,26 +27,32 @@
 #   Writing both needs an AWS CLI that knows --if-none-match/--if-match (2.22 or 1.36 on).
 #
 # The site's port (HOST_PORT, 80) is nginx's, from the distribution's packages (stage 1
-# installs it). nginx proxies to the release container, which listens on one of two loopback
-# ports (UPSTREAM_PORTS), never on a public address. Why nginx: its upstream switches with a
-# graceful reload, in which the old workers finish the requests they hold while new workers
-# take new connections. A published Docker port cannot move between containers (the old way
-# left the site down for a start), and two processes sharing a port with SO_REUSEPORT drop
-# the connections queued on the listener that closes.
+# installs it). The release container listens on no port at all: its gunicorn binds a Unix
+# socket in UPSTREAM_DIR (one of two slots, blue.sock and green.sock, the containers take in
+# turn), which only its user and nginx's group may reach. nginx proxies to the symlink
+# live.sock there, and connects through it anew for every request. Why: a release switches
+# by renaming that symlink, with no nginx reload. A reload makes nginx's old workers close
+# the kept-alive connections of clients (and of a load balancer), and a client that sends
+# its next request on one at that moment gets a reset (seen: 2 of 8311 requests in a swap
+# under load). A published Docker port cannot move between containers, and two processes
+# sharing a port with SO_REUSEPORT drop the connections queued on the listener that closes.
+# nginx reloads only when its site file changes (the first run on a host, a new
+# FORWARDED_ALLOW_IPS or HOST_PORT).
 #
 # Replacing a running container (a new release, or a new config: both are read at start),
 # swap_container:
-#   1. the new container starts as <name>-next on the other loopback port while the old one
-#      keeps serving; it migrates the database, so migrations must suit the release still
-#      serving (add columns first, drop them a release later);
-#   2. if it never answers /health on that port, it is removed, the old container keeps
+#   1. the new container starts as <name>-next in the other slot while the old one keeps
+#      serving; it migrates the database, so migrations must suit the release still serving
+#      (add columns first, drop them a release later);
+#   2. if it never answers /health on its socket, it is removed, the old container keeps
 #      serving, and the script fails with one line saying so;
-#   3. once it answers, nginx's site file is pointed at its port, checked (nginx -t) and
-#      reloaded; the script waits until nginx's old workers have finished their requests;
-#   4. only then the old container stops gracefully (gunicorn finishes what it holds, within
-#      its graceful_timeout) and is removed, and the new one takes the name <name>.
+#   3. once it answers, live.sock is renamed to point at its socket: nginx's next
+#      connection goes there, while the requests on the old one finish where they are;
+#   4. once no connection waits on the old socket unaccepted, the old container stops
+#      gracefully (gunicorn finishes what it holds, within its graceful_timeout) and is
+#      removed, and the new one takes the name <name>.
 # A run interrupted in the middle is finished by the next one (finish_interrupted_swap): the
-# container nginx's site file points at is the one kept.
+# container live.sock points at is the one kept.
 #
 # Settings, all optional; production on EC2 sets none of them:
 #   AWS_REGION          region of the bucket and registry (default: the rendered one)
@@ -58,13 +64,12 @@
 #                       default: the VPC's ranges from instance metadata). The container's
 #                       gunicorn believes only nginx.
 #   CONTAINER_NAME      the container's name (default: the project's name)
-#   CONTAINER_NETWORK   a Docker network for the container; "host" makes the app itself listen
-#                       on its upstream port (on every address of the host: tests only)
+#   CONTAINER_NETWORK   a Docker network for the container (e.g. "host", for services on the
+#                       host's loopback: tests only)
 #   HOST_PORT           port the site (nginx) answers on (default 80)
-#   UPSTREAM_PORTS      the two loopback ports the release containers take in turn
-#                       (default "8001 8002")
 #   HEALTH_TIMEOUT      seconds to wait for /health (default 300)
-#   CONTAINERS_ROOT     parent of the project's host directory (default /containers)
+#   CONTAINERS_ROOT     parent of the project's host directory and of its UPSTREAM_DIR,
+#                       <project>-upstream (default /containers)
 #   STATE_DIR           what this host last applied (default /var/lib/bootstrap-webserver)
 #   INSTANCE_ID         this instance's id, naming its status object (default: from IMDS)
 #   CONTAINER_LOG_DRIVER  where the container's output goes: awslogs (default: CloudWatch Logs,
@@ -85,9 +90,13 @@ STATUS_PREFIX='{{status_prefix}}'
 FAILED_PREFIX='{{failed_prefix}}'
 LOG_GROUP='{{log_group}}'
 
-# The release image runs as this uid, listens on this port, and writes /host/logs.
+# The release image runs as this uid and writes /host/logs.
 APP_UID=10001
-APP_PORT=8000
+# Where a release container finds UPSTREAM_DIR, to bind its slot's socket in.
+CONTAINER_UPSTREAM_DIR=/run/upstream
+# The group nginx's workers run as (Debian's and Ubuntu's nginx.conf: user www-data): they
+# alone, besides the app's uid, may reach the sockets.
+NGINX_GROUP=www-data
 # gunicorn's graceful_timeout is 20 s, supervisord's stopwaitsecs 25 s: docker's SIGKILL after
 # this many seconds comes later than both.
 STOP_TIMEOUT=30
@@ -103,6 +112,9 @@ NGINX_PID_FILE=/run/nginx.pid
 # How long old nginx workers may take to finish their requests after a reload: longer than
 # the site's proxy_read_timeout (60 s), after which they have nothing left to wait for.
 NGINX_DRAIN_TIMEOUT=70
+# How long a retired container's socket may keep connections queued (nginx connected before
+# the switch, gunicorn has not accepted them yet) before it stops all the same.
+SOCKET_DRAIN_TIMEOUT=10
 
 log() {
 	printf '%s bootstrap-webserver: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2
@@ -386,8 +398,7 @@ report_status() {
 		'{{.Config.Image}} {{index .Config.Labels "bootstrap.release"}} {{index .Config.Labels "bootstrap.config-etag"}}' \
 		"$CONTAINER_NAME" 2>/dev/null); then
 		read -r image tag config <<<"$running"
-		if curl --silent --fail --max-time 5 --output /dev/null \
-			"http://127.0.0.1:$(container_port "$CONTAINER_NAME")/health"; then
+		if answers_health "$CONTAINER_NAME"; then
 			healthy=true
 		fi
 	fi
@@ -435,9 +446,12 @@ registry_login() {
 }
 
 # /containers/<project> is the container's /host: logs and anything else that must persist.
+# /containers/<project>-upstream holds the containers' sockets, for nginx's group to reach.
+# Both outlive a reboot: Docker restarts the serving container before stage 2 runs again.
 prepare_host_dir() {
 	install -d -m 0755 "$CONTAINERS_ROOT"
 	install -d -m 0750 -o "$APP_UID" -g "$APP_UID" "$HOST_DIR" "$HOST_DIR/logs"
+	install -d -m 0750 -o "$APP_UID" -g "$NGINX_GROUP" "$UPSTREAM_DIR"
 }
 
 # Pull the image, saying which of the two usual causes stopped it.
@@ -467,51 +481,39 @@ remove_container() {
 	fi
 }
 
-# Where nginx's requests reach a container from, comma-separated: loopback on the host's
-# network, else also the Docker network's gateway (a port published on 127.0.0.1 is
-# forwarded from there). gunicorn believes X-Forwarded-Proto from these only: nginx has
-# already replaced what a client sent unless it came from the load balancer.
-proxy_addresses() {
-	local gateways
-	if [[ ${CONTAINER_NETWORK:-} == host ]]; then
-		printf '127.0.0.1,::1\n'
-		return 0
-	fi
-	# "{{ end }}" spaced: push_config renders every unspaced double-braced word as a field
-	gateways=$(docker network inspect --format '{{range .IPAM.Config}}{{.Gateway}} {{ end }}' \
-		"${CONTAINER_NETWORK:-bridge}" 2>/dev/null || true)
-	gateways=$(printf '%s' "$gateways" | tr -s ' ' ',')
-	printf '127.0.0.1,::1%s\n' "${gateways:+,${gateways%,}}"
+# Container $1's slot (its bootstrap.slot label): blue or green; empty for none or no container.
+container_slot() {
+	docker container inspect --format '{{index .Config.Labels "bootstrap.slot"}}' "$1" 2>/dev/null || true
 }
 
-# Container $1's loopback port (its bootstrap.port label); empty for none or no container.
-container_port() {
-	docker container inspect --format '{{index .Config.Labels "bootstrap.port"}}' "$1" 2>/dev/null || true
+# Whether container $1 answers /health 200 on its slot's socket, as nginx reaches it.
+answers_health() {
+	local slot
+	slot=$(container_slot "$1")
+	[[ -n $slot ]] &&
+		curl --silent --fail --max-time 5 --output /dev/null \
+			--unix-socket "$UPSTREAM_DIR/$slot.sock" http://127.0.0.1/health
 }
 
-# Start container $1 from image $2, listening on 127.0.0.1:$3 only, with CPU weight $4. No
-# restart policy yet: a container that fails its start must not be restarted while
+# Start container $1 from image $2, its gunicorn on slot $3's socket (no port: gunicorn
+# believes X-Forwarded-Proto from a socket's peer, which can only be nginx), with CPU weight
+# $4. No restart policy yet: a container that fails its start must not be restarted while
 # wait_healthy watches it.
 run_container() {
-	local name=$1 image=$2 port=$3 cpu_shares=$4
+	local name=$1 image=$2 slot=$3 cpu_shares=$4
 	local args=(
 		--detach --name "$name" --cpu-shares "$cpu_shares"
-		--label "project=$PROJECT_NAME" --label "env=$ENV_NAME" --label "bootstrap.port=$port"
+		--label "project=$PROJECT_NAME" --label "env=$ENV_NAME" --label "bootstrap.slot=$slot"
 		--label "bootstrap.config-etag=$CONFIG_ETAG" --label "bootstrap.release=${RELEASE_TAG:-}"
-		--volume "$HOST_DIR:/host"
+		--volume "$HOST_DIR:/host" --volume "$UPSTREAM_DIR:$CONTAINER_UPSTREAM_DIR"
+		--env "GUNICORN_SOCKET=$CONTAINER_UPSTREAM_DIR/$slot.sock"
 		--env "DJANGO_CONFIG_URI=$CONFIG_URI"
-		--env "FORWARDED_ALLOW_IPS=$(proxy_addresses)"
 		--env "AWS_REGION=$AWS_REGION" --env "AWS_DEFAULT_REGION=$AWS_REGION"
 		--env "GUNICORN_ACCESS_LOG=-" # requests in the container log: CloudWatch gets them
 	)
 	mapfile -t -O "${#args[@]}" args < <(log_options "$name")
 	if [[ -n ${CONTAINER_NETWORK:-} ]]; then
 		args+=(--network "$CONTAINER_NETWORK")
-	fi
-	if [[ ${CONTAINER_NETWORK:-} == host ]]; then
-		args+=(--env "PORT=$port")
-	else
-		args+=(--publish "127.0.0.1:$port:$APP_PORT")
 	fi
 	if [[ -n ${AWS_ENDPOINT_URL:-} ]]; then
 		args+=(--env "AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL")
@@ -521,7 +523,7 @@ run_container() {
 		args+=(--env "AWS_EC2_METADATA_SERVICE_ENDPOINT=${IMDS_ENDPOINT%/}/")
 	fi
 	docker container run "${args[@]}" "$image" >/dev/null
-	log "started $name from $image (127.0.0.1:$port)"
+	log "started $name from $image ($UPSTREAM_DIR/$slot.sock)"
 }
 
 # Container $1, healthy, becomes one that serves: restarted by Docker (at boot too), and with
@@ -530,12 +532,13 @@ promote_container() {
 	docker container update --restart unless-stopped --cpu-shares "$SERVING_CPU_SHARES" "$1" >/dev/null
 }
 
-# Poll container $1's /health on port $2 until it answers 200 (status 0), or the container
+# Poll container $1's /health on its socket until it answers 200 (status 0), or the container
 # stops or the time is up (status 1, after its last log lines).
 wait_healthy() {
-	local name=$1 port=$2 state
-	local url="http://127.0.0.1:$port/health" deadline=$((SECONDS + HEALTH_TIMEOUT))
-	until curl --silent --fail --max-time 5 --output /dev/null "$url"; do
+	local name=$1 state url
+	local deadline=$((SECONDS + HEALTH_TIMEOUT))
+	url="/health on $UPSTREAM_DIR/$(container_slot "$name").sock"
+	until answers_health "$name"; do
 		state=$(docker container inspect --format '{{.State.Status}}' "$name" 2>/dev/null || echo gone)
 		if [[ $state != running ]]; then
 			docker container logs --tail 50 "$name" >&2 || true
@@ -554,11 +557,41 @@ wait_healthy() {
 	log "$url answers: $name ($ENV_NAME) is up"
 }
 
+# Connections waiting on container $1's socket, not yet accepted by its gunicorn: the
+# listening socket's queue, which only the container's network namespace lists (the host's,
+# for a container on the host network); empty if unknown.
+queued_connections() {
+	local pid slot in_namespace=()
+	slot=$(container_slot "$1")
+	[[ -n $slot ]] || return 0
+	if [[ ${CONTAINER_NETWORK:-} != host ]]; then
+		pid=$(docker container inspect --format '{{.State.Pid}}' "$1" 2>/dev/null) || return 0
+		[[ $pid != 0 ]] || return 0
+		in_namespace=(nsenter --target "$pid" --net)
+	fi
+	"${in_namespace[@]}" ss --no-header --listening --unix src "$CONTAINER_UPSTREAM_DIR/$slot.sock" \
+		2>/dev/null | awk '{ print $3; exit }'
+}
+
+# Until nginx's connections to container $1, made before live.sock moved, have been accepted:
+# gunicorn's stop closes its socket, and would reset the ones still queued.
+wait_socket_drained() {
+	local name=$1 queued deadline=$((SECONDS + SOCKET_DRAIN_TIMEOUT))
+	while queued=$(queued_connections "$name") && [[ -n $queued && $queued != 0 ]]; do
+		if ((SECONDS >= deadline)); then
+			log "$queued connections still wait on $name's socket after ${SOCKET_DRAIN_TIMEOUT}s: stopping it"
+			return 0
+		fi
+		sleep 0.1
+	done
+}
+
 # Stop container $1 gracefully (docker's SIGTERM reaches gunicorn through supervisord: requests
 # in flight finish), then remove it.
 retire_container() {
 	local name=$1 image started=$SECONDS
 	image=$(docker container inspect --format '{{.Config.Image}}' "$name")
+	wait_socket_drained "$name"
 	docker container stop --time "$STOP_TIMEOUT" "$name" >/dev/null
 	docker container rm "$name" >/dev/null
 	log "stopped $name ($image) in $((SECONDS - started))s"
@@ -566,7 +599,7 @@ retire_container() {
 
 # --- nginx, in front ------------------------------------------------------------------------
 
-# The site file: HOST_PORT proxied to the container on 127.0.0.1:$1.
+# The site file: HOST_PORT proxied to the serving container through live.sock.
 #
 # Forwarded headers: a load balancer in front (an ALB connects from the VPC's private
 # addresses) says who the client is and which scheme it used; any other sender's
@@ -605,11 +638,11 @@ render_site() {
 				proxy_set_header X-Forwarded-Ssl "";
 				proxy_set_header X-Forwarded-Protocol "";
 				location / {
-					proxy_pass http://127.0.0.1:@UPSTREAM_PORT@;
+					proxy_pass http://unix:@LIVE_SOCKET@:;
 				}
-				# the app's own answer, for the load balancer and stage 2; not logged
+				# the app's own answer, for the load balancer; not logged
 				location = /health {
-					proxy_pass http://127.0.0.1:@UPSTREAM_PORT@;
+					proxy_pass http://unix:@LIVE_SOCKET@:;
 					access_log off;
 				}
 			}
@@ -622,19 +655,14 @@ render_site() {
 	done
 	site=${site//@PROXY_RANGES@/$ranges}
 	site=${site//@HOST_PORT@/$HOST_PORT}
-	printf '%s\n' "${site//@UPSTREAM_PORT@/$1}"
+	printf '%s\n' "${site//@LIVE_SOCKET@/$UPSTREAM_DIR/live.sock}"
 }
 
-# The loopback port the site file proxies to; empty without one.
-upstream_port() {
-	local line
-	[[ -f $NGINX_SITE ]] || return 0
-	while IFS= read -r line; do
-		if [[ $line =~ proxy_pass\ http://127\.0\.0\.1:([0-9]+)\; ]]; then
-			printf '%s\n' "${BASH_REMATCH[1]}"
-			return 0
-		fi
-	done <"$NGINX_SITE"
+# The slot live.sock points at (blue or green); empty without one.
+live_slot() {
+	local target
+	target=$(readlink "$UPSTREAM_DIR/live.sock" 2>/dev/null) || return 0
+	printf '%s\n' "${target%.sock}"
 }
 
 # The nginx master's pid, if it runs.
@@ -691,12 +719,12 @@ apply_nginx() {
 	log "nginx reloaded: its old workers have finished"
 }
 
-# Point nginx at the container on 127.0.0.1:$1 (nothing to do when it already is), checking
-# the new site file with nginx -t first; a refused file is put back as it was.
-switch_upstream() {
-	local port=$1 next="$NGINX_SITE.next" errors
+# nginx with its site file as render_site writes it (nothing to do when it already runs with
+# it): the new file is checked with nginx -t first, and a refused file is put back as it was.
+apply_site() {
+	local next="$NGINX_SITE.next" errors
 	rm -f "$NGINX_DEFAULT_SITE"
-	render_site "$port" >"$next"
+	render_site >"$next"
 	if cmp -s "$next" "$NGINX_SITE" && nginx_master >/dev/null; then
 		rm -f "$next"
 		return 0
@@ -717,44 +745,64 @@ switch_upstream() {
 	fi
 	rm -f "$NGINX_SITE.previous"
 	apply_nginx
-	log "nginx on port $HOST_PORT proxies to 127.0.0.1:$port"
+	log "nginx on port $HOST_PORT proxies to $UPSTREAM_DIR/live.sock"
+}
+
+# Point live.sock at slot $1's socket: a rename, so that every connection nginx makes finds
+# either the old socket or the new one, never none.
+switch_live() {
+	local link="$UPSTREAM_DIR/live.sock"
+	[[ $(live_slot) != "$1" ]] || return 0
+	ln -sfn "$1.sock" "$link.next"
+	mv -T "$link.next" "$link"
+	log "live.sock points at $1.sock: nginx's new requests go to $(container_on "$1")"
+}
+
+# The container in slot $1 (its name), or "nothing".
+container_on() {
+	local name
+	for name in "$CONTAINER_NAME" "$CONTAINER_NAME-next" "$CONTAINER_NAME-previous"; do
+		if [[ $(container_slot "$name") == "$1" ]]; then
+			printf '%s\n' "$name"
+			return 0
+		fi
+	done
+	printf 'nothing\n'
 }
 
 # --- the swap -------------------------------------------------------------------------------
 
-# The upstream port of the next container: the one of UPSTREAM_PORTS container $1 is not on.
-next_port() {
-	local current ports
-	current=$(container_port "$1")
-	read -r -a ports <<<"$UPSTREAM_PORTS"
-	if [[ ${ports[0]} == "$current" ]]; then
-		printf '%s\n' "${ports[1]}"
+# The slot of the next container: the one container $1 is not in.
+next_slot() {
+	if [[ $(container_slot "$1") == blue ]]; then
+		printf 'green\n'
 	else
-		printf '%s\n' "${ports[0]}"
+		printf 'blue\n'
 	fi
 }
 
 # Put a container from image $1 in place of the serving one (if any), as described at the top
-# of this file. Exits with one line when it fails, the old container still serving and nginx
-# still pointing at it. A load-balanced instance leaves its target group before calling this,
-# and rejoins once it returns.
+# of this file. Exits with one line when it fails, the old container still serving and
+# live.sock still pointing at it. A load-balanced instance leaves its target group before
+# calling this, and rejoins once it returns.
 swap_container() {
-	local image=$1 old='' old_image='' old_port port cpu_shares next=$CONTAINER_NAME-next
+	local image=$1 old='' old_image='' old_slot='' slot cpu_shares next=$CONTAINER_NAME-next
 	if container_exists "$CONTAINER_NAME"; then
 		old=$CONTAINER_NAME
 		old_image=$(docker container inspect --format '{{.Config.Image}}' "$old")
+		old_slot=$(container_slot "$old")
 	fi
-	port=$(next_port "$CONTAINER_NAME")
+	slot=$(next_slot "$CONTAINER_NAME")
 	remove_container "$next"
-	log "trying $image as $next on 127.0.0.1:$port${old:+ while $old keeps serving}"
+	log "trying $image as $next in slot $slot${old:+ while $old keeps serving}"
 	# Beside a serving container, the new one's start (Python, the config, migrations) gets a
 	# quarter of its CPU weight: the requests being served come first.
 	cpu_shares=$SERVING_CPU_SHARES
 	if [[ -n $old ]]; then
 		cpu_shares=$STARTING_CPU_SHARES
 	fi
-	run_container "$next" "$image" "$port" "$cpu_shares"
-	if ! wait_healthy "$next" "$port"; then
+	run_container "$next" "$image" "$slot" "$cpu_shares"
+	if ! wait_healthy "$next"; then
 		remove_container "$next"
 		[[ -n $old ]] || die "$image did not become healthy: see its log lines above and $HOST_DIR/logs"
 		if [[ $old_image != "$image" ]]; then
@@ -764,19 +812,19 @@ swap_container() {
 		die "the new container did not become healthy: $old keeps serving $old_image"
 	fi
 	promote_container "$next"
-	old_port=$(container_port "$CONTAINER_NAME")
-	if [[ -n $old && -z $old_port ]]; then
+	if [[ -n $old && -z $old_slot ]]; then
 		# A container from before nginx publishes HOST_PORT itself: the one swap with a gap.
 		log "$old holds port $HOST_PORT itself (started before nginx): stopping it first"
 		docker container stop --time "$STOP_TIMEOUT" "$old" >/dev/null
 	fi
-	if ! switch_upstream "$port"; then
+	if ! apply_site; then
 		remove_container "$next"
-		if [[ -n $old && -z $old_port ]]; then
+		if [[ -n $old && -z $old_slot ]]; then
 			docker container start "$old" >/dev/null
 		fi
-		die "nginx did not take the new container: ${old:-nothing} keeps serving ${old_image}"
+		die "nginx did not take its site: ${old:-nothing} keeps serving ${old_image}"
 	fi
+	switch_live "$slot"
 	if [[ -n $old ]]; then
 		remove_container "$CONTAINER_NAME-previous"
 		docker container rename "$old" "$CONTAINER_NAME-previous"
@@ -789,25 +837,23 @@ swap_container() {
 }
 
 # A run that stopped half-way (killed, or the host rebooted) left <name>-next or
-# <name>-previous behind. The container nginx's site file points at is the one to keep: finish
-# the swap towards it, or remove a new container that was never switched to.
+# <name>-previous behind. The container live.sock points at is the one to keep: finish the
+# swap towards it, or remove a new container that was never switched to.
 finish_interrupted_swap() {
-	local next=$CONTAINER_NAME-next previous=$CONTAINER_NAME-previous site_port
-	site_port=$(upstream_port)
+	local next=$CONTAINER_NAME-next previous=$CONTAINER_NAME-previous
 	if container_exists "$next"; then
-		if [[ -n $site_port && $(container_port "$next") == "$site_port" ]]; then
+		if [[ -n $(live_slot) && $(container_slot "$next") == "$(live_slot)" ]]; then
 			log "finishing an interrupted swap to $next"
 			docker container start "$next" >/dev/null
 			promote_container "$next"
-			rm -f "$NGINX_DEFAULT_SITE"
-			apply_nginx # the site file may not have been loaded yet
+			apply_site || die "nginx refused its site (nginx -t's lines above)"
 			if container_exists "$CONTAINER_NAME"; then
 				remove_container "$previous"
 				docker container rename "$CONTAINER_NAME" "$previous"
 			fi
 			docker container rename "$next" "$CONTAINER_NAME"
 		else
-			log "removing $next, left by an interrupted run before nginx was switched to it"
+			log "removing $next, left by an interrupted run before live.sock was switched to it"
 			remove_container "$next"
 		fi
 	fi
@@ -828,9 +874,7 @@ up_to_date() {
 	running=$(docker container inspect --format \
 		'{{.State.Running}} {{.Config.Image}} {{index .Config.Labels "bootstrap.config-etag"}}' \
 		"$CONTAINER_NAME" 2>/dev/null) || return 1
-	[[ $running == "true $1 $CONFIG_ETAG" ]] &&
-		curl --silent --fail --max-time 5 --output /dev/null \
-			"http://127.0.0.1:$(container_port "$CONTAINER_NAME")/health"
+	[[ $running == "true $1 $CONFIG_ETAG" ]] && answers_health "$CONTAINER_NAME"
 }
 
 # The settings above, with their defaults.
@@ -840,11 +884,9 @@ read_settings() {
 	CONTAINER_LOG_DRIVER=${CONTAINER_LOG_DRIVER:-awslogs}
 	CONTAINERS_ROOT=${CONTAINERS_ROOT:-/containers}
 	HOST_DIR="$CONTAINERS_ROOT/$PROJECT_NAME"
+	UPSTREAM_DIR="$CONTAINERS_ROOT/$PROJECT_NAME-upstream"
 	CONTAINER_NAME=${CONTAINER_NAME:-$PROJECT_NAME}
 	HOST_PORT=${HOST_PORT:-80}
-	UPSTREAM_PORTS=${UPSTREAM_PORTS:-8001 8002}
-	[[ $UPSTREAM_PORTS =~ ^[0-9]+\ +[0-9]+$ ]] ||
-		die "UPSTREAM_PORTS=$UPSTREAM_PORTS: set it to two port numbers, e.g. \"8001 8002\""
 	HEALTH_TIMEOUT=${HEALTH_TIMEOUT:-300}
 	NGINX_SITE="$NGINX_SITE_DIR/$PROJECT_NAME.conf"
 	BUCKET=${RELEASE_URI#s3://}
@@ -903,8 +945,9 @@ remember_release() {
 # The serving container is the release and config wanted: keep it, and nginx pointing at it
 # (nginx too: e.g. stopped, or its site from an older copy of this script).
 keep_serving() {
-	switch_upstream "$(container_port "$CONTAINER_NAME")" ||
-		die "nginx refused its site (nginx -t's lines above): $CONTAINER_NAME serves on 127.0.0.1 only"
+	apply_site ||
+		die "nginx refused its site (nginx -t's lines above): $CONTAINER_NAME answers on its socket only"
+	switch_live "$(container_slot "$CONTAINER_NAME")"
 	log "$CONTAINER_NAME runs $(docker container inspect --format '{{.Config.Image}}' "$CONTAINER_NAME") with the current config, unchanged"
 	remember_release "$1"
 }

@@ -59,7 +59,7 @@ apt_install() {
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
 }
 
-# Docker, nginx (stage 2's proxy), the AWS CLI and curl, each only when missing (a prepared
+# Docker, nginx (stage 2's proxy), ss, the AWS CLI and curl, each only when missing (a prepared
 # AMI needs none). The package starts nginx and enables it at boot (systemd).
 install_tools() {
 	command -v curl >/dev/null || apt_install ca-certificates curl
@@ -67,6 +67,7 @@ install_tools() {
 		apt_install docker.io
 	fi
 	command -v nginx >/dev/null || apt_install nginx
+	command -v ss >/dev/null || apt_install iproute2 # stage 2 watches sockets drain with ss
 	if ! command -v aws >/dev/null; then
 		if apt-cache show awscli >/dev/null 2>&1; then
 			apt_install awscli

@@ -1,6 +1,8 @@
 """gunicorn's settings in the release image, from the environment start.sh checked.
 
 PORT                port to bind on all interfaces (default 8000)
+GUNICORN_SOCKET     a Unix socket to bind instead of PORT (stage 2 sets it: nginx on the host
+                    reaches the container through it, and nothing else can)
 GUNICORN_WORKERS    worker processes (default 2 x CPUs available)
 GUNICORN_THREADS    threads per worker (default 4)
 GUNICORN_TIMEOUT    seconds a request may take before its worker is restarted (default 30)
@@ -102,7 +104,14 @@ def on_starting(server):
         server.app.wsgi()
 
 
-bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
+def bind_address(environ):
+    """The socket's path when GUNICORN_SOCKET names one, else every address on PORT."""
+    if environ.get("GUNICORN_SOCKET"):
+        return f"unix:{environ['GUNICORN_SOCKET']}"
+    return f"0.0.0.0:{environ.get('PORT', '8000')}"
+
+
+bind = bind_address(os.environ)
 # preload_app stays off: on_starting imports the app in the master instead, the same way.
 # Threads keep connections alive and overlap database round trips; Django is thread-safe.
 # Each thread holds its own database connection (CONN_MAX_AGE): max_connections must cover
@@ -124,8 +133,10 @@ AccessLogger = load_beside("access_log").AccessLogger
 logger_class = AccessLogger
 errorlog = "-"
 # Whom gunicorn believes about the request's scheme: only the load balancer, which ends TLS
-# and sets X-Forwarded-Proto. FORWARDED_ALLOW_IPS names where it can be (stage 2 sets the
-# VPC's ranges, read from instance metadata); by default only this host. From anyone else
+# and sets X-Forwarded-Proto (through nginx on the host). FORWARDED_ALLOW_IPS names where it
+# can be; by default only this host. On GUNICORN_SOCKET (stage 2) every peer is believed:
+# only nginx on the host can reach that socket, and it replaces the headers of anyone but
+# the load balancer. From anyone else
 # the header changes nothing: wsgi.url_scheme stays http and Django (no SECURE_PROXY_SSL_HEADER
 # in the config templates) redirects to https. X-Forwarded-Ssl and X-Forwarded-Protocol are
 # not honoured from anyone, nor SCRIPT_NAME/PATH_INFO headers (forwarder_headers), and

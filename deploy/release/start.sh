@@ -10,6 +10,7 @@
 #   DJANGO_COLLECTSTATIC=1  0: do not collect static files
 #   DB_WAIT_TIMEOUT=60    seconds to wait for the database to answer a query
 #   PORT=8000             port gunicorn binds (all interfaces)
+#   GUNICORN_SOCKET       a Unix socket gunicorn binds instead of PORT (stage 2 sets it)
 #   GUNICORN_WORKERS      worker processes (default 2 x CPUs, the --cpus quota counted)
 #   GUNICORN_THREADS=4    threads per worker
 #   GUNICORN_ACCESS_LOG=/host/logs/access.log  gunicorn's access log file; - for stdout, off
@@ -185,7 +186,7 @@ main() {
 	start_logging "$LOG_DIR/container.log"
 	log "starting $(date -u +%Y-%m-%dT%H:%M:%SZ) as uid $(id -u)"
 	fetch_config_once
-	log "starting supervisord (gunicorn on port $PORT once the start-up steps are done)"
+	log "starting supervisord (gunicorn on ${GUNICORN_SOCKET:-port $PORT} once the start-up steps are done)"
 	start_gunicorn_behind_gate
 	run_startup_steps_or_stop
 	wait_for_supervisord
