@@ -178,7 +178,7 @@ ship_failed_boot() {
 	IMDS_URL=${IMDS_ENDPOINT:-http://169.254.169.254}
 	IMDS_URL=${IMDS_URL%/}
 	[[ -z ${IMDS_ENDPOINT:-} ]] || export AWS_EC2_METADATA_SERVICE_ENDPOINT=$IMDS_URL/
-	if ! IMDS_TOKEN=${IMDS_TOKEN:-$(imds_token)} || ! id=$(imds instance-id) ||
+	if ! IMDS_TOKEN=$(imds_token) || ! id=$(imds instance-id) ||
 		! AWS_REGION=${AWS_REGION:-$(imds placement/region)}; then
 		log "warning: instance metadata does not answer: the boot log stays in $file"
 		return 0
