@@ -6,6 +6,8 @@
 # and its `Bootstrap` tag (the S3 URI of stage 2) from instance metadata with an IMDSv2 token,
 # downloads that script and runs it. Everything goes to /var/log/bootstrap.log and to the
 # console (cloud-init's output); the first failing command stops the boot with its line.
+# A boot that fails here, before stage 2, sends that log to CloudWatch Logs itself (stage 2
+# does so for every run of its own), so it is readable with ./manage.py logs, without SSH.
 #
 # The log is root's alone: on a failure it quotes the container's last log lines.
 # launch_ec2 renders the environment's stage-2 URI into this file (STAGE2_URI below), and a
@@ -32,6 +34,8 @@ set -Eeuo pipefail
 # This environment's stage 2, filled in by launch_ec2 from project.env (www/project.py), the
 # facts' one owner. An unfilled copy refuses to run.
 STAGE2_URI='{{bootstrap_uri}}'
+# The environment's CloudWatch Logs group, where a failed boot's log goes.
+LOG_GROUP='{{log_group}}'
 
 log() {
 	printf '%s bootstrap: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2
@@ -146,7 +150,79 @@ open_log() {
 	if [[ -f $BOOTSTRAP_LOG && ! -L $BOOTSTRAP_LOG ]]; then # never /dev/null (the timer's runs)
 		chmod 0600 "$BOOTSTRAP_LOG"
 	fi
-	exec > >(tee -a "$BOOTSTRAP_LOG") 2>&1
+	# fds 3 and 4 keep the console, for ship_failed_boot
+	exec 3>&1 4>&2 > >(tee -a "$BOOTSTRAP_LOG") 2>&1
+	LOG_TEE=$!
+}
+
+# After a failed stage 1 (stage 2 never ran, so its EXIT trap did not either): send the boot
+# log's lines not sent yet to <instance-id>/boot in LOG_GROUP, the stream stage 2 writes, with
+# the offset sent kept beside the log as stage 2 keeps it. Through the AWS CLI and the
+# instance role: no key in user-data. Best effort; the exit status stays the failure's.
+ship_failed_boot() {
+	local file=$BOOTSTRAP_LOG sent=0 events next attempt id
+	(($1 != 0)) || return 0
+	trap - ERR
+	set +e
+	exec 1>&3 2>&4 3>&- 4>&- # the log's writer sees its input end and finishes the file
+	for attempt in {1..50}; do
+		kill -0 "$LOG_TEE" 2>/dev/null || break
+		sleep 0.1
+	done
+	# not a file (/dev/null: the timer's runs), or this template unrendered
+	[[ -f $file && $LOG_GROUP != *'{{'* ]] || return 0
+	if ! command -v aws >/dev/null || ! command -v python3 >/dev/null; then
+		log "warning: no AWS CLI or python3: the boot log stays in $file"
+		return 0
+	fi
+	IMDS_URL=${IMDS_ENDPOINT:-http://169.254.169.254}
+	IMDS_URL=${IMDS_URL%/}
+	[[ -z ${IMDS_ENDPOINT:-} ]] || export AWS_EC2_METADATA_SERVICE_ENDPOINT=$IMDS_URL/
+	if ! IMDS_TOKEN=$(imds_token) || ! id=$(imds instance-id) ||
+		! AWS_REGION=${AWS_REGION:-$(imds placement/region)}; then
+		log "warning: instance metadata does not answer: the boot log stays in $file"
+		return 0
+	fi
+	export AWS_REGION AWS_DEFAULT_REGION=$AWS_REGION
+	[[ -s $file.shipped ]] && sent=$(<"$file.shipped")
+	events=$(mktemp)
+	# the lines from byte $sent on as log events, each at the time it starts with (else the
+	# time before it); prints the offset they end at
+	next=$(python3 - "$file" "$sent" "$events" <<-'PYTHON'
+		import datetime, json, os, sys
+		path, offset, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+		with open(path, "rb") as log:
+		    log.seek(offset)
+		    data = log.read(900_000)  # one PutLogEvents call: at most 1 MB
+		end = data.rfind(b"\n") + 1
+		lines = [l for l in data[:end].decode("utf-8", "replace").splitlines() if l.strip()]
+		def time_of(line):
+		    try:
+		        at = datetime.datetime.strptime(line[:20], "%Y-%m-%dT%H:%M:%SZ")
+		    except ValueError:
+		        return 0
+		    return int(at.replace(tzinfo=datetime.timezone.utc).timestamp() * 1000)
+		times = [time_of(line) for line in lines]
+		stamp, events = next((t for t in times if t), int(os.stat(path).st_mtime * 1000)), []
+		for line, at in zip(lines, times):
+		    stamp = max(stamp, at)
+		    events.append({"timestamp": stamp, "message": line})
+		json.dump(events[-10_000:], open(out, "w"))
+		print(offset + end)
+	PYTHON
+	)
+	if [[ -n $next && $(<"$events") != "[]" ]]; then
+		aws_cli logs create-log-stream --log-group-name "$LOG_GROUP" \
+			--log-stream-name "$id/boot" >/dev/null 2>&1 # exists after an earlier run
+		if aws_cli logs put-log-events --log-group-name "$LOG_GROUP" \
+			--log-stream-name "$id/boot" --log-events "file://$events" >/dev/null; then
+			printf '%s\n' "$next" >"$file.shipped"
+			log "the boot log is in CloudWatch Logs $LOG_GROUP, stream $id/boot"
+		else
+			log "warning: the boot log did not reach CloudWatch Logs $LOG_GROUP (see above)"
+		fi
+	fi
+	rm -f "$events"
 }
 
 main() {
@@ -154,6 +230,7 @@ main() {
 	: "${BOOTSTRAP_DIR:=/var/lib/bootstrap}" "${REDEPLOY_EVERY:=1min}"
 	open_log
 	trap 'on_error $? $LINENO "$BASH_COMMAND"' ERR
+	trap 'ship_failed_boot $?' EXIT
 	if [[ $STAGE2_URI == *'{{'* ]]; then
 		die "this is the unrendered template: launch instances with ./manage.py launch_ec2 --env ENV"
 	fi
@@ -190,7 +267,7 @@ main() {
 	fi
 	chmod 0700 "$BOOTSTRAP_DIR/webserver.sh"
 	log "running stage 2"
-	exec bash "$BOOTSTRAP_DIR/webserver.sh"
+	exec bash "$BOOTSTRAP_DIR/webserver.sh" 3>&- 4>&-
 }
 
 if ! (return 0 2>/dev/null); then

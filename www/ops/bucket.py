@@ -197,3 +197,34 @@ def ensure_bucket_policy(*, s3, landscape, distribution_arn, dry_run=False):
         dry_run=dry_run,
         detail=f"CloudFront reads {env.static_prefix}/ and {env.media_prefix}/; TLS only",
     )
+
+
+def delete_bucket(*, s3, landscape, dry_run=False):
+    """Remove the environment's bucket with every version of every object in it (config/,
+    deploy/, releases, static/ and media/): S3 deletes only an empty bucket, and a versioned
+    bucket keeps old versions and delete markers until each is deleted by its version id."""
+    bucket = landscape.bucket
+    what = f"bucket {bucket}"
+    if not bucket_exists(s3, bucket):
+        yield Result("skip", what, detail="absent: nothing to remove")
+        return
+    count, prefixes = 0, set()
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        batch = [
+            {"Key": item["Key"], "VersionId": item["VersionId"]}
+            for item in page.get("Versions", []) + page.get("DeleteMarkers", [])
+        ]
+        if batch and not dry_run:  # a page holds at most 1000: one DeleteObjects call
+            answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+            if answer.get("Errors"):
+                failed = answer["Errors"][0]
+                raise OpsError(
+                    f"bucket {bucket}: {len(answer['Errors'])} object version(s) not deleted "
+                    f"(first: {failed['Key']}: {failed.get('Code', 'error')}): rerun teardown"
+                )
+        count += len(batch)
+        prefixes.update(item["Key"].split("/", 1)[0] + "/" for item in batch if "/" in item["Key"])
+    if not dry_run:
+        s3.delete_bucket(Bucket=bucket)
+    under = f" under {', '.join(sorted(prefixes))}" if prefixes else ""
+    yield Result("delete", what, dry_run, f"and its {count} object version(s){under}")

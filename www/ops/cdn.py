@@ -172,3 +172,26 @@ def ensure_static_distribution(*, cloudfront, landscape, region, dry_run=False):
         detail = f"{result.detail}; {domain}" if result.detail else domain
         result = Result(result.verb, result.what, result.dry_run, detail)
     yield result
+
+
+def disable_static_distribution(*, cloudfront, landscape, dry_run=False):
+    """Stop the distribution serving a bucket that is being removed: a bucket of the same
+    name, created by anyone afterwards, must not be served under the project's domain.
+    Disabled, not deleted (CloudFront deletes a distribution only minutes after disabling
+    it); setup_aws enables it again."""
+    summary = find_distribution(cloudfront, landscape)
+    what = f"CloudFront distribution {landscape.static_distribution}"
+    if summary is None:
+        return
+    answer = cloudfront.get_distribution_config(Id=summary["Id"])
+    config = answer["DistributionConfig"]
+    if not config["Enabled"]:
+        yield Result("unchanged", what, detail="disabled")
+        return
+    if not dry_run:
+        cloudfront.update_distribution(
+            Id=summary["Id"],
+            IfMatch=answer["ETag"],
+            DistributionConfig={**config, "Enabled": False},
+        )
+    yield Result("update", what, dry_run, "disabled: its bucket goes; setup_aws enables it again")

@@ -90,11 +90,14 @@ def check_ami(*, ec2, ami):
     return name
 
 
-def user_data(env):
-    """Stage 1 with the one stage-2 URI it may run (it refuses any other Bootstrap tag)."""
-    if not SAFE_FACT.match(env.bootstrap_uri):
-        raise OpsError(f"{env.bootstrap_uri!r} has characters a boot script cannot carry safely")
-    text = render(USER_DATA_FILE.read_text(), bootstrap_uri=env.bootstrap_uri)
+def user_data(landscape):
+    """Stage 1 with the one stage-2 URI it may run (it refuses any other Bootstrap tag) and the
+    log group a failed boot's log goes to."""
+    facts = {"bootstrap_uri": landscape.env.bootstrap_uri, "log_group": landscape.log_group}
+    for value in facts.values():
+        if not SAFE_FACT.match(value):
+            raise OpsError(f"{value!r} has characters a boot script cannot carry safely")
+    text = render(USER_DATA_FILE.read_text(), **facts)
     if len(text.encode()) > USER_DATA_LIMIT:
         raise OpsError(f"{USER_DATA_FILE} is over EC2's 16 KB user-data limit")
     return text
@@ -140,7 +143,7 @@ def launch_request(*, landscape, ami, instance_type, count, group_id, release, c
         "MaxCount": count,
         "SecurityGroupIds": [group_id],
         "IamInstanceProfile": {"Name": landscape.instance_profile},
-        "UserData": user_data(env),
+        "UserData": user_data(landscape),
         "MetadataOptions": METADATA_OPTIONS,
         "TagSpecifications": [
             {"ResourceType": "instance", "Tags": tags},

@@ -2,10 +2,10 @@
 
 Every instance writes to the group /<project>/<env> (Landscape.log_group): Docker's awslogs
 driver sends each container's output to the stream <instance-id>/<container>, and stage 2
-sends the boot log of stages 1 and 2 to <instance-id>/boot. Reading merges the streams in
-time order; following polls, re-reading a short window so that a line which reaches
-CloudWatch late is still printed, and remembers the event ids it printed so none is
-printed twice.
+sends the boot log of stages 1 and 2 to <instance-id>/boot (stage 1 itself when it fails
+before stage 2 runs). Reading merges the streams in time order; following polls, re-reading
+a short window so that a line which reaches CloudWatch late is still printed, and remembers
+the event ids it printed so none is printed twice.
 """
 
 import datetime

@@ -169,18 +169,32 @@ def snapshots(*, rds, landscape):
     )
 
 
-def delete_database(*, rds, landscape, now=None, dry_run=False):
-    """Remove the database, always through a final snapshot, keeping its automated backups.
-
-    Deletion protection (prod) refuses: it must be turned off first, on purpose.
-    """
-    database = _require_database(rds, landscape)
-    if database.get("DeletionProtection"):
+def check_deletable(*, rds, landscape):
+    """OpsError unless the database is absent or may go: deletion protection (prod) is
+    turned off on purpose, in project.env, never by the command that removes it."""
+    database = find_database(rds, landscape)
+    if database is not None and database.get("DeletionProtection"):
         raise OpsError(
             f"RDS database {landscape.database} has deletion protection: set "
             f"{landscape.env.name.upper()}_DB_DELETION_PROTECTION=no in project.env and run "
             "setup_aws --with-rds first, if it really must go"
         )
+    return database
+
+
+def delete_database(*, rds, landscape, now=None, dry_run=False):
+    """Remove the database, always through a final snapshot, keeping its automated backups.
+
+    Deletion protection (prod) refuses: it must be turned off first, on purpose. An absent
+    database, or one being deleted already, is said so and left alone. The password's SSM
+    parameter stays: a database restored from the final snapshot keeps that password.
+    """
+    what = f"RDS database {landscape.database}"
+    database = check_deletable(rds=rds, landscape=landscape)
+    if database is None:
+        return Result("skip", what, detail="absent: nothing to remove")
+    if database.get("DBInstanceStatus") == "deleting":
+        return Result("skip", what, detail="is being deleted already, with its final snapshot")
     final = landscape.database_snapshot(
         f"final-{_stamp(now or datetime.datetime.now(datetime.UTC))}"
     )
@@ -191,6 +205,4 @@ def delete_database(*, rds, landscape, now=None, dry_run=False):
             FinalDBSnapshotIdentifier=final,
             DeleteAutomatedBackups=False,
         )
-    return Result(
-        "delete", f"RDS database {landscape.database}", dry_run, f"final snapshot {final}"
-    )
+    return Result("delete", what, dry_run, f"final snapshot {final}")

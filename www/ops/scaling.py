@@ -60,7 +60,7 @@ def template_data(*, landscape, ami, device, instance_type, group_id):
         "InstanceType": instance_type,
         "IamInstanceProfile": {"Name": landscape.instance_profile},
         "SecurityGroupIds": [group_id],
-        "UserData": base64.b64encode(user_data(landscape.env).encode()).decode(),
+        "UserData": base64.b64encode(user_data(landscape).encode()).decode(),
         "MetadataOptions": METADATA_OPTIONS,
         "BlockDeviceMappings": [
             {
@@ -201,6 +201,12 @@ def ensure_group(*, autoscaling, landscape, subnets, target_group_arn, dry_run=F
         landscape=landscape, subnets=subnets, desired_capacity=group["DesiredCapacity"]
     )
     current = _current_settings(group)
+    # New bounds that no longer hold the group's count move it (AWS would do so silently):
+    # set and said here, with what it does to the instances.
+    count = group["DesiredCapacity"]
+    fitted = min(max(count, desired["MinSize"]), desired["MaxSize"])
+    if fitted != count:
+        current["DesiredCapacity"], desired["DesiredCapacity"] = count, fitted
     changed = sorted(k for k in desired if current[k] != desired[k])
     yield converge(
         what,
@@ -210,6 +216,8 @@ def ensure_group(*, autoscaling, landscape, subnets, target_group_arn, dry_run=F
         dry_run=dry_run,
         detail=", ".join(f"{k} {current[k]} -> {desired[k]}" for k in changed),
     )
+    if fitted != count:
+        yield _count_moved(landscape, count, fitted, dry_run)
     attached = group.get("TargetGroupARNs", [])
     yield converge(
         f"{what} target group",
@@ -219,6 +227,25 @@ def ensure_group(*, autoscaling, landscape, subnets, target_group_arn, dry_run=F
             AutoScalingGroupName=name, TargetGroupARNs=[target_group_arn]
         ),
         dry_run=dry_run,
+    )
+
+
+def _count_moved(landscape, count, fitted, dry_run):
+    """The warning when project.env's new bounds change how many instances the group runs."""
+    env = landscape.env
+    prefix = env.name.upper()
+    if fitted < count:
+        effect = ("would terminate" if dry_run else "terminates") + f" {count - fitted}"
+        bound = f"{prefix}_MAX_INSTANCES={env.max_instances}"
+    else:
+        effect = ("would launch" if dry_run else "launches") + f" {fitted - count}"
+        bound = f"{prefix}_MIN_INSTANCES={env.min_instances}"
+    return Result(
+        "attention",
+        f"Auto Scaling group {landscape.auto_scaling_group}: {count} instance(s) do not fit",
+        detail=f"{bound} in project.env, so the group {effect} instance(s) to run {fitted}; "
+        f"to keep {count}, set {prefix}_MIN_INSTANCES/{prefix}_MAX_INSTANCES around it and "
+        f"rerun setup_aws --env {env.name}",
     )
 
 
@@ -237,14 +264,27 @@ def check_count(landscape, count):
         )
 
 
-def set_capacity(*, autoscaling, landscape, count, dry_run=False):
-    """Bring the group to its bounds and count instances; the group launches them."""
+def _require_group(autoscaling, landscape):
     group = find_group(autoscaling, landscape)
     if group is None:
         raise OpsError(
             f"no Auto Scaling group {landscape.auto_scaling_group}: "
             f"run ./manage.py setup_aws --env {landscape.env.name} first"
         )
+    return group
+
+
+def default_count(*, autoscaling, landscape):
+    """launch_ec2 without --count: the group's count, within project.env's bounds
+    (<ENV>_MIN_INSTANCES for a parked group), so a rerun never shrinks a grown fleet."""
+    env = landscape.env
+    count = _require_group(autoscaling, landscape)["DesiredCapacity"]
+    return min(max(count, env.min_instances), env.max_instances)
+
+
+def set_capacity(*, autoscaling, landscape, count, dry_run=False):
+    """Bring the group to its bounds and count instances; the group launches them."""
+    group = _require_group(autoscaling, landscape)
     env = landscape.env
     current = (group["MinSize"], group["MaxSize"], group["DesiredCapacity"])
     desired = (env.min_instances, env.max_instances, count)

@@ -6,12 +6,16 @@ target group, and the load balancer's security group (with the web group's rule 
 Kept: the bucket and everything in it (config, releases, files), the database, the web and
 backend security groups, the instance role, and the ACM certificate with its validation
 records, so a later setup_aws reuses the issued certificate instead of waiting for a new one.
+The bucket and the database go only when the operator asks (teardown --with-bucket,
+--with-rds: www/ops/bucket.py delete_bucket, www/ops/rds.py delete_database), and only once
+no instance outside the fleet still uses them (check_no_single_instances).
 """
 
 import time
 
 from botocore.exceptions import ClientError, WaiterError
 
+from www.ops import ec2 as instances
 from www.ops import loadbalancer as lb
 from www.ops import scaling
 from www.ops.errors import OpsError, error_code
@@ -27,6 +31,26 @@ def _poll(check, *, delay, attempts, what):
         if attempt + 1 < attempts:
             time.sleep(delay)
     raise OpsError(f"{what} still there after {delay * attempts}s: rerun teardown")
+
+
+def check_no_single_instances(*, ec2, autoscaling, landscape):
+    """OpsError when instances of the environment outside its Auto Scaling group (launched
+    by launch_ec2 on an environment without a load balancer) exist: they use the bucket and
+    the database, and teardown removes a fleet, not them."""
+    group = scaling.find_group(autoscaling, landscape) or {}
+    members = {i["InstanceId"] for i in group.get("Instances", [])}
+    others = [
+        i["InstanceId"]
+        for i in instances.environment_instances(ec2=ec2, landscape=landscape)
+        if i["InstanceId"] not in members
+    ]
+    if others:
+        name = landscape.env.name
+        raise OpsError(
+            f"{len(others)} instance(s) of {name} still use its bucket and database "
+            f"({', '.join(others)}): terminate them first with ./manage.py terminate_ec2 "
+            f"--env {name} {' '.join(others)}, then rerun teardown"
+        )
 
 
 def teardown_fleet(

@@ -26,7 +26,8 @@ class Command(AWSCommand):
         parser.add_argument(
             "--count",
             type=int,
-            help="instances wanted (default 1; a load-balanced env: <ENV>_MIN_INSTANCES)",
+            help="instances wanted (default 1; a load-balanced env: its current count within "
+            "<ENV>_MIN_INSTANCES..<ENV>_MAX_INSTANCES)",
         )
         add_ami_arguments(parser)
         parser.add_argument(
@@ -89,7 +90,8 @@ class Command(AWSCommand):
                 f"set {name.upper()}_INSTANCE_TYPE in project.env or pass --ami to "
                 f"./manage.py setup_aws --env {name}"
             )
-        count = count or land.env.min_instances
+        if count is None:
+            count = scaling.default_count(autoscaling=aws.client("autoscaling"), landscape=land)
         scaling.check_count(land, count)
         ec2.check_prerequisites(
             s3=aws.client("s3"), ec2=aws.client("ec2"), iam=aws.client("iam"), landscape=land
