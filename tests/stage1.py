@@ -7,8 +7,9 @@ import subprocess
 from tests.imds import IMDSServer
 
 
-def run_stage1(tmp_path, metadata):
-    """Run the user-data EC2 holds for the instance, as cloud-init would."""
+def run_stage1(tmp_path, metadata, environ=None):
+    """Run the user-data EC2 holds for the instance, as cloud-init would, in environ (this
+    process's environment by default)."""
     assert shutil.which("aws"), "the AWS CLI must be on PATH (stage 1 would install it)"
     script = tmp_path / "user-data.sh"
     script.write_bytes(metadata.paths["/latest/user-data"])
@@ -17,7 +18,7 @@ def run_stage1(tmp_path, metadata):
         return subprocess.run(
             ["bash", str(script)],
             env={
-                **os.environ,
+                **(os.environ if environ is None else environ),
                 "IMDS_ENDPOINT": server.url,
                 "BOOTSTRAP_LOG": str(tmp_path / "bootstrap.log"),
                 "BOOTSTRAP_DIR": str(tmp_path / "bootstrap"),

@@ -1,6 +1,6 @@
 """A boot that fails in stage 1, before stage 2 runs, still reaches CloudWatch Logs.
 
-Stage 1 runs for real on the host (tests/test_boot_scripts.py's rig: moto, the IMDSv2 test
+Stage 1 runs for real on the host (tests/stage1.py: moto, the IMDSv2 test
 server serving the metadata moto recorded for an instance launch_ec2 started). Its AWS CLI
 has no key: the keys are taken out of its environment, so it sends the log with the instance
 role's credentials, which the test IMDS hands out as EC2 does.
@@ -8,54 +8,32 @@ role's credentials, which the test IMDS hands out as EC2 does.
 
 import io
 import os
-import shutil
-import subprocess
 
 import boto3
 from django.core.management import call_command
 
+from tests import cloudwatch
 from tests.helpers import STAGE, filled_config
-from tests.imds import IMDSServer, InstanceMetadata
-from tests.test_boot_scripts import launched  # noqa: F401 (a fixture)
+from tests.imds import InstanceMetadata
+from tests.stage1 import run_stage1
 
 NO_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 
 def run_stage1_with_role(tmp_path, instance_id):
     """The user-data EC2 holds for the instance, run as cloud-init would, keys only from IMDS."""
-    assert shutil.which("aws"), "the AWS CLI must be on PATH (stage 1 would install it)"
     metadata = InstanceMetadata.from_ec2(boto3.client("ec2"), instance_id, iam=boto3.client("iam"))
     assert metadata.paths.get("/latest/meta-data/iam/security-credentials") == STAGE.role
-    script = tmp_path / "user-data.sh"
-    script.write_bytes(metadata.paths["/latest/user-data"])
-    server = IMDSServer(metadata).start()
     environment = {
         key: value
         for key, value in os.environ.items()
         if key not in NO_KEYS and key != "AWS_EC2_METADATA_DISABLED"
     }
-    try:
-        return subprocess.run(
-            ["bash", str(script)],
-            env={
-                **environment,
-                "IMDS_ENDPOINT": server.url,
-                "BOOTSTRAP_LOG": str(tmp_path / "bootstrap.log"),
-                "BOOTSTRAP_DIR": str(tmp_path / "bootstrap"),
-                "REDEPLOY_EVERY": "off",  # never a timer on the machine running the tests
-            },
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-    finally:
-        server.stop()
+    return run_stage1(tmp_path, metadata, environment)
 
 
 def logs(instance):
-    out = io.StringIO()
-    call_command("logs", "--env", "stage", "--instance", instance, stdout=out)
-    return out.getvalue().splitlines()
+    return cloudwatch.logs("--instance", instance)
 
 
 def messages(lines, instance):
@@ -68,7 +46,7 @@ def local_lines(tmp_path):
 
 
 def test_a_stage1_failure_is_readable_with_logs_and_stage2_sends_only_the_rest(
-    launched,  # noqa: F811
+    launched,
     tmp_path,
 ):
     instance = launched["InstanceId"]
@@ -102,7 +80,7 @@ def test_a_stage1_failure_is_readable_with_logs_and_stage2_sends_only_the_rest(
     assert sum(m.endswith("bootstrap: running stage 2") for m in again) == 1
 
 
-def test_a_failure_before_instance_metadata_is_read_is_sent_too(launched, tmp_path):  # noqa: F811
+def test_a_failure_before_instance_metadata_is_read_is_sent_too(launched, tmp_path):
     instance = launched["InstanceId"]
     (tmp_path / "bootstrap").write_text("a file where stage 1 keeps its directory\n")
     result = run_stage1_with_role(tmp_path, instance)
