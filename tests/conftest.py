@@ -109,6 +109,25 @@ def launched(ready):
     return instance
 
 
+@pytest.fixture
+def zone(aws):
+    """The Route 53 zone of prod's first domain, for the fleet's certificate and records."""
+    from tests import fleet_rig
+
+    return fleet_rig.create_zone()
+
+
+@pytest.fixture
+def prod_fleet(zone, tmp_path):
+    """A prod fleet that can launch: setup_aws (certificate issued), config, a release."""
+    from tests import fleet_rig
+
+    fleet_rig.setup_and_wait()
+    helpers.push_filled_config(tmp_path, "prod", HOSTNAME=fleet_rig.DOMAINS[0])
+    helpers.record_release(fleet_rig.PROD)
+    return zone
+
+
 @pytest.fixture(scope="module")
 def registry():
     """Debian's docker-registry on a loopback port, for the tests of one module."""

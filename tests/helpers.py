@@ -109,13 +109,13 @@ def manage_copy(cwd, *args, env=None):
     return manage(*args, cwd=cwd, env=env, drop=PARENT_ONLY_ENV)
 
 
-def push_filled_config(tmp_path, env="stage"):
-    """./manage.py push_config of a filled-in config (filled_config), stage 2 with it."""
+def push_filled_config(tmp_path, env="stage", **values):
+    """./manage.py push_config of a filled-in config (filled_config with values), stage 2
+    with it."""
     from django.core.management import call_command
 
-    call_command(
-        "push_config", "--env", env, str(filled_config(tmp_path, env)), stdout=io.StringIO()
-    )
+    config = filled_config(tmp_path, env, **values)
+    call_command("push_config", "--env", env, str(config), stdout=io.StringIO())
 
 
 def record_release(landscape=STAGE):

@@ -10,7 +10,6 @@ and reports a registered running instance "healthy" at once: it has no data plan
 
 import base64
 import dataclasses
-import io
 import json
 import os
 import re
@@ -19,48 +18,25 @@ import sys
 
 import boto3
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 
-from tests.helpers import MOTO_PUBLIC_AMI, RELEASE, filled_config
+from tests.fleet_rig import (
+    DOMAINS,
+    PROD,
+    PROJECT,
+    ZONE,
+    command,
+    find_group,
+    find_load_balancer,
+    setup_and_wait,
+    setup_aws,
+)
+from tests.helpers import MOTO_PUBLIC_AMI
 from www import project
-from www.ops import ec2, fleet, iam, images, loadbalancer, network, scaling
+from www.ops import ec2, fleet, iam, loadbalancer, network, scaling
 from www.ops.landscape import Landscape
 
-PROJECT = project.load()
-PROD = Landscape.of(PROJECT, "prod")
-DOMAINS = PROD.env.domains
-ZONE = DOMAINS[0].split(".", 1)[1] + "."  # webapp.example.com -> example.com.
 OPEN_TO_ALL = {"0.0.0.0/0", "::/0"}
-
-
-def setup_aws(*args, env="prod"):
-    out = io.StringIO()
-    call_command("setup_aws", "--env", env, "--ami-parameter", MOTO_PUBLIC_AMI, *args, stdout=out)
-    return out.getvalue()
-
-
-def setup_and_wait():
-    return setup_aws("--wait", "--wait-delay", "1")
-
-
-def command(name, *args):
-    out = io.StringIO()
-    call_command(name, "--env", "prod", *args, stdout=out)
-    return out.getvalue()
-
-
-def create_zone():
-    zone = boto3.client("route53").create_hosted_zone(Name=ZONE, CallerReference="test")
-    return zone["HostedZone"]["Id"]
-
-
-@pytest.fixture
-def zone(aws):
-    return create_zone()
-
-
-def find_load_balancer():
-    return loadbalancer.find_load_balancer(boto3.client("elbv2"), PROD)
 
 
 def find_target_group():
@@ -77,10 +53,6 @@ def listeners():
 def records(zone_id):
     found = boto3.client("route53").list_resource_record_sets(HostedZoneId=zone_id)
     return {(r["Name"], r["Type"]): r for r in found["ResourceRecordSets"]}
-
-
-def find_group():
-    return scaling.find_group(boto3.client("autoscaling"), PROD)
 
 
 def groups_by_name():
@@ -109,21 +81,6 @@ def changes(output):
     return [
         line for line in output.splitlines() if re.match(r"(Created|Updated|Deleted|Would) ", line)
     ]
-
-
-@pytest.fixture
-def prod_fleet(zone, tmp_path):
-    """A prod fleet that can launch: setup_aws (certificate issued), config, a release."""
-    setup_and_wait()
-    call_command(
-        "push_config",
-        "--env",
-        "prod",
-        str(filled_config(tmp_path, "prod", HOSTNAME=DOMAINS[0])),
-        stdout=io.StringIO(),
-    )
-    images.record_release(s3=boto3.client("s3"), env=PROD.env, image=RELEASE, tag="1.0")
-    return zone
 
 
 def test_setup_creates_an_https_front_door_on_two_zones_with_its_records(zone):

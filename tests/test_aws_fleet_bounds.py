@@ -10,14 +10,12 @@ import dataclasses
 import pytest
 from django.core.management import CommandError
 
-from tests.test_aws_fleet import (  # noqa: F401 (fixtures)
+from tests.fleet_rig import (
     PROD,
     PROJECT,
     command,
     find_group,
-    prod_fleet,
     setup_aws,
-    zone,
 )
 from www import project
 
@@ -42,7 +40,7 @@ def capacity():
     return group["MinSize"], group["MaxSize"], group["DesiredCapacity"]
 
 
-def test_a_lowered_max_shrinks_the_group_on_purpose_and_says_so(prod_fleet, bounds):  # noqa: F811
+def test_a_lowered_max_shrinks_the_group_on_purpose_and_says_so(prod_fleet, bounds):
     command("launch_ec2", "--count", "4")
     bounds(PROD.env.min_instances, 3)
 
@@ -77,7 +75,7 @@ def test_a_lowered_max_shrinks_the_group_on_purpose_and_says_so(prod_fleet, boun
     assert capacity() == (2, 3, 3)
 
 
-def test_a_raised_min_grows_the_group_and_says_so(prod_fleet, bounds):  # noqa: F811
+def test_a_raised_min_grows_the_group_and_says_so(prod_fleet, bounds):
     command("launch_ec2", "--count", "2")
     bounds(3, 6)
     out = setup_aws()
@@ -86,7 +84,7 @@ def test_a_raised_min_grows_the_group_and_says_so(prod_fleet, bounds):  # noqa: 
     assert capacity() == (3, 6, 3) and len(find_group()["Instances"]) == 3
 
 
-def test_launch_without_count_never_shrinks_a_grown_fleet(prod_fleet):  # noqa: F811
+def test_launch_without_count_never_shrinks_a_grown_fleet(prod_fleet):
     command("launch_ec2", "--count", "5")
     assert "capacity exists, unchanged" in command("launch_ec2")
     assert capacity() == (2, 6, 5)

@@ -11,17 +11,15 @@ import boto3
 import pytest
 from django.core.management import CommandError, call_command
 
-from tests.helpers import MOTO_UBUNTU_AMI, RELEASE, filled_config, instances
-from tests.test_aws_fleet import (  # noqa: F401 (fixtures)
+from tests.fleet_rig import (
     PROD,
     PROJECT,
     command,
     find_group,
     find_load_balancer,
-    prod_fleet,
     setup_aws,
-    zone,
 )
+from tests.helpers import MOTO_UBUNTU_AMI, RELEASE, filled_config, instances
 from www import project
 from www.ops import cdn, images, rds
 from www.ops.landscape import Landscape
@@ -62,7 +60,7 @@ def distribution_enabled(landscape):
     return client.get_distribution_config(Id=summary["Id"])["DistributionConfig"]["Enabled"]
 
 
-def test_a_protected_database_is_refused_before_anything_changes(prod_fleet):  # noqa: F811
+def test_a_protected_database_is_refused_before_anything_changes(prod_fleet):
     setup_aws("--with-rds")
     with pytest.raises(CommandError) as refused:
         command("teardown", "--no-input", "--with-rds", "--with-bucket")
@@ -85,7 +83,7 @@ def test_a_protected_database_is_refused_before_anything_changes(prod_fleet):  #
 
 
 def test_with_rds_and_bucket_removes_them_after_a_final_snapshot(
-    prod_fleet,  # noqa: F811
+    prod_fleet,
     unprotected,
     tmp_path,
 ):
