@@ -1080,6 +1080,21 @@ roll_container() {
 	release_lease
 }
 
+# Put a container from image $1 in place of the serving one: rolled out of the target group
+# under the lease on a load-balanced instance (roll_container), swapped in place without a
+# load balancer or when nothing serves yet (a first boot: nothing to take out of service).
+# LEASE_BUSY says another instance holds the lease: nothing was swapped.
+replace_container() {
+	LEASE_BUSY=''
+	if [[ -z $TARGET_GROUP ]] || ! container_exists "$CONTAINER_NAME"; then
+		swap_container "$1"
+	elif take_lease "$RELEASE_TAG"; then
+		roll_container "$1"
+	else
+		LEASE_BUSY=yes
+	fi
+}
+
 # At exit, after a failure in the roll: rejoin the target group if this run left it (the old
 # container serves, or none if there was none), then give the lease back. The failure's own
 # line stays the reason reported.
@@ -1165,12 +1180,8 @@ main() {
 	prepare_host_dir
 	registry_login "$RELEASE_IMAGE"
 	pull_image "$RELEASE_IMAGE"
-	if [[ -z $TARGET_GROUP ]] || ! container_exists "$CONTAINER_NAME"; then
-		# no load balancer, or nothing serving yet (a first boot): nothing to take out of it
-		swap_container "$RELEASE_IMAGE"
-	elif take_lease "$RELEASE_TAG"; then
-		roll_container "$RELEASE_IMAGE"
-	else
+	replace_container "$RELEASE_IMAGE"
+	if [[ -n ${LEASE_BUSY:-} ]]; then
 		return 0 # another instance is out of service: the next run tries again
 	fi
 	remember_release "$release_etag"
