@@ -54,6 +54,24 @@
 # A run interrupted in the middle is finished by the next one (finish_interrupted_swap): the
 # container live.sock points at is the one kept.
 #
+# On a load-balanced environment (TARGET_GROUP rendered), an instance with a container serving
+# swaps out of the load balancer, one instance at a time (replace_container, roll_container):
+#   1. it takes the lease, LEASE_KEY in the bucket (instance id, release, expiry after
+#      LEASE_SECONDS), created with If-None-Match: *; an expired one (its holder died) or its
+#      own (a killed run) is replaced with If-Match on the version read, so two instances
+#      can never both hold it. Held by another: one line, exit 0, nothing swapped; the
+#      timer's next run tries again;
+#   2. it leaves the target group (deregister-targets) and waits until draining ends;
+#   3. swap_container, which waits for the new container's /health;
+#   4. it registers again and waits until the target group reports it healthy;
+#   5. it deletes the lease with If-Match on the version it wrote (left alone if another
+#      instance took it over after it expired).
+# Any failure after step 2 (the exit trap, finish_roll): it registers again, with the old
+# container still serving, and gives the lease back. A run killed out of the target group
+# leaves a mark in STATE_DIR, and the next run rejoins first (rejoin_if_left). A first boot,
+# with nothing serving, and an environment without a load balancer take no lease. The waits
+# are the AWS CLI's (aws elbv2 wait), bounded by TARGET_WAIT_TIMEOUT.
+#
 # Settings, all optional; production on EC2 sets none of them:
 #   AWS_REGION          region of the bucket and registry (default: the rendered one)
 #   AWS_ENDPOINT_URL    AWS endpoint override (e.g. a local emulator); the container gets it too
@@ -71,7 +89,12 @@
 #   CONTAINERS_ROOT     parent of the project's host directory and of its UPSTREAM_DIR,
 #                       <project>-upstream (default /containers)
 #   STATE_DIR           what this host last applied (default /var/lib/bootstrap-webserver)
-#   INSTANCE_ID         this instance's id, naming its status object (default: from IMDS)
+#   INSTANCE_ID         this instance's id, naming its status object and its target
+#                       (default: from IMDS)
+#   TARGET_WAIT_TIMEOUT load-balanced only: the longest wait, in seconds, for draining and
+#                       then for the target group's health check (default 180)
+#   LEASE_SECONDS       load-balanced only: how long the lease holds before another instance
+#                       may take it over (default HEALTH_TIMEOUT + 2 * TARGET_WAIT_TIMEOUT + 120)
 #   CONTAINER_LOG_DRIVER  where the container's output goes: awslogs (default: CloudWatch Logs,
 #                       group LOG_GROUP, stream <instance-id>/<container>, through the instance
 #                       role) or json-file (this host only, e.g. a Docker daemon without AWS
@@ -1088,7 +1111,11 @@ replace_container() {
 	LEASE_BUSY=''
 	if [[ -z $TARGET_GROUP ]] || ! container_exists "$CONTAINER_NAME"; then
 		swap_container "$1"
-	elif take_lease "$RELEASE_TAG"; then
+		return 0
+	fi
+	[[ -n ${INSTANCE_ID:-} ]] ||
+		die "no instance id (instance metadata does not answer): cannot leave target group $TARGET_GROUP for the swap; set INSTANCE_ID"
+	if take_lease "$RELEASE_TAG"; then
 		roll_container "$1"
 	else
 		LEASE_BUSY=yes
@@ -1107,12 +1134,21 @@ finish_roll() {
 }
 
 # A run killed out of the target group (the mark leave_target_group left in STATE_DIR) left
-# this instance out of it: rejoin before anything else.
+# this instance out of it: rejoin before anything else, and give back the lease if it is
+# still this instance's.
 rejoin_if_left() {
+	local current errors etag
 	[[ -n $TARGET_GROUP && -e $STATE_DIR/left-target-group ]] || return 0
 	find_target_group
 	log "an interrupted run left target group $TARGET_GROUP: rejoining it"
 	rejoin_target_group
+	current=$(mktemp) errors=$(mktemp)
+	if etag=$(read_lease "$current" "$errors") &&
+		[[ $(lease_field "$current" instance) == "$INSTANCE_ID" ]]; then
+		LEASE_ETAG=$etag
+		release_lease
+	fi
+	rm -f "$current" "$errors"
 }
 
 # Whether the serving container already runs image $1 with the current config, healthy.
