@@ -10,6 +10,7 @@ that never answers /health makes it fail.
 
 import json
 import os
+import shutil
 import subprocess
 import time
 
@@ -302,3 +303,39 @@ def test_only_a_load_balanced_role_may_leave_its_own_target_group_and_write_the_
         "s3:if-none-match",
     ]
     assert statements["GiveLeaseBack"]["Resource"] == lease_arn
+
+
+def test_an_aws_cli_without_conditional_deletes_compares_before_it_deletes(fleet, tmp_path):
+    """Before S3's conditional deletes, delete-object had no --if-match: the CLI refuses the
+    option (its own 'Unknown options' line). Stage 2 then reads, compares and deletes."""
+    script, (rolling, _) = fleet
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    older = bin_dir / "aws"
+    older.write_text(
+        "#!/bin/bash\n"
+        'if [[ " $* " == *" delete-object "* && " $* " == *" --if-match "* ]]; then\n'
+        '\techo "aws: error: Unknown options: --if-match" >&2\n'
+        "\texit 252\n"
+        "fi\n"
+        f'exec {shutil.which("aws")} "$@"\n'
+    )
+    older.chmod(0o755)
+    path = f"{bin_dir}:{os.environ['PATH']}"
+    code, _, err = run_now(script, rolling, f"{TAKE}; release_lease", tmp_path, PATH=path)
+    assert code == 0, err
+    assert "read, compared and deleted: this AWS CLI has no delete-object --if-match" in err
+    assert lease() is None
+    # a lease that is no longer the version it wrote is left alone
+    code, _, err = run_now(
+        script,
+        rolling,
+        f"{TAKE}; echo '{{}}' >\"$STATE_DIR/other\"; "
+        'put_lease /dev/null "$STATE_DIR/other" --if-match "$LEASE_ETAG" >/dev/null; '
+        "release_lease",
+        tmp_path,
+        PATH=path,
+    )
+    assert code == 0, err
+    assert "left as it is" in err
+    assert lease() is not None
