@@ -42,7 +42,7 @@ from pathlib import Path
 
 from bench import common
 from tests.docker_rig import stage_config
-from tests.servers import AWS_TEST_ENV, PostgresServer, free_port
+from tests.servers import AWS_TEST_ENV, free_port
 
 TARGET = 0.95
 RELEASE_CONF = str(common.ROOT / "deploy/release/gunicorn.conf.py")
@@ -127,7 +127,8 @@ def count_instructions(name, arguments, access_log, path, requests, *, env, work
 
 def deployed_env(postgres, workdir, conn_max_age):
     """The environment of a deployed start: the stage config for a new, migrated database
-    holding the pages' rows and a logged-in session; and that session's cookie."""
+    holding the pages' rows and a logged-in session, its secrets in moto's SSM and its static
+    files collected to moto's S3 (hashed names: the pages name them); and the cookie."""
     dbname = postgres.create_database("bench_request_cost")
     config = workdir / "stage.py"
     # By default connections are kept for good: under valgrind a request takes ~50x its
@@ -138,10 +139,14 @@ def deployed_env(postgres, workdir, conn_max_age):
         stage_config(postgres, dbname, secret_key=common.SECRET_KEY)
         + f'\nDATABASES["default"]["CONN_MAX_AGE"] = {conn_max_age}\n'
     )
-    env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}
-    env |= AWS_TEST_ENV | {"DJANGO_CONFIG_URI": f"file://{config}"}
+    env = os.environ | AWS_TEST_ENV | {"DJANGO_CONFIG_URI": f"file://{config}"}
     manage = [sys.executable, str(common.ROOT / "manage.py")]
-    for command in (["migrate", "--no-input"], ["shell", "-c", common.SESSION_CODE]):
+    steps = (
+        ["migrate", "--no-input"],
+        ["collectstatic_once", "--no-input"],
+        ["shell", "-c", common.SESSION_CODE],
+    )
+    for command in steps:
         done = subprocess.run(
             manage + command, env=env, capture_output=True, text=True, timeout=300
         )
@@ -189,33 +194,32 @@ def main():
         sys.exit("error: valgrind not found: apt-get install valgrind (bash .ci/run does)")
     print(f"machine: {common.machine()}")
     workdir = Path(tempfile.mkdtemp(prefix="bench-request-cost-"))
-    postgres = PostgresServer()
     per_request = {path: {} for path in paths}
     try:
-        postgres.start()
-        env, cookie = deployed_env(postgres, workdir, args.conn_max_age)
-        for path in paths:
-            low, high = counts[path]
-            for name, arguments, access_log, only in SETTINGS:
-                if name not in chosen or (only and path not in only):
-                    continue
-                n = [
-                    count_instructions(
-                        name,
-                        arguments,
-                        access_log,
-                        path,
-                        requests,
-                        env=env,
-                        workdir=workdir,
-                        cookie=cookie,
-                    )
-                    for requests in (low, high)
-                ]
-                per_request[path][name] = (n[1] - n[0]) / (high - low)
-                common.log(f"{path} {name}: {n} -> {per_request[path][name]:,.0f} per request")
+        # moto stands in for SSM (the config's secrets) and S3 (the static files' manifest)
+        with common.Backends() as backends:
+            env, cookie = deployed_env(backends.postgres, workdir, args.conn_max_age)
+            for path in paths:
+                low, high = counts[path]
+                for name, arguments, access_log, only in SETTINGS:
+                    if name not in chosen or (only and path not in only):
+                        continue
+                    n = [
+                        count_instructions(
+                            name,
+                            arguments,
+                            access_log,
+                            path,
+                            requests,
+                            env=env,
+                            workdir=workdir,
+                            cookie=cookie,
+                        )
+                        for requests in (low, high)
+                    ]
+                    per_request[path][name] = (n[1] - n[0]) / (high - low)
+                    common.log(f"{path} {name}: {n} -> {per_request[path][name]:,.0f} per request")
     finally:
-        postgres.destroy()
         shutil.rmtree(workdir, ignore_errors=True)
     ok = True
     for path in paths:

@@ -61,6 +61,8 @@ class CdnStandIn:
                 self.send_response(200)
                 self.send_header("Content-Type", obj.get("ContentType", "binary/octet-stream"))
                 self.send_header("Content-Length", str(len(body)))
+                if "CacheControl" in obj:  # CloudFront passes the object's on to viewers
+                    self.send_header("Cache-Control", obj["CacheControl"])
                 self.end_headers()
                 self.wfile.write(body)
 

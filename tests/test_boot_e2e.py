@@ -354,9 +354,11 @@ def test_pipeline_from_setup_aws_to_a_healthy_instance(rig):
     assert rig.health() == 200
     login = requests.get(rig.url("/admin/login/"), timeout=10)
     assert login.status_code == 200
-    css = re.search(r'href="([^"]+/static/admin/css/base\.css)"', login.text).group(1)
-    assert css.startswith(f"https://{rig.cdn.domain}/static/")
-    assert requests.get(css, timeout=10, verify=rig.cdn.ca_file).status_code == 200
+    css = re.search(r'href="([^"]+/static/admin/css/base\.[0-9a-f]{12}\.css)"', login.text)
+    assert css.group(1).startswith(f"https://{rig.cdn.domain}/static/")
+    stylesheet = requests.get(css.group(1), timeout=10, verify=rig.cdn.ca_file)
+    assert stylesheet.status_code == 200
+    assert "immutable" in stylesheet.headers["Cache-Control"]  # a hashed name: cached for good
     (app,) = rig.containers()
     assert marker(app) == f"boot-e2e {rig.id}"
 

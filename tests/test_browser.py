@@ -41,6 +41,7 @@ SITE_CSS = ROOT / "www" / "static" / "www" / "site.css"
 # Django admin's --header-bg, i.e. --secondary: #417690 (admin/css/base.css), light scheme.
 ADMIN_HEADER_BG = "rgb(65, 118, 144)"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+HASHED_CSS = re.compile(r"/[^/]+\.[0-9a-f]{12}\.css$")
 
 
 def hero_color():
@@ -102,7 +103,8 @@ class LoadedPage:
 
 
 def assert_styles_from_bucket(loaded, static_url):
-    """Every stylesheet came from the bucket's static/ prefix, served as text/css.
+    """Every stylesheet came from the bucket's static/ prefix, served as text/css, under a
+    content-hashed name that the CDN and the browser may keep for a year.
 
     Chromium refuses a cross-origin stylesheet of any other type (strict MIME checking), and
     quietly: Playwright reports no console error and the <link> keeps an empty sheet. So the
@@ -117,6 +119,10 @@ def assert_styles_from_bucket(loaded, static_url):
         assert response.status == 200, f"{href}: HTTP {response.status}"
         content_type = response.header_value("content-type") or ""
         assert content_type.split(";")[0].strip() == "text/css", f"{href}: {content_type!r}"
+        # Its Cache-Control is the object's, which the CDN passes on (tests/cdn.py).
+        assert HASHED_CSS.search(href), f"{href} is not a content-hashed name"
+        cache_control = response.header_value("cache-control")
+        assert cache_control == "public, max-age=31536000, immutable", (href, cache_control)
 
 
 def png_colors(context, path):

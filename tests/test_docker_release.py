@@ -8,6 +8,7 @@ import re
 import socket
 import time
 import uuid
+from urllib.parse import urlparse
 
 import psycopg2
 import pytest
@@ -72,10 +73,14 @@ def test_release_serves_health_and_admin_css_from_s3(
 
         login = requests.get(app.url + "/admin/login/", timeout=10)
         assert login.status_code == 200
-        css_url = re.search(r'href="([^"]*/admin/css/base\.css)"', login.text).group(1)
-        assert css_url == f"https://{cdn.domain}/static/admin/css/base.css"
+        # The content-hashed copy (www/storage.py), which the CDN and browsers keep a year.
+        css_url = re.search(r'href="([^"]*/admin/css/base\.[0-9a-f]{12}\.css)"', login.text)
+        assert css_url, login.text
+        css_url = css_url.group(1)
+        assert css_url.startswith(f"https://{cdn.domain}/static/admin/css/base.")
         css = requests.get(css_url, timeout=10, verify=cdn.ca_file)
         assert css.status_code == 200 and "body" in css.text
+        assert css.headers["Cache-Control"] == "public, max-age=31536000, immutable"
 
         # The app, supervisord and tini all run as the image's non-root user.
         uids = process_uids(app.container)
@@ -89,14 +94,15 @@ def test_release_serves_health_and_admin_css_from_s3(
         assert '"GET /admin/login/ HTTP/1.1" 200' in access_log
 
     s3 = aws_client()
-    before = s3.head_object(Bucket=bucket, Key="static/admin/css/base.css")["LastModified"]
+    hashed_key = urlparse(css_url).path.lstrip("/")
+    before = s3.head_object(Bucket=bucket, Key=hashed_key)["LastModified"]
 
     # A second start of the same release on the same storage uploads nothing.
     with run_release(docker_client, release_image, config_uri=uri) as again:
         again.wait_healthy()
         assert "already collected" in again.logs()
         assert "Collected static files" not in again.logs()
-    after = s3.head_object(Bucket=bucket, Key="static/admin/css/base.css")["LastModified"]
+    after = s3.head_object(Bucket=bucket, Key=hashed_key)["LastModified"]
     assert after == before
 
 

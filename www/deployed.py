@@ -36,7 +36,7 @@ def s3_storages(env, *, cdn_domain):
             "OPTIONS": {**common, "location": env.media_prefix, "file_overwrite": False},
         },
         "staticfiles": {
-            # S3Storage with each file's URL worked out once (www/storage.py)
+            # content-hashed names cached a year, each URL worked out once (www/storage.py)
             "BACKEND": "www.storage.StaticS3Storage",
             "OPTIONS": {**common, "location": env.static_prefix},
         },

@@ -106,3 +106,20 @@ def static_fingerprint():
 def collected_marker(fingerprint):
     """The storage name that says: files with this fingerprint are all in this storage."""
     return f".collected/{fingerprint}"
+
+
+def static_manifest(fingerprint):
+    """The name of the manifest (name -> content-hashed name) of the files with this
+    fingerprint, in a storage that hashes names (www/storage.py)."""
+    return f"staticfiles.{fingerprint}.json"
+
+
+def is_collected(storage, fingerprint):
+    """Whether the files with this fingerprint are all in storage: their marker, and in a
+    storage that hashes names their manifest too. A marker alone is what a storage that
+    did not hash names left (a release before hashing): without a manifest every page that
+    names a static file would fail."""
+    if not storage.exists(collected_marker(fingerprint)):
+        return False
+    manifest = getattr(storage, "manifest_name", None)
+    return manifest is None or storage.manifest_storage.exists(manifest)

@@ -5,7 +5,9 @@ Origin Access Control (SigV4-signed requests), and the bucket policy lets exactl
 distribution read exactly those two prefixes (AWS:SourceArn, deploy/aws/bucket-policy.json).
 Viewers get HTTPS only (HTTP is redirected), compressed answers, and the AWS-managed
 CachingOptimized cache policy: cached up to a year when the object says so (Cache-Control),
-a day otherwise, no cookies or query strings in the key.
+a day otherwise, no cookies or query strings in the key. That is the long cache for hashed
+static names: collectstatic's content-hashed copies say `public, max-age=31536000, immutable`
+(www/storage.py), so the origin decides, and a policy of our own would add nothing.
 
 A distribution has no name; the landscape's static_distribution is its Comment and the origin
 access control's name. CloudFront is global: its client's region does not matter.

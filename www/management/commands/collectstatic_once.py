@@ -24,7 +24,7 @@ class Command(BaseCommand):
     def handle(self, *args, interactive, dry_run, verbosity, **options):
         fingerprint = start_steps.static_fingerprint()
         marker = start_steps.collected_marker(fingerprint)
-        if staticfiles_storage.exists(marker):
+        if start_steps.is_collected(staticfiles_storage, fingerprint):
             if verbosity >= 1:
                 self.stdout.write(
                     f"Static files {fingerprint} already collected ({marker} exists), unchanged."
