@@ -181,6 +181,12 @@ class Environment:
         return f"{self.failed_releases_prefix}{digest.removeprefix('sha256:')}.json"
 
     @property
+    def lease_key(self):
+        """Which instance of a load-balanced environment is out of its target group for a
+        swap, and until when (boot stage 2 takes it with conditional writes)."""
+        return f"{self.deploy_prefix}/lease.json"
+
+    @property
     def status_prefix(self):
         """Each instance's report of what it runs: <prefix><instance-id>.json."""
         return f"{self.deploy_prefix}/status/"

@@ -54,6 +54,24 @@
 # A run interrupted in the middle is finished by the next one (finish_interrupted_swap): the
 # container live.sock points at is the one kept.
 #
+# On a load-balanced environment (TARGET_GROUP rendered), an instance with a container serving
+# swaps out of the load balancer, one instance at a time (replace_container, roll_container):
+#   1. it takes the lease, LEASE_KEY in the bucket (instance id, release, expiry after
+#      LEASE_SECONDS), created with If-None-Match: *; an expired one (its holder died) or its
+#      own (a killed run) is replaced with If-Match on the version read, so two instances
+#      can never both hold it. Held by another: one line, exit 0, nothing swapped; the
+#      timer's next run tries again;
+#   2. it leaves the target group (deregister-targets) and waits until draining ends;
+#   3. swap_container, which waits for the new container's /health;
+#   4. it registers again and waits until the target group reports it healthy;
+#   5. it deletes the lease with If-Match on the version it wrote (left alone if another
+#      instance took it over after it expired).
+# Any failure after step 2 (the exit trap, finish_roll): it registers again, with the old
+# container still serving, and gives the lease back. A run killed out of the target group
+# leaves a mark in STATE_DIR, and the next run rejoins first (rejoin_if_left). A first boot,
+# with nothing serving, and an environment without a load balancer take no lease. The waits
+# are the AWS CLI's (aws elbv2 wait), bounded by TARGET_WAIT_TIMEOUT.
+#
 # Settings, all optional; production on EC2 sets none of them:
 #   AWS_REGION          region of the bucket and registry (default: the rendered one)
 #   AWS_ENDPOINT_URL    AWS endpoint override (e.g. a local emulator); the container gets it too
@@ -71,7 +89,12 @@
 #   CONTAINERS_ROOT     parent of the project's host directory and of its UPSTREAM_DIR,
 #                       <project>-upstream (default /containers)
 #   STATE_DIR           what this host last applied (default /var/lib/bootstrap-webserver)
-#   INSTANCE_ID         this instance's id, naming its status object (default: from IMDS)
+#   INSTANCE_ID         this instance's id, naming its status object and its target
+#                       (default: from IMDS)
+#   TARGET_WAIT_TIMEOUT load-balanced only: the longest wait, in seconds, for draining and
+#                       then for the target group's health check (default 180)
+#   LEASE_SECONDS       load-balanced only: how long the lease holds before another instance
+#                       may take it over (default HEALTH_TIMEOUT + 2 * TARGET_WAIT_TIMEOUT + 120)
 #   CONTAINER_LOG_DRIVER  where the container's output goes: awslogs (default: CloudWatch Logs,
 #                       group LOG_GROUP, stream <instance-id>/<container>, through the instance
 #                       role) or json-file (this host only, e.g. a Docker daemon without AWS
@@ -89,6 +112,10 @@ RELEASE_URI='{{release_uri}}'
 STATUS_PREFIX='{{status_prefix}}'
 FAILED_PREFIX='{{failed_prefix}}'
 LOG_GROUP='{{log_group}}'
+# The load balancer's target group this instance leaves and rejoins around a swap, and the
+# lease that lets one instance at a time do so; empty: the environment has no load balancer.
+TARGET_GROUP='{{target_group}}'
+LEASE_KEY='{{lease_key}}'
 
 # The release image runs as this uid and writes /host/logs.
 APP_UID=10001
@@ -173,7 +200,7 @@ vpc_ranges() {
 check_rendered() {
 	local fact
 	for fact in "$PROJECT_NAME" "$ENV_NAME" "$DEFAULT_REGION" "$CONFIG_URI" "$RELEASE_URI" \
-		"$STATUS_PREFIX" "$FAILED_PREFIX" "$LOG_GROUP"; do
+		"$STATUS_PREFIX" "$FAILED_PREFIX" "$LOG_GROUP" "$TARGET_GROUP" "$LEASE_KEY"; do
 		if [[ $fact == *'{{'* ]]; then
 			die "this is the unrendered template: upload it with ./manage.py push_config --env ENV"
 		fi
@@ -392,7 +419,7 @@ instance_id() {
 # Write status/<instance-id>.json: what serves here, whether it answers /health, and the one
 # line why not (this run's error, or a refused release). Runs at exit, whatever happened.
 report_status() {
-	local status=$? running='' image='' tag='' config='' healthy=false reason='' body errors
+	local status=${1:-$?} running='' image='' tag='' config='' healthy=false reason='' body errors
 	[[ -n ${INSTANCE_ID:-} ]] || return 0
 	if running=$(docker container inspect --format \
 		'{{.Config.Image}} {{index .Config.Labels "bootstrap.release"}} {{index .Config.Labels "bootstrap.config-etag"}}' \
@@ -868,6 +895,262 @@ finish_interrupted_swap() {
 	fi
 }
 
+# --- the roll: out of the load balancer, one instance at a time ----------------------------
+
+# A load-balanced instance swaps out of its target group: roll_container. Which instance may
+# be out is decided by the lease, LEASE_KEY in the bucket: a JSON object naming the instance,
+# the release and when it expires, written with S3's conditional writes so that two instances
+# can never both hold it. One instance at a time: with two instances or more, the rest serve.
+
+# Field $2 of the lease in file $1 (a string's quotes dropped); empty if it has none.
+lease_field() {
+	sed -nE "s/^ *\"$2\": *\"?([^\",]*)\"?,? *\$/\1/p" "$1" | head -n 1
+}
+
+# The CLI's error lines in file $1, on one line.
+one_line() {
+	tr '\n' ' ' <"$1"
+}
+
+# Whether the CLI's errors in file $1 say a conditional write lost: the object changed (412),
+# or another conditional write on it was under way (409, S3's ConditionalRequestConflict).
+lost_condition() {
+	grep -q -e PreconditionFailed -e ConditionalRequestConflict "$1"
+}
+
+# This instance's lease for release $2, in file $1: it expires LEASE_SECONDS from now.
+write_lease() {
+	local now expires
+	now=$(date -u +%s)
+	expires=$((now + LEASE_SECONDS))
+	printf '{\n "instance": %s,\n "release": %s,\n "taken_at": %s,\n "expires": %s,\n "expires_at": %s\n}\n' \
+		"$(json_string "$INSTANCE_ID")" "$(json_string "$2")" \
+		"$(json_string "$(date -u -d "@$now" +%Y-%m-%dT%H:%M:%SZ)")" "$expires" \
+		"$(json_string "$(date -u -d "@$expires" +%Y-%m-%dT%H:%M:%SZ)")" >"$1"
+}
+
+# Upload lease file $2 on the condition ${@:3} (--if-none-match '*' or --if-match ETAG) and
+# print the ETag of the version written; the CLI's error lines go to file $1.
+put_lease() {
+	local errors=$1 body=$2 etag
+	shift 2
+	etag=$(aws_cli s3api put-object --bucket "$BUCKET" --key "$LEASE_KEY" --body "$body" \
+		--content-type application/json --server-side-encryption AES256 "$@" \
+		--query ETag --output text 2>"$errors") || return 1
+	printf '%s\n' "${etag//\"/}"
+}
+
+# The lease, into file $1; prints its ETag. Status 1: there is none; 2: it cannot be read
+# (the CLI's lines in file $2).
+read_lease() {
+	local etag
+	if etag=$(aws_cli s3api get-object --bucket "$BUCKET" --key "$LEASE_KEY" "$1" \
+		--query ETag --output text 2>"$2"); then
+		printf '%s\n' "${etag//\"/}"
+		return 0
+	fi
+	if grep -q -e NoSuchKey -e 'Not Found' "$2"; then
+		return 1
+	fi
+	return 2
+}
+
+# Take the lease for release $1; LEASE_ETAG is then the version written. A free lease is
+# created (If-None-Match: *); one that expired (its holder died) or is this instance's own (a
+# run that was killed) is replaced (If-Match: the version read). Status 1, after one line,
+# when another instance holds it or took it first: this run swaps nothing, and the timer's
+# next run tries again.
+take_lease() {
+	local body errors current status=0
+	body=$(mktemp) errors=$(mktemp) current=$(mktemp)
+	write_lease "$body" "$1"
+	claim_lease "$1" "$body" "$errors" "$current" || status=$?
+	rm -f "$body" "$errors" "$current"
+	return "$status"
+}
+
+# take_lease's work, with its files: the lease to write ($2), the CLI's errors ($3), the
+# lease read ($4).
+claim_lease() {
+	local release=$1 body=$2 errors=$3 current=$4 etag holder expires
+	if LEASE_ETAG=$(put_lease "$errors" "$body" --if-none-match '*'); then
+		log "took the lease s3://$BUCKET/$LEASE_KEY for release $release: this instance leaves target group $TARGET_GROUP, the others serve"
+		return 0
+	fi
+	lost_condition "$errors" ||
+		die "cannot write the lease s3://$BUCKET/$LEASE_KEY: $(one_line "$errors")(check the instance role: rerun ./manage.py setup_aws --env $ENV_NAME)"
+	etag=$(read_lease "$current" "$errors") || {
+		(($? == 1)) || die "cannot read the lease s3://$BUCKET/$LEASE_KEY: $(one_line "$errors")"
+		log "the lease was given back while this run looked at it: not swapping now; the timer's next run tries again"
+		return 1
+	}
+	holder=$(lease_field "$current" instance)
+	expires=$(lease_field "$current" expires)
+	if [[ $holder != "$INSTANCE_ID" && $expires =~ ^[0-9]+$ ]] && ((expires > $(date -u +%s))); then
+		log "the lease is held by $holder (release $(lease_field "$current" release)) until $(lease_field "$current" expires_at): one instance at a time leaves the target group, so not swapping now; the timer's next run tries again"
+		return 1
+	fi
+	if LEASE_ETAG=$(put_lease "$errors" "$body" --if-match "$etag"); then
+		if [[ $holder == "$INSTANCE_ID" ]]; then
+			log "took back this instance's own lease (left by an interrupted run) for release $release"
+		else
+			log "took over the lease $holder held, expired at $(lease_field "$current" expires_at), for release $release"
+		fi
+		return 0
+	fi
+	lost_condition "$errors" ||
+		die "cannot write the lease s3://$BUCKET/$LEASE_KEY: $(one_line "$errors")"
+	log "another instance took the expired lease first: not swapping now; the timer's next run tries again"
+	return 1
+}
+
+# Give the lease back: delete it if it is still the version this instance wrote (LEASE_ETAG),
+# with If-Match. An AWS CLI without delete-object --if-match (before S3's conditional
+# deletes) reads it, compares the ETag and deletes: between the two, only an instance taking
+# over a lease that had expired could change it.
+release_lease() {
+	local errors current etag
+	[[ -n ${LEASE_ETAG:-} ]] || return 0
+	errors=$(mktemp) current=$(mktemp)
+	if aws_cli s3api delete-object --bucket "$BUCKET" --key "$LEASE_KEY" --if-match "$LEASE_ETAG" \
+		>/dev/null 2>"$errors"; then
+		log "gave the lease back"
+	elif grep -q -e PreconditionFailed -e NoSuchKey "$errors"; then
+		log "the lease is no longer this instance's (it expired, and another instance took it): left as it is"
+	elif grep -q 'Unknown options' "$errors"; then
+		if etag=$(read_lease "$current" "$errors") && [[ $etag == "$LEASE_ETAG" ]] &&
+			aws_cli s3api delete-object --bucket "$BUCKET" --key "$LEASE_KEY" >/dev/null 2>"$errors"; then
+			log "gave the lease back (read, compared and deleted: this AWS CLI has no delete-object --if-match)"
+		else
+			log "the lease is no longer this instance's, or cannot be deleted: left as it is $(one_line "$errors")"
+		fi
+	else
+		log "could not give the lease back: $(one_line "$errors")(it expires by itself)"
+	fi
+	rm -f "$errors" "$current"
+	LEASE_ETAG=''
+}
+
+# TARGET_GROUP_ARN: the target group setup_aws created, found by its name.
+find_target_group() {
+	TARGET_GROUP_ARN=$(aws_cli elbv2 describe-target-groups --names "$TARGET_GROUP" \
+		--query 'TargetGroups[0].TargetGroupArn' --output text) ||
+		die "cannot find target group $TARGET_GROUP: run ./manage.py setup_aws --env $ENV_NAME (and check the instance role)"
+}
+
+# This instance's state in the target group: healthy, initial, draining, unused (not
+# registered), ...
+target_state() {
+	aws_cli elbv2 describe-target-health --target-group-arn "$TARGET_GROUP_ARN" \
+		--targets "Id=$INSTANCE_ID" --query 'TargetHealthDescriptions[0].TargetHealth.State' \
+		--output text
+}
+
+# The AWS CLI's waiter $1 (target-deregistered, target-in-service) on this instance, for at
+# most TARGET_WAIT_TIMEOUT seconds (the waiter asks every 15 s).
+wait_target() {
+	timeout "$TARGET_WAIT_TIMEOUT" aws ${AWS_ENDPOINT_URL:+--endpoint-url "$AWS_ENDPOINT_URL"} \
+		elbv2 wait "$1" --target-group-arn "$TARGET_GROUP_ARN" --targets "Id=$INSTANCE_ID"
+}
+
+# Leave the target group, and wait until the load balancer's requests in flight here have
+# finished (its deregistration delay). The mark in STATE_DIR outlives a killed run, whose
+# successor rejoins (rejoin_if_left).
+leave_target_group() {
+	: >"$STATE_DIR/left-target-group"
+	LEFT_TARGET_GROUP=yes
+	aws_cli elbv2 deregister-targets --target-group-arn "$TARGET_GROUP_ARN" \
+		--targets "Id=$INSTANCE_ID" >/dev/null ||
+		die "cannot leave target group $TARGET_GROUP (deregister-targets, above)"
+	log "left target group $TARGET_GROUP: waiting until its requests in flight here finish (draining)"
+	wait_target target-deregistered ||
+		die "target group $TARGET_GROUP still drains this instance after ${TARGET_WAIT_TIMEOUT}s (TARGET_WAIT_TIMEOUT): not swapping"
+	log "target group $TARGET_GROUP sends nothing here any more"
+}
+
+# Register again, and wait until the target group's health check reports this instance
+# healthy: only then may another instance leave.
+rejoin_target_group() {
+	aws_cli elbv2 register-targets --target-group-arn "$TARGET_GROUP_ARN" \
+		--targets "Id=$INSTANCE_ID" >/dev/null ||
+		die "cannot rejoin target group $TARGET_GROUP (register-targets, above)"
+	LEFT_TARGET_GROUP=''
+	rm -f "$STATE_DIR/left-target-group"
+	log "rejoined target group $TARGET_GROUP: waiting until its health check passes"
+	wait_target target-in-service ||
+		die "target group $TARGET_GROUP does not report this instance healthy after ${TARGET_WAIT_TIMEOUT}s (TARGET_WAIT_TIMEOUT): see its health check"
+	log "target group $TARGET_GROUP reports this instance healthy"
+}
+
+# Swap to image $1 out of the target group, holding the lease (take_lease): leave it and let
+# it drain, swap (which waits for the new container's /health), rejoin and wait until the
+# target group reports this instance healthy, give the lease back. When anything fails on the
+# way, finish_roll (at exit) rejoins with whatever serves (the old container, when the swap
+# failed) and gives the lease back. An instance its target group does not know (e.g. leaving
+# the Auto Scaling group) swaps where it is.
+roll_container() {
+	local state
+	find_target_group
+	state=$(target_state) || die "cannot read this instance's state in target group $TARGET_GROUP (above)"
+	if [[ $state == unused ]]; then
+		log "this instance is not registered in target group $TARGET_GROUP: swapping without leaving it"
+		swap_container "$1"
+	else
+		leave_target_group
+		swap_container "$1"
+		rejoin_target_group
+	fi
+	release_lease
+}
+
+# Put a container from image $1 in place of the serving one: rolled out of the target group
+# under the lease on a load-balanced instance (roll_container), swapped in place without a
+# load balancer or when nothing serves yet (a first boot: nothing to take out of service).
+# LEASE_BUSY says another instance holds the lease: nothing was swapped.
+replace_container() {
+	LEASE_BUSY=''
+	if [[ -z $TARGET_GROUP ]] || ! container_exists "$CONTAINER_NAME"; then
+		swap_container "$1"
+		return 0
+	fi
+	[[ -n ${INSTANCE_ID:-} ]] ||
+		die "no instance id (instance metadata does not answer): cannot leave target group $TARGET_GROUP for the swap; set INSTANCE_ID"
+	if take_lease "$RELEASE_TAG"; then
+		roll_container "$1"
+	else
+		LEASE_BUSY=yes
+	fi
+}
+
+# At exit, after a failure in the roll: rejoin the target group if this run left it (the old
+# container serves, or none if there was none), then give the lease back. The failure's own
+# line stays the reason reported.
+finish_roll() {
+	if [[ -n ${LEFT_TARGET_GROUP:-} ]]; then
+		log "rejoining target group $TARGET_GROUP after the failure above"
+		(FAILURE_FILE='' rejoin_target_group) || true
+	fi
+	release_lease || true
+}
+
+# A run killed out of the target group (the mark leave_target_group left in STATE_DIR) left
+# this instance out of it: rejoin before anything else, and give back the lease if it is
+# still this instance's.
+rejoin_if_left() {
+	local current errors etag
+	[[ -n $TARGET_GROUP && -e $STATE_DIR/left-target-group ]] || return 0
+	find_target_group
+	log "an interrupted run left target group $TARGET_GROUP: rejoining it"
+	rejoin_target_group
+	current=$(mktemp) errors=$(mktemp)
+	if etag=$(read_lease "$current" "$errors") &&
+		[[ $(lease_field "$current" instance) == "$INSTANCE_ID" ]]; then
+		LEASE_ETAG=$etag
+		release_lease
+	fi
+	rm -f "$current" "$errors"
+}
+
 # Whether the serving container already runs image $1 with the current config, healthy.
 up_to_date() {
 	local running
@@ -893,6 +1176,9 @@ read_settings() {
 	BUCKET=${BUCKET%%/*}
 	RELEASE_KEY=${RELEASE_URI#s3://"$BUCKET"/}
 	STATE_DIR=${STATE_DIR:-/var/lib/bootstrap-webserver}
+	TARGET_WAIT_TIMEOUT=${TARGET_WAIT_TIMEOUT:-180}
+	# long enough for a roll: draining, a new container's start, the health check
+	LEASE_SECONDS=${LEASE_SECONDS:-$((HEALTH_TIMEOUT + 2 * TARGET_WAIT_TIMEOUT + 120))}
 }
 
 main() {
@@ -907,14 +1193,14 @@ main() {
 	rm -f "$FAILURE_FILE"
 	INSTANCE_ID=${INSTANCE_ID:-$(instance_id || true)}
 	[[ -n $INSTANCE_ID ]] || log "no instance id (IMDS does not answer): no status report"
-	# the status report, then the boot log (with the report's own lines) to CloudWatch Logs
-	trap 'report_status || true; ship_boot_log || true' EXIT
+	trap 'on_exit $?' EXIT
 
 	local release_etag
 	release_etag=$(object_etag "$RELEASE_KEY") ||
 		die "cannot read $RELEASE_URI: run ./manage.py publish_image --env $ENV_NAME TAG"
 	CONFIG_ETAG=$(config_etag) || exit 1
 	finish_interrupted_swap
+	rejoin_if_left
 	if [[ $release_etag == "$(cat "$STATE_DIR/release.etag" 2>/dev/null)" ]] &&
 		up_to_date "$(docker container inspect --format '{{.Config.Image}}' "$CONTAINER_NAME" 2>/dev/null)"; then
 		keep_serving "$release_etag"
@@ -930,8 +1216,20 @@ main() {
 	prepare_host_dir
 	registry_login "$RELEASE_IMAGE"
 	pull_image "$RELEASE_IMAGE"
-	swap_container "$RELEASE_IMAGE"
+	replace_container "$RELEASE_IMAGE"
+	if [[ -n ${LEASE_BUSY:-} ]]; then
+		return 0 # another instance is out of service: the next run tries again
+	fi
 	remember_release "$release_etag"
+}
+
+# At exit with status $1, whatever happened: back into the target group and the lease given
+# back after a failed roll, the status report, then the boot log (with the report's own
+# lines) to CloudWatch Logs.
+on_exit() {
+	finish_roll
+	report_status "$1" || true
+	ship_boot_log || true
 }
 
 # After a release record (ETag $1) was applied: the next run's poll compares with it. Not

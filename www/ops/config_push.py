@@ -145,6 +145,9 @@ def setting_changes(old, new):
 
 
 def render_stage2(*, project, env, region):
+    """Stage 2 with the environment's facts; a load-balanced one also names its target group
+    (empty otherwise), which the instance leaves and rejoins around a swap."""
+    landscape = Landscape(project, env)
     facts = {
         "project": project.name,
         "env": env.name,
@@ -153,13 +156,15 @@ def render_stage2(*, project, env, region):
         "release_uri": env.release_uri,
         "status_prefix": env.status_prefix,
         "failed_prefix": env.failed_releases_prefix,
-        "log_group": Landscape(project, env).log_group,
+        "log_group": landscape.log_group,
+        "target_group": landscape.target_group if env.load_balanced else "",
+        "lease_key": env.lease_key,
         # project.env's container facts, for the template to take instead of its own copies
         "app_uid": str(project.app_uid),
         "containers_root": project.containers_root,
     }
     for name, value in facts.items():
-        if not SAFE_FACT.match(value):
+        if not SAFE_FACT.match(value) and not (name == "target_group" and value == ""):
             raise OpsError(f"{name} {value!r} has characters a boot script cannot carry safely")
     return render(STAGE2_TEMPLATE.read_text(), **facts)
 

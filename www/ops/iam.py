@@ -48,6 +48,16 @@ def role_policies(*, landscape, registry, region, account, key_arn):
             "iam/webserver-logs.json", region=region, account=account, log_group=landscape.log_group
         ),
     }
+    if landscape.env.load_balanced:
+        # boot stage 2's roll: its own target group, and the lease (conditional writes only)
+        policies["elb-roll-own-target-group"] = json_template(
+            "iam/webserver-roll.json",
+            region=region,
+            account=account,
+            target_group=landscape.target_group,
+            bucket=landscape.bucket,
+            lease_key=landscape.env.lease_key,
+        )
     if registry == "ecr":
         policies["ecr-pull-release"] = json_template(
             "iam/webserver-ecr.json",
