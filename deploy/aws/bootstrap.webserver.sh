@@ -87,7 +87,7 @@
 #   HOST_PORT           port the site (nginx) answers on (default 80)
 #   HEALTH_TIMEOUT      seconds to wait for /health (default 300)
 #   CONTAINERS_ROOT     parent of the project's host directory and of its UPSTREAM_DIR,
-#                       <project>-upstream (default /containers)
+#                       <project>-upstream (default: project.env's CONTAINERS_ROOT)
 #   STATE_DIR           what this host last applied (default /var/lib/bootstrap-webserver)
 #   INSTANCE_ID         this instance's id, naming its status object and its target
 #                       (default: from IMDS)
@@ -116,9 +116,10 @@ LOG_GROUP='{{log_group}}'
 # lease that lets one instance at a time do so; empty: the environment has no load balancer.
 TARGET_GROUP='{{target_group}}'
 LEASE_KEY='{{lease_key}}'
-
-# The release image runs as this uid and writes /host/logs.
-APP_UID=10001
+# The uid the release image runs as (it writes /host/logs), and where the project's host
+# directory goes by default: project.env's APP_UID and CONTAINERS_ROOT.
+APP_UID='{{app_uid}}'
+DEFAULT_CONTAINERS_ROOT='{{containers_root}}'
 # Where a release container finds UPSTREAM_DIR, to bind its slot's socket in.
 CONTAINER_UPSTREAM_DIR=/run/upstream
 # The group nginx's workers run as (Debian's and Ubuntu's nginx.conf: user www-data): they
@@ -200,7 +201,8 @@ vpc_ranges() {
 check_rendered() {
 	local fact
 	for fact in "$PROJECT_NAME" "$ENV_NAME" "$DEFAULT_REGION" "$CONFIG_URI" "$RELEASE_URI" \
-		"$STATUS_PREFIX" "$FAILED_PREFIX" "$LOG_GROUP" "$TARGET_GROUP" "$LEASE_KEY"; do
+		"$STATUS_PREFIX" "$FAILED_PREFIX" "$LOG_GROUP" "$TARGET_GROUP" "$LEASE_KEY" "$APP_UID" \
+		"$DEFAULT_CONTAINERS_ROOT"; do
 		if [[ $fact == *'{{'* ]]; then
 			die "this is the unrendered template: upload it with ./manage.py push_config --env ENV"
 		fi
@@ -1165,7 +1167,7 @@ read_settings() {
 	AWS_REGION=${AWS_REGION:-${AWS_DEFAULT_REGION:-$DEFAULT_REGION}}
 	export AWS_REGION AWS_DEFAULT_REGION=$AWS_REGION
 	CONTAINER_LOG_DRIVER=${CONTAINER_LOG_DRIVER:-awslogs}
-	CONTAINERS_ROOT=${CONTAINERS_ROOT:-/containers}
+	CONTAINERS_ROOT=${CONTAINERS_ROOT:-$DEFAULT_CONTAINERS_ROOT}
 	HOST_DIR="$CONTAINERS_ROOT/$PROJECT_NAME"
 	UPSTREAM_DIR="$CONTAINERS_ROOT/$PROJECT_NAME-upstream"
 	CONTAINER_NAME=${CONTAINER_NAME:-$PROJECT_NAME}
