@@ -1,6 +1,6 @@
 """A release swap on one instance under steady load: failed requests, p99, and its duration.
 
-The instance is the boot tests' (tests/test_boot_e2e.py's Rig): a container running the real
+The instance is the boot tests' (tests/instance_rig.py's Rig): a container running the real
 stages 1 and 2 against moto, the IMDSv2 test server and a local registry, with nginx in front
 of the release container. A steady keep-alive load (tests/load.py: a few threads, `/health`
 and `/admin/login/` in turn, loopback only, bounded in count and time) runs against the site's
@@ -65,7 +65,7 @@ def main():
     os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
     os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
     django_setup()
-    from tests import test_boot_e2e as e2e
+    from tests import instance_rig as e2e
     from tests.load import SteadyLoad, percentile
 
     print(f"machine: {common.machine()}", flush=True)

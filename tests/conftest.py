@@ -14,7 +14,7 @@ from tests import helpers
 from tests.servers import AWS_TEST_ENV, MotoServer, PostgresServer, RegistryServer
 
 # The docker tier's session fixtures (docker_client, release_image, dev_image).
-pytest_plugins = ["tests.docker_rig"]
+pytest_plugins = ["tests.docker_rig", "tests.instance_rig"]
 
 # Nothing from the developer's own AWS setup may leak into the tests.
 LEAKY_VARIABLES = (

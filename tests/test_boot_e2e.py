@@ -24,304 +24,36 @@ AWS CLI, curl and nginx from Debian's archive already in it, so stage 1 installs
 nginx when it is installed: stage 2 starts it, as it would on an instance where it stopped.
 """
 
-import contextlib
 import io
 import json
 import re
-import shutil
-import tarfile
-import tempfile
 import time
-import uuid
 
 import boto3
-import docker
 import psycopg2
 import pytest
 import requests
 from django.core.management import CommandError, call_command
 
-from tests.docker_rig import SESSION_TAG, stage_config
+from tests.docker_rig import SESSION_TAG
 from tests.helpers import MOTO_UBUNTU_AMI, instances
-from tests.imds import IMDSServer, InstanceMetadata
+from tests.instance_rig import (
+    BOOTSTRAP_LOG,
+    MARKER_SETTING,
+    PROJECT,
+    REGISTRY_PATH,
+    STAGE,
+    command,
+    deploy_and_boot,
+    error_lines,
+    marker,
+    recorded_image,
+)
 from tests.load import SteadyLoad
 from tests.servers import free_port
-from www import project
 from www.ops import images
-from www.ops.landscape import Landscape
-from www.project import BASE_DIR
 
 pytestmark = pytest.mark.docker
-
-PROJECT = project.load()
-STAGE = Landscape.of(PROJECT, "stage")
-USER_DATA_PATH = "/var/lib/cloud/instance/user-data.txt"  # where cloud-init keeps it
-BOOTSTRAP_LOG = "/var/log/bootstrap.log"
-HEALTH_TIMEOUT = 150  # stage 2's wait for /health, per container
-REGISTRY_PATH = "e2e"
-MARKER_SETTING = "E2E_DEPLOYED_BY"
-ERROR_LINE = re.compile(r"^\S+ (bootstrap|bootstrap-webserver): error: .*$", re.MULTILINE)
-
-
-def base_os_image():
-    """The OS image the project's base image is built from (deploy/base/Dockerfile's default)."""
-    text = (BASE_DIR / "deploy" / "base" / "Dockerfile").read_text()
-    return re.search(r"^ARG BASE_OS_IMAGE=(\S+)$", text, re.MULTILINE).group(1)
-
-
-INSTANCE_DOCKERFILE = """\
-FROM {os_image}
-RUN apt-get update -q \\
- && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \\
-      awscli ca-certificates curl docker-cli iproute2 nginx \\
- && rm -rf /var/lib/apt/lists/*
-LABEL org.opencontainers.image.title="an EC2 instance for the boot tests ({tag})"
-"""
-
-
-@pytest.fixture(scope="session")
-def instance_image(docker_client, release_image):
-    """The instance's OS with its tools; release_image first, as it makes the OS image exist
-    (pulled, or the stand-in built from Debian packages)."""
-    name = f"{PROJECT.name}-e2e-instance:{SESSION_TAG}"
-    dockerfile = INSTANCE_DOCKERFILE.format(os_image=base_os_image(), tag=SESSION_TAG)
-    docker_client.images.build(
-        fileobj=io.BytesIO(dockerfile.encode()),
-        tag=name,
-        network_mode="host",
-        rm=True,
-        forcerm=True,
-        timeout=600,
-    )
-    yield name
-    # The tag and its LABEL layer go; the apt layer under it stays as the next session's cache.
-    with contextlib.suppress(docker.errors.ImageNotFound):
-        docker_client.images.remove(name, noprune=True)
-
-
-def command(name, *args):
-    out = io.StringIO()
-    call_command(name, "--env", "stage", *args, stdout=out)
-    return out.getvalue()
-
-
-def recorded_image():
-    return images.read_release(s3=boto3.client("s3"), env=STAGE.env)["IMAGE"]
-
-
-class Rig:
-    """One test's world: database, host directory, IMDS server, instance container, and the
-    names of everything created, removed at teardown by those names."""
-
-    def __init__(self, docker_client, postgres_server, moto_server, registry, tmp_path):
-        self.docker = docker_client
-        self.postgres = postgres_server
-        self.moto = moto_server
-        self.registry = registry
-        self.tmp_path = tmp_path
-        self.id = uuid.uuid4().hex[:8]
-        self.container_name = f"{PROJECT.name}-e2e-{self.id}"
-        self.host_port = free_port()
-        self.root = tempfile.mkdtemp(prefix="boot-e2e-")  # CONTAINERS_ROOT on both sides
-        self.images = []  # references this test created, removed at teardown
-        self.imds = None
-        self.instance = None
-        self.dbname = None
-
-    # --- the developer's side -------------------------------------------------------------
-
-    def database(self):
-        self.dbname = self.postgres.create_database(f"e2e_{self.id}")
-        return self.dbname
-
-    def config_file(self, **settings):
-        source = stage_config(self.postgres, self.dbname, cdn_domain=self.cdn.domain)
-        source += "".join(f"\n{name} = {value!r}\n" for name, value in settings.items())
-        path = self.tmp_path / "stage.local.py"
-        path.write_text(source)
-        return path
-
-    def derived_release(self, tag, *instructions):
-        """<project>-release:TAG built FROM the session's release image, in seconds."""
-        from_image = self.release_image
-        dockerfile = "\n".join([f"FROM {from_image}", f"LABEL e2e.release={tag}", *instructions])
-        name = PROJECT.image("release", tag)
-        self.images.append(name)
-        self.docker.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=name, rm=True)
-        return self.docker.images.get(name)
-
-    def publish(self, tag):
-        repository = f"{self.registry.address}/{REGISTRY_PATH}/{PROJECT.name}-release"
-        self.images.append(f"{repository}:{tag}")
-        target = f"{self.registry.address}/{REGISTRY_PATH}"
-        out = command("publish_image", tag, "--registry", target)
-        self.images.append(recorded_image())  # the by-digest reference stage 2 pulls
-        return out
-
-    # --- the instance's side --------------------------------------------------------------
-
-    def launch_instance(self):
-        """The instance moto launched, played by a container: its metadata served by IMDS."""
-        ec2 = boto3.client("ec2")
-        (reservation,) = ec2.describe_instances(Filters=[{"Name": "tag:Env", "Values": ["stage"]}])[
-            "Reservations"
-        ]
-        (instance,) = reservation["Instances"]
-        metadata = InstanceMetadata.from_ec2(ec2, instance["InstanceId"], iam=boto3.client("iam"))
-        self.imds = IMDSServer(metadata).start()
-        self.instance = self.docker.containers.run(
-            self.instance_image,
-            ["sleep", "infinity"],
-            name=f"{self.container_name}-instance",
-            detach=True,
-            init=True,
-            network_mode="host",
-            environment={
-                "IMDS_ENDPOINT": self.imds.url,
-                "AWS_ENDPOINT_URL": self.moto.url,
-                "CONTAINERS_ROOT": self.root,
-                "CONTAINER_NAME": self.container_name,
-                "CONTAINER_NETWORK": "host",
-                # the machine's shared daemon has no AWS credentials for the awslogs driver
-                # (tests/test_docker_awslogs.py runs that driver on a daemon of its own)
-                "CONTAINER_LOG_DRIVER": "json-file",
-                "HOST_PORT": str(self.host_port),
-                "HEALTH_TIMEOUT": str(HEALTH_TIMEOUT),
-                "REDEPLOY_EVERY": "off",  # no systemd here: the test reruns the boot itself
-            },
-            volumes={
-                "/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "rw"},
-                self.root: {"bind": self.root, "mode": "rw"},
-            },
-            labels={"tests.session": SESSION_TAG},
-        )
-        self._put_user_data(metadata.paths["/latest/user-data"])
-        return metadata
-
-    def _put_user_data(self, user_data):
-        data = io.BytesIO()
-        with tarfile.open(fileobj=data, mode="w") as tar:
-            for directory in ("var/lib/cloud", "var/lib/cloud/instance"):
-                info = tarfile.TarInfo(directory)
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-                tar.addfile(info)
-            info = tarfile.TarInfo(USER_DATA_PATH.lstrip("/"))
-            info.size, info.mode = len(user_data), 0o700
-            tar.addfile(info, io.BytesIO(user_data))
-        assert self.instance.put_archive("/", data.getvalue())
-
-    def boot(self):
-        """Run the user-data as cloud-init does; (exit status, what it printed)."""
-        result = self.instance.exec_run([USER_DATA_PATH])
-        return result.exit_code, result.output.decode(errors="replace")
-
-    def bootstrap_log(self):
-        result = self.instance.exec_run(["cat", BOOTSTRAP_LOG])
-        return result.output.decode(errors="replace")
-
-    # --- what runs ------------------------------------------------------------------------
-
-    def containers(self):
-        """The project's containers this test's stage 2 started, by their exact names."""
-        names = (self.container_name, f"{self.container_name}-next")
-        names += (f"{self.container_name}-previous",)
-        found = []
-        for name in names:
-            with contextlib.suppress(docker.errors.NotFound):
-                found.append(self.docker.containers.get(name))
-        return found
-
-    def app(self):
-        return self.docker.containers.get(self.container_name)
-
-    def published_ports(self, container):
-        """The ports Docker publishes for container (none on the host network)."""
-        container.reload()
-        return [p for p in (container.attrs["NetworkSettings"]["Ports"] or {}).values() if p]
-
-    def url(self, path):
-        return f"http://127.0.0.1:{self.host_port}{path}"
-
-    def health(self):
-        try:
-            return requests.get(self.url("/health"), timeout=5).status_code
-        except requests.RequestException:
-            return None
-
-    def wait_healthy(self, timeout=120):
-        deadline = time.monotonic() + timeout
-        while self.health() != 200 and time.monotonic() < deadline:
-            time.sleep(1)
-        return self.health()
-
-    def teardown(self):
-        for container in self.containers():
-            container.remove(force=True)
-        if self.instance is not None:
-            self.instance.remove(force=True)
-        if self.imds is not None:
-            self.imds.stop()
-        for name in reversed(self.images):
-            with contextlib.suppress(docker.errors.ImageNotFound):
-                self.docker.images.remove(name)
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
-@pytest.fixture
-def rig(
-    aws,
-    docker_client,
-    postgres_server,
-    registry,
-    release_image,
-    instance_image,
-    cdn_stand_in,
-    tmp_path,
-):
-    rig = Rig(docker_client, postgres_server, aws, registry, tmp_path)
-    rig.cdn = cdn_stand_in  # the distribution's stand-in: static files as a browser gets them
-    rig.release_image = release_image
-    rig.instance_image = instance_image
-    yield rig
-    rig.teardown()
-
-
-def deploy_and_boot(rig):
-    """The walk-through of docs/deployment.md, in order; the commands' outputs."""
-    tag = rig.release_image.partition(":")[2]
-    outputs = {
-        "setup_aws": command("setup_aws"),
-        "publish_image": rig.publish(tag),
-    }
-    rig.database()
-    outputs["push_config"] = command(
-        "push_config", str(rig.config_file(**{MARKER_SETTING: f"boot-e2e {rig.id}"}))
-    )
-    outputs["launch_ec2"] = command("launch_ec2", "--ami", MOTO_UBUNTU_AMI)
-    rig.launch_instance()
-    status, output = rig.boot()
-    assert status == 0, output
-    return outputs, output
-
-
-def error_lines(log):
-    """The boot stages' own error lines (not the lines of a container's log they replay)."""
-    return [match.group(0) for match in ERROR_LINE.finditer(log)]
-
-
-def marker(app):
-    """The marker setting as the app in container `app` sees it (its config from S3)."""
-    code, out = app.exec_run(
-        [
-            "python3",
-            "manage.py",
-            "shell",
-            "-c",
-            f"from django.conf import settings; print(settings.{MARKER_SETTING})",
-        ]
-    )
-    assert code == 0, out.decode(errors="replace")
-    return out.decode().strip().splitlines()[-1]
 
 
 def test_pipeline_from_setup_aws_to_a_healthy_instance(rig):

@@ -2,7 +2,8 @@
 
 The walk cannot drift from the code: each ./manage.py line runs through Django's command
 parser and the real command, against moto's server, Debian's docker-registry on loopback, the
-session's Postgres and a container playing the instance (the rig of tests/test_boot_e2e.py).
+session's Postgres and a container playing the instance
+(tests/instance_rig.py, the boot tests' rig).
 A line of a kind this test does not know fails it, so a new step gets a player here.
 
 The stand-ins, each the documented one for what AWS or the developer's machine does:
@@ -33,9 +34,9 @@ import pytest
 import requests
 from django.core.management import call_command
 
-from tests import test_boot_e2e as boot
 from tests.docker_rig import SESSION_TAG
 from tests.helpers import MOTO_UBUNTU_AMI
+from tests.instance_rig import REGISTRY_PATH, recorded_image
 from www import project
 
 pytestmark = pytest.mark.docker
@@ -47,10 +48,6 @@ DOC_INSTANCE = "i-0123456789abcdef0"
 DOC_ADDRESS = "203.0.113.10"
 DOC_CONFIG = "deploy/aws/config/stage.local.py"
 WALK_TAG = f"{SESSION_TAG}-walk"
-
-# the rig of the boot tests, shared (the registry fixture is conftest's)
-instance_image = boot.instance_image
-rig = boot.rig
 
 
 def walk_lines(text):
@@ -131,7 +128,7 @@ class Walker:
         args = self.substitute(words[1:])
         name = args[0]
         if name == "publish_image":
-            target = f"{self.rig.registry.address}/{boot.REGISTRY_PATH}"
+            target = f"{self.rig.registry.address}/{REGISTRY_PATH}"
             args += ["--registry", target]
             self.rig.images.append(f"{target}/{project.load().image('release', WALK_TAG)}")
         elif name == "launch_ec2":
@@ -140,7 +137,7 @@ class Walker:
         call_command(*args, stdout=out, stderr=err)
         output = out.getvalue() + err.getvalue()
         if name == "publish_image":
-            self.rig.images.append(boot.recorded_image())
+            self.rig.images.append(recorded_image())
         if name == "launch_ec2":
             output += self.boot_instance()
         if name == "remote":
