@@ -100,21 +100,10 @@ prepare_host_dirs() {
 	done
 }
 
-# supervisord starts its programs only after its main loop's first poll, which waits up to
-# 1 s for activity on its sockets: a connection to its control socket ends that wait, and
-# gunicorn is spawned ~1 s sooner. Bounded (5 s); harmless if it never connects.
+# supervisord starts its programs ~1 s sooner once its control socket is connected to
+# (deploy/release/wake_supervisord.py says why); harmless if it never connects.
 wake_supervisord() {
-	python3 -c '
-import socket, sys, time
-deadline = time.monotonic() + 5
-while time.monotonic() < deadline:
-    try:
-        with socket.socket(socket.AF_UNIX) as s:
-            s.connect(sys.argv[1])
-        break
-    except OSError:
-        time.sleep(0.01)
-' "$SUPERVISOR_SOCKET" || true
+	python3 "$APP_DIR/deploy/release/wake_supervisord.py" "$SUPERVISOR_SOCKET" || true
 }
 
 # supervisord (deploy/lib/supervised.sh) in the background, so that gunicorn's master
@@ -136,9 +125,10 @@ wait_for_supervisord() {
 	exit "$SUPERVISORD_STATUS"
 }
 
-# Every process of this start reads the config from one local copy, fetched by the first;
-# deleting the copy first means a restarted container fetches the config afresh.
-fetch_config_once() {
+# Every process of this start reads the config from one local copy (DJANGO_CONFIG_CACHE),
+# fetched by the first that needs it; deleting the copy here means a restarted container
+# fetches the config afresh.
+reset_config_cache() {
 	export DJANGO_CONFIG_CACHE="${DJANGO_CONFIG_CACHE:-/tmp/django-config/settings.py}"
 	rm -f "$DJANGO_CONFIG_CACHE"
 	log "config from $DJANGO_CONFIG_URI; waiting up to ${DB_WAIT_TIMEOUT}s (DB_WAIT_TIMEOUT) for the database"
@@ -184,7 +174,7 @@ main() {
 	prepare_host_dirs
 	start_logging "$LOG_DIR/container.log"
 	log "starting $(date -u +%Y-%m-%dT%H:%M:%SZ) as uid $(id -u)"
-	fetch_config_once
+	reset_config_cache
 	log "starting supervisord (gunicorn on ${GUNICORN_SOCKET:-port $PORT} once the start-up steps are done)"
 	start_gunicorn_behind_gate
 	run_startup_steps_or_stop
