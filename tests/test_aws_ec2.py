@@ -33,7 +33,7 @@ from tests.helpers import (
     manage,
 )
 from tests.servers import free_port
-from www.ops import ec2
+from www.ops import ec2, templates
 from www.ops.errors import OpsError
 
 
@@ -67,7 +67,9 @@ def test_launch_tags_metadata_profile_groups_and_user_data(ready):
     expected = f"STAGE2_URI='{STAGE.env.bootstrap_uri}'"
     assert user_data == ec2.USER_DATA_FILE.read_text().replace(
         "STAGE2_URI='{{bootstrap_uri}}'", expected
-    ).replace("LOG_GROUP='{{log_group}}'", f"LOG_GROUP='{STAGE.log_group}'")
+    ).replace("LOG_GROUP='{{log_group}}'", f"LOG_GROUP='{STAGE.log_group}'").replace(
+        "#{{boot_functions}}", "#" + templates.boot_functions()
+    )
     assert expected in user_data and "{{" not in user_data.replace("'{{'", "")
     assert len(user_data.encode()) < 16 * 1024
 

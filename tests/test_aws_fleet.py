@@ -33,7 +33,7 @@ from tests.fleet_rig import (
 )
 from tests.helpers import MOTO_PUBLIC_AMI
 from www import project
-from www.ops import ec2, fleet, iam, loadbalancer, network, scaling
+from www.ops import ec2, fleet, iam, loadbalancer, network, scaling, templates
 from www.ops.landscape import Landscape
 
 OPEN_TO_ALL = {"0.0.0.0/0", "::/0"}
@@ -171,7 +171,9 @@ def test_launch_template_holds_what_a_single_launch_puts_on_an_instance(zone):
     stage1 = base64.b64decode(data["UserData"]).decode()  # stage 1, naming prod's stage 2
     assert stage1 == ec2.USER_DATA_FILE.read_text().replace(
         "STAGE2_URI='{{bootstrap_uri}}'", f"STAGE2_URI='{PROD.env.bootstrap_uri}'"
-    ).replace("LOG_GROUP='{{log_group}}'", f"LOG_GROUP='{PROD.log_group}'")
+    ).replace("LOG_GROUP='{{log_group}}'", f"LOG_GROUP='{PROD.log_group}'").replace(
+        "#{{boot_functions}}", "#" + templates.boot_functions()
+    )
     tags = {
         s["ResourceType"]: {t["Key"]: t["Value"] for t in s["Tags"]}
         for s in data["TagSpecifications"]

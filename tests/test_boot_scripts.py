@@ -48,8 +48,7 @@ def test_unrendered_stage1_refuses_to_run(tmp_path):
         text=True,
     )
     assert result.returncode == 1
-    # stage 1 joins its stderr to stdout: one stream to the console (cloud-init) and the log
-    assert "unrendered template: launch instances with ./manage.py launch_ec2" in result.stdout
+    assert "unrendered template: launch instances with ./manage.py launch_ec2" in result.stderr
 
 
 def test_unrendered_stage2_refuses_to_run():

@@ -144,29 +144,10 @@ NGINX_DRAIN_TIMEOUT=70
 # the switch, gunicorn has not accepted them yet) before it stops all the same.
 SOCKET_DRAIN_TIMEOUT=10
 
-log() {
-	printf '%s bootstrap-webserver: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2
-}
-
-# The one-line reason goes to the log and, for the status report, to FAILURE_FILE (this may
-# run in a command substitution's subshell).
-die() {
-	log "error: $*"
-	if [[ -n ${FAILURE_FILE:-} ]]; then
-		printf '%s\n' "$*" >"$FAILURE_FILE" || true
-	fi
-	exit 1
-}
-
-on_error() {
-	log "error: line $2: '$3' failed with exit status $1"
-}
-
-# The AWS CLI, pointed at AWS_ENDPOINT_URL when it is set: CLI releases before 2.13 (e.g.
-# Debian 12's) ignore that variable.
-aws_cli() {
-	aws ${AWS_ENDPOINT_URL:+--endpoint-url "$AWS_ENDPOINT_URL"} "$@"
-}
+# The name this stage's log lines carry; then log, die, on_error and aws_cli, rendered in by
+# push_config from deploy/aws/boot-functions.sh (stage 1 has the same).
+LOG_TAG=bootstrap-webserver
+#{{boot_functions}}
 
 # Refuse anything but comma-separated addresses and CIDRs: they go into nginx's config.
 check_ranges() {
@@ -204,7 +185,9 @@ check_rendered() {
 		"$STATUS_PREFIX" "$FAILED_PREFIX" "$LOG_GROUP" "$TARGET_GROUP" "$LEASE_KEY" "$APP_UID" \
 		"$DEFAULT_CONTAINERS_ROOT"; do
 		if [[ $fact == *'{{'* ]]; then
-			die "this is the unrendered template: upload it with ./manage.py push_config --env ENV"
+			# unrendered, this copy has no log or die either
+			printf '%s: error: this is the unrendered template: upload it with ./manage.py push_config --env ENV\n' "$LOG_TAG" >&2
+			exit 1
 		fi
 	done
 }

@@ -37,18 +37,10 @@ STAGE2_URI='{{bootstrap_uri}}'
 # The environment's CloudWatch Logs group, where a failed boot's log goes.
 LOG_GROUP='{{log_group}}'
 
-log() {
-	printf '%s bootstrap: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2
-}
-
-die() {
-	log "error: $*"
-	exit 1
-}
-
-on_error() {
-	log "error: line $2: '$3' failed with exit status $1"
-}
+# The name this stage's log lines carry; then log, die, on_error and aws_cli, rendered in by
+# launch_ec2 from deploy/aws/boot-functions.sh (stage 2 has the same).
+LOG_TAG=bootstrap
+#{{boot_functions}}
 
 # Install Debian/Ubuntu packages, refreshing the package lists once.
 apt_install() {
@@ -77,12 +69,6 @@ install_tools() {
 			die "no way to install the AWS CLI on this image: use a Debian or Ubuntu AMI"
 		fi
 	fi
-}
-
-# The AWS CLI, pointed at AWS_ENDPOINT_URL when it is set: CLI releases before 2.13 (e.g.
-# Debian 12's) ignore that variable.
-aws_cli() {
-	aws ${AWS_ENDPOINT_URL:+--endpoint-url "$AWS_ENDPOINT_URL"} "$@"
 }
 
 # Docker's daemon: started by systemd on an instance, already running elsewhere.
@@ -226,14 +212,16 @@ ship_failed_boot() {
 }
 
 main() {
+	if [[ $STAGE2_URI == *'{{'* ]]; then
+		# unrendered, this copy has no log or die either
+		printf '%s: error: this is the unrendered template: launch instances with ./manage.py launch_ec2 --env ENV\n' "$LOG_TAG" >&2
+		exit 1
+	fi
 	: "${BOOTSTRAP_LOG:=/var/log/bootstrap.log}"
 	: "${BOOTSTRAP_DIR:=/var/lib/bootstrap}" "${REDEPLOY_EVERY:=1min}"
 	open_log
 	trap 'on_error $? $LINENO "$BASH_COMMAND"' ERR
 	trap 'ship_failed_boot $?' EXIT
-	if [[ $STAGE2_URI == *'{{'* ]]; then
-		die "this is the unrendered template: launch instances with ./manage.py launch_ec2 --env ENV"
-	fi
 	log "stage 1 starting"
 	install -d -m 0700 "$BOOTSTRAP_DIR"
 	exec 9>"$BOOTSTRAP_DIR/lock"

@@ -19,7 +19,7 @@ from www.ops.errors import OpsError
 from www.ops.landscape import Landscape
 from www.ops.objects import read_object, sync_object
 from www.ops.results import Result
-from www.ops.templates import TEMPLATE_DIR, render
+from www.ops.templates import TEMPLATE_DIR, boot_functions, render
 from www.project import BASE_DIR
 
 STAGE2_TEMPLATE = TEMPLATE_DIR / "bootstrap.webserver.sh"
@@ -166,7 +166,7 @@ def render_stage2(*, project, env, region):
     for name, value in facts.items():
         if not SAFE_FACT.match(value) and not (name == "target_group" and value == ""):
             raise OpsError(f"{name} {value!r} has characters a boot script cannot carry safely")
-    return render(STAGE2_TEMPLATE.read_text(), **facts)
+    return render(STAGE2_TEMPLATE.read_text(), boot_functions=boot_functions(), **facts)
 
 
 def push_config(*, s3, project, env, config_file, region, dry_run=False):

@@ -18,7 +18,7 @@ from www.ops.images import read_release
 from www.ops.network import default_vpc, find_group
 from www.ops.objects import object_exists
 from www.ops.results import Result
-from www.ops.templates import TEMPLATE_DIR, render
+from www.ops.templates import TEMPLATE_DIR, boot_functions, render
 from www.project import aws_region
 
 # Canonical's public parameter for the current Ubuntu LTS server image. Ubuntu, not Debian,
@@ -97,7 +97,7 @@ def user_data(landscape):
     for value in facts.values():
         if not SAFE_FACT.match(value):
             raise OpsError(f"{value!r} has characters a boot script cannot carry safely")
-    text = render(USER_DATA_FILE.read_text(), **facts)
+    text = render(USER_DATA_FILE.read_text(), boot_functions=boot_functions(), **facts)
     if len(text.encode()) > USER_DATA_LIMIT:
         raise OpsError(f"{USER_DATA_FILE} is over EC2's 16 KB user-data limit")
     return text

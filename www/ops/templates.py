@@ -18,6 +18,17 @@ def render(text, **fields):
     return TEMPLATE_FIELD.sub(lambda m: str(fields[m.group(1)]), text)
 
 
+BOOT_FUNCTIONS_FILE = TEMPLATE_DIR / "boot-functions.sh"
+
+
+def boot_functions():
+    """The boot stages' shared functions for their `#{{boot_functions}}` line: the file
+    without its header (its first paragraph, about the file itself), starting on a line of
+    its own so that the marker's `#` stays a comment of its own."""
+    _header, _, functions = BOOT_FUNCTIONS_FILE.read_text().partition("\n\n")
+    return "\n" + functions.rstrip("\n")
+
+
 def json_template(relative_path, **fields):
     """A JSON document from deploy/aws/, with its {{field}} markers filled.
 
