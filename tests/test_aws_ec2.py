@@ -64,9 +64,9 @@ def test_launch_tags_metadata_profile_groups_and_user_data(ready):
     )
     user_data = base64.b64decode(attribute["UserData"]["Value"]).decode()
     # stage 1, with the one stage-2 URI it will run and its log group filled in from project.env
-    expected = f"STAGE2_URI='{STAGE.env.bootstrap_uri}'"
+    expected = f"STAGE2_URI='{STAGE.env.stage2_uri}'"
     assert user_data == ec2.USER_DATA_FILE.read_text().replace(
-        "STAGE2_URI='{{bootstrap_uri}}'", expected
+        "STAGE2_URI='{{stage2_uri}}'", expected
     ).replace("LOG_GROUP='{{log_group}}'", f"LOG_GROUP='{STAGE.log_group}'").replace(
         "#{{boot_functions}}", "#" + templates.boot_functions()
     )

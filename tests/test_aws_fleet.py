@@ -170,7 +170,7 @@ def test_launch_template_holds_what_a_single_launch_puts_on_an_instance(zone):
     assert volume["Ebs"]["Encrypted"] is True
     stage1 = base64.b64decode(data["UserData"]).decode()  # stage 1, naming prod's stage 2
     assert stage1 == ec2.USER_DATA_FILE.read_text().replace(
-        "STAGE2_URI='{{bootstrap_uri}}'", f"STAGE2_URI='{PROD.env.bootstrap_uri}'"
+        "STAGE2_URI='{{stage2_uri}}'", f"STAGE2_URI='{PROD.env.stage2_uri}'"
     ).replace("LOG_GROUP='{{log_group}}'", f"LOG_GROUP='{PROD.log_group}'").replace(
         "#{{boot_functions}}", "#" + templates.boot_functions()
     )
@@ -182,7 +182,7 @@ def test_launch_template_holds_what_a_single_launch_puts_on_an_instance(zone):
         "Name": f"{PROJECT.name}-prod-web",
         "Project": PROJECT.name,
         "Env": "prod",
-        "Bootstrap": PROD.env.bootstrap_uri,
+        "Bootstrap": PROD.env.stage2_uri,
     }
     assert tags["volume"] == {"Project": PROJECT.name, "Env": "prod"}
 
@@ -336,7 +336,7 @@ def test_launch_sets_the_count_and_waits_for_healthy_targets(prod_fleet):
     for instance in running:
         assert [g["GroupId"] for g in instance["SecurityGroups"]] == [web_id]
         tags = {t["Key"]: t["Value"] for t in instance["Tags"]}
-        assert tags["Bootstrap"] == PROD.env.bootstrap_uri
+        assert tags["Bootstrap"] == PROD.env.stage2_uri
 
     again = command("launch_ec2", "--count", "3")
     assert "capacity exists, unchanged" in again

@@ -10,6 +10,7 @@ from django.core.management import CommandError, call_command
 
 from tests.helpers import CONFIG_DB_PASSWORD, CONFIG_SECRET, filled_config, put_secrets
 from www import project
+from www.ops.templates import TEMPLATE_FIELD
 
 PROJECT = project.load()
 STAGE = PROJECT.environment("stage")
@@ -27,19 +28,19 @@ def test_uploads_config_and_stage2_encrypted_and_private(landscape, tmp_path):
     path = filled_config(tmp_path)
     out = push_config(str(path))
     assert f"Created s3://{STAGE.bucket}/{STAGE.config_key}" in out
-    assert f"Created s3://{STAGE.bucket}/{STAGE.bootstrap_key}" in out
+    assert f"Created s3://{STAGE.bucket}/{STAGE.stage2_key}" in out
     s3 = boto3.client("s3")
     config = s3.get_object(Bucket=STAGE.bucket, Key=STAGE.config_key)
     assert config["ServerSideEncryption"] == "AES256"
     assert config["Body"].read() == path.read_bytes()
-    stage2 = s3.get_object(Bucket=STAGE.bucket, Key=STAGE.bootstrap_key)
+    stage2 = s3.get_object(Bucket=STAGE.bucket, Key=STAGE.stage2_key)
     assert stage2["ServerSideEncryption"] == "AES256"
     script = stage2["Body"].read().decode()
     assert f"PROJECT_NAME='{PROJECT.name}'" in script
     assert f"CONFIG_URI='{STAGE.config_uri}'" in script
     assert f"RELEASE_URI='s3://{STAGE.bucket}/{STAGE.release_key}'" in script
-    assert not re.search(r"\{\{[a-z_]+\}\}", script)
-    for key in (STAGE.config_key, STAGE.bootstrap_key):
+    assert not TEMPLATE_FIELD.search(script)  # every field filled in
+    for key in (STAGE.config_key, STAGE.stage2_key):
         grants = s3.get_object_acl(Bucket=STAGE.bucket, Key=key)["Grants"]
         assert all("AllUsers" not in str(g["Grantee"]) for g in grants)
     assert SECRET not in out
@@ -47,7 +48,7 @@ def test_uploads_config_and_stage2_encrypted_and_private(landscape, tmp_path):
 
 def test_rendered_stage2_passes_shellcheck(landscape, tmp_path):
     push_config(str(filled_config(tmp_path)))
-    script = boto3.client("s3").get_object(Bucket=STAGE.bucket, Key=STAGE.bootstrap_key)
+    script = boto3.client("s3").get_object(Bucket=STAGE.bucket, Key=STAGE.stage2_key)
     path = tmp_path / "webserver.sh"
     path.write_bytes(script["Body"].read())
     result = subprocess.run(["shellcheck", str(path)], capture_output=True, text=True)
@@ -62,7 +63,7 @@ def test_second_push_uploads_nothing(landscape, tmp_path):
     out = push_config(str(path))
     assert [line for line in out.splitlines() if not line.startswith("deploy checks")] == [
         f"s3://{STAGE.bucket}/{STAGE.config_key} exists, unchanged",
-        f"s3://{STAGE.bucket}/{STAGE.bootstrap_key} exists, unchanged",
+        f"s3://{STAGE.bucket}/{STAGE.stage2_key} exists, unchanged",
     ]
     assert s3.list_object_versions(Bucket=STAGE.bucket)["Versions"] == versions_before
 

@@ -325,7 +325,7 @@ def test_where_the_settings_store_files_is_where_the_policies_open(aws, tmp_path
     for key in keys:
         arn = f"arn:aws:s3:::{bucket}/{key}"
         assert any(fnmatch.fnmatchcase(arn, pattern) for pattern in public), key
-    for private in (STAGE.env.config_key, STAGE.env.bootstrap_key):
+    for private in (STAGE.env.config_key, STAGE.env.stage2_key):
         arn = f"arn:aws:s3:::{bucket}/{private}"
         assert not any(fnmatch.fnmatchcase(arn, pattern) for pattern in public)
 

@@ -61,7 +61,7 @@ def test_pipeline_from_setup_aws_to_a_healthy_instance(rig):
     assert "Created" in outputs["publish_image"] and "Created" in outputs["launch_ec2"]
 
     log = rig.bootstrap_log()
-    assert f"stage 2 from {STAGE.env.bootstrap_uri}" in log
+    assert f"stage 2 from {STAGE.env.stage2_uri}" in log
     assert f"release of stage: {recorded_image()}" in log
     assert f"{rig.container_name}-next (stage) is up" in log  # on its socket
     live_socket = f"{rig.root}/{PROJECT.name}-upstream/live.sock"
@@ -318,7 +318,7 @@ def no_bootstrap_tag(rig, metadata):
 
 
 def stage2_missing(rig, metadata):
-    boto3.client("s3").delete_object(Bucket=STAGE.bucket, Key=STAGE.env.bootstrap_key)
+    boto3.client("s3").delete_object(Bucket=STAGE.bucket, Key=STAGE.env.stage2_key)
 
 
 def registry_unreachable(rig, metadata):

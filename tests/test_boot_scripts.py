@@ -71,13 +71,13 @@ def test_stage1_reads_imds_downloads_stage2_and_runs_it(launched, tmp_path):
     result = run_stage1(tmp_path, metadata)
     log = (tmp_path / "bootstrap.log").read_text()
     assert result.returncode == 1, log
-    assert f"region eu-west-1, stage 2 from {STAGE.env.bootstrap_uri}" in log
+    assert f"region eu-west-1, stage 2 from {STAGE.env.stage2_uri}" in log
     assert "running stage 2" in log
     # stage 2's own first step: the release record is missing
     assert "run ./manage.py publish_image --env stage TAG" in log
     assert "running stage 2" in result.stdout  # the console gets the log too
     stage2 = tmp_path / "bootstrap" / "webserver.sh"
-    s3_copy = boto3.client("s3").get_object(Bucket=STAGE.bucket, Key=STAGE.env.bootstrap_key)
+    s3_copy = boto3.client("s3").get_object(Bucket=STAGE.bucket, Key=STAGE.env.stage2_key)
     assert stage2.read_bytes() == s3_copy["Body"].read()
     assert stage2.stat().st_mode & 0o777 == 0o700
     # The log may quote the container's last lines: root's alone.
@@ -119,7 +119,7 @@ def test_stage1_runs_only_its_environments_stage2(launched, tmp_path, tag):
     assert len(errors) == 1
     assert errors[0].endswith(
         f"bootstrap: error: the Bootstrap tag names {tag}, not this environment's stage 2 "
-        f"({STAGE.env.bootstrap_uri}): refusing to run it; set the tag back or relaunch with "
+        f"({STAGE.env.stage2_uri}): refusing to run it; set the tag back or relaunch with "
         "./manage.py launch_ec2"
     )
     assert not marker.exists()
@@ -138,7 +138,7 @@ def test_stage1_without_bootstrap_tag_fails_loudly(launched, tmp_path):
 
 def stage2_function(tmp_path, calls, env=None):
     """Run functions of the stage-2 script push_config uploaded, sourced into bash."""
-    body = boto3.client("s3").get_object(Bucket=STAGE.bucket, Key=STAGE.env.bootstrap_key)
+    body = boto3.client("s3").get_object(Bucket=STAGE.bucket, Key=STAGE.env.stage2_key)
     script = tmp_path / "webserver.sh"
     script.write_bytes(body["Body"].read())
     return subprocess.run(

@@ -51,7 +51,7 @@ def test_a_stage1_failure_is_readable_with_logs_and_stage2_sends_only_the_rest(
 ):
     instance = launched["InstanceId"]
     s3 = boto3.client("s3")
-    s3.delete_object(Bucket=STAGE.bucket, Key=STAGE.env.bootstrap_key)
+    s3.delete_object(Bucket=STAGE.bucket, Key=STAGE.env.stage2_key)
 
     result = run_stage1_with_role(tmp_path, instance)
     assert result.returncode == 1, result.stdout
@@ -62,7 +62,7 @@ def test_a_stage1_failure_is_readable_with_logs_and_stage2_sends_only_the_rest(
     shipped = messages(logs(instance), instance)
     (error,) = [m for m in shipped if "bootstrap: error:" in m]
     assert error.endswith(
-        f"bootstrap: error: cannot download stage 2 from {STAGE.env.bootstrap_uri}: upload it "
+        f"bootstrap: error: cannot download stage 2 from {STAGE.env.stage2_uri}: upload it "
         "with ./manage.py push_config --env ENV (and check the instance role)"
     )
     assert shipped == local_lines(tmp_path)  # every line of the failed boot, in order

@@ -33,12 +33,10 @@ def test_a_bucket_shared_by_two_environments_is_refused_at_load(tmp_path):
 
 def test_each_environment_has_its_own_deploy_keys():
     stage, prod = STAGE.env, PROD.env
-    assert stage.bootstrap_key == "deploy/stage/webserver.sh"
+    assert stage.stage2_key == "deploy/stage/webserver.sh"
     assert stage.release_key == "deploy/stage/release.env"
-    assert prod.bootstrap_key == "deploy/prod/webserver.sh"
-    assert {stage.bootstrap_key, stage.release_key}.isdisjoint(
-        {prod.bootstrap_key, prod.release_key}
-    )
+    assert prod.stage2_key == "deploy/prod/webserver.sh"
+    assert {stage.stage2_key, stage.release_key}.isdisjoint({prod.stage2_key, prod.release_key})
 
 
 def readable(landscape):
@@ -67,7 +65,7 @@ def test_stage_role_cannot_read_prods_config_or_stage2_even_by_key(aws, tmp_path
     stage_patterns = readable(STAGE)
     for landscape in (STAGE, PROD):
         keys = {o["Key"] for o in s3.list_objects_v2(Bucket=landscape.bucket)["Contents"]}
-        assert keys == {landscape.env.config_key, landscape.env.bootstrap_key}
+        assert keys == {landscape.env.config_key, landscape.env.stage2_key}
         for key in keys:
             # The same key in stage's bucket: stage's role reads it only if it is stage's own.
             arn = f"arn:aws:s3:::{STAGE.bucket}/{key}"

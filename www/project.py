@@ -151,12 +151,12 @@ class Environment:
         return f"{DEPLOY_PREFIX}/{self.name}"
 
     @property
-    def bootstrap_key(self):
+    def stage2_key(self):
         return f"{self.deploy_prefix}/webserver.sh"
 
     @property
-    def bootstrap_uri(self):
-        return self.uri(self.bootstrap_key)
+    def stage2_uri(self):
+        return self.uri(self.stage2_key)
 
     @property
     def release_key(self):

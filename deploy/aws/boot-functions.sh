@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # The functions both boot stages use. launch_ec2 renders this file into stage 1
-# (deploy/aws/user-data.sh) and push_config into stage 2 (deploy/aws/bootstrap.webserver.sh),
+# (deploy/aws/user-data.sh) and push_config into stage 2 (deploy/aws/webserver.sh),
 # in place of their boot_functions marker: each stage runs as one file on the instance.
 # Each stage sets LOG_TAG, the name its log lines carry, before this.
 

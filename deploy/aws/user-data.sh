@@ -33,7 +33,7 @@ set -Eeuo pipefail
 
 # This environment's stage 2, filled in by launch_ec2 from project.env (www/project.py), the
 # facts' one owner. An unfilled copy refuses to run.
-STAGE2_URI='{{bootstrap_uri}}'
+STAGE2_URI='{{stage2_uri}}'
 # The environment's CloudWatch Logs group, where a failed boot's log goes.
 LOG_GROUP='{{log_group}}'
 
@@ -237,21 +237,21 @@ main() {
 		# with the slash: some botocore releases append paths to it without one
 		export AWS_EC2_METADATA_SERVICE_ENDPOINT=$IMDS_URL/
 	fi
-	local region bootstrap_uri
+	local region tagged_uri
 	if ! IMDS_TOKEN=$(imds_token) || ! region=$(imds placement/region); then
 		die "instance metadata at $IMDS_URL does not answer: on EC2, launch with ./manage.py launch_ec2 (IMDSv2, hop limit 2)"
 	fi
-	if ! bootstrap_uri=$(imds tags/instance/Bootstrap); then
+	if ! tagged_uri=$(imds tags/instance/Bootstrap); then
 		die "no Bootstrap tag readable: launch with ./manage.py launch_ec2 (metadata tags on)"
 	fi
-	if [[ $bootstrap_uri != "$STAGE2_URI" ]]; then
-		die "the Bootstrap tag names $(printf %q "$bootstrap_uri"), not this environment's stage 2 ($STAGE2_URI): refusing to run it; set the tag back or relaunch with ./manage.py launch_ec2"
+	if [[ $tagged_uri != "$STAGE2_URI" ]]; then
+		die "the Bootstrap tag names $(printf %q "$tagged_uri"), not this environment's stage 2 ($STAGE2_URI): refusing to run it; set the tag back or relaunch with ./manage.py launch_ec2"
 	fi
 	export AWS_REGION=$region AWS_DEFAULT_REGION=$region
-	log "region $region, stage 2 from $bootstrap_uri"
+	log "region $region, stage 2 from $tagged_uri"
 
-	if ! aws_cli s3 cp --only-show-errors "$bootstrap_uri" "$BOOTSTRAP_DIR/webserver.sh"; then
-		die "cannot download stage 2 from $bootstrap_uri: upload it with ./manage.py push_config --env ENV (and check the instance role)"
+	if ! aws_cli s3 cp --only-show-errors "$tagged_uri" "$BOOTSTRAP_DIR/webserver.sh"; then
+		die "cannot download stage 2 from $tagged_uri: upload it with ./manage.py push_config --env ENV (and check the instance role)"
 	fi
 	chmod 0700 "$BOOTSTRAP_DIR/webserver.sh"
 	log "running stage 2"

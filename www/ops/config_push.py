@@ -22,7 +22,7 @@ from www.ops.results import Result
 from www.ops.templates import TEMPLATE_DIR, boot_functions, render
 from www.project import BASE_DIR
 
-STAGE2_TEMPLATE = TEMPLATE_DIR / "bootstrap.webserver.sh"
+STAGE2_TEMPLATE = TEMPLATE_DIR / "webserver.sh"
 SAFE_FACT = re.compile(r"^[A-Za-z0-9._:/@-]+$")
 CHECK_TIMEOUT = 120
 
@@ -192,7 +192,7 @@ def push_config(*, s3, project, env, config_file, region, dry_run=False):
     yield sync_object(
         s3,
         env=env,
-        key=env.bootstrap_key,
+        key=env.stage2_key,
         body=stage2.encode(),
         content_type="text/x-shellscript",
         dry_run=dry_run,

@@ -93,7 +93,7 @@ def check_ami(*, ec2, ami):
 def user_data(landscape):
     """Stage 1 with the one stage-2 URI it may run (it refuses any other Bootstrap tag) and the
     log group a failed boot's log goes to."""
-    facts = {"bootstrap_uri": landscape.env.bootstrap_uri, "log_group": landscape.log_group}
+    facts = {"stage2_uri": landscape.env.stage2_uri, "log_group": landscape.log_group}
     for value in facts.values():
         if not SAFE_FACT.match(value):
             raise OpsError(f"{value!r} has characters a boot script cannot carry safely")
@@ -114,7 +114,7 @@ def check_prerequisites(*, s3, ec2, iam, landscape):
         raise OpsError(f"no security group {landscape.web_group}: {setup}")
     if not instance_profile_exists(iam, landscape):
         raise OpsError(f"no instance profile {landscape.instance_profile}: {setup}")
-    for key in (env.config_key, env.bootstrap_key):
+    for key in (env.config_key, env.stage2_key):
         if not object_exists(s3, env.bucket, key):
             raise OpsError(f"no {env.uri(key)}: run ./manage.py push_config --env {env.name} first")
     release = read_release(s3=s3, env=env)
@@ -132,7 +132,7 @@ def launch_request(*, landscape, ami, instance_type, count, group_id, release, c
     tags = [
         {"Key": "Name", "Value": landscape.web_instance},
         *landscape.tags,
-        {"Key": "Bootstrap", "Value": env.bootstrap_uri},
+        {"Key": "Bootstrap", "Value": env.stage2_uri},
         {"Key": "Release", "Value": release["IMAGE"]},
         {"Key": "Launch", "Value": client_token},
     ]

@@ -1,7 +1,7 @@
 """Release images: push <project>-release:TAG to the registry, record which one an env runs.
 
 The record is s3://<bucket>/deploy/<env>/release.env (Environment.release_key), KEY=value lines that
-stage 2 (deploy/aws/bootstrap.webserver.sh) reads:
+stage 2 (deploy/aws/webserver.sh) reads:
 
     IMAGE=<registry>/<project>-release@sha256:...   what to pull, by digest: never a moving tag
     TAG=<tag>                                        what a person calls it

@@ -53,7 +53,7 @@ def template_data(*, landscape, ami, device, instance_type, group_id):
     instance_tags = [
         {"Key": "Name", "Value": landscape.web_instance},
         *landscape.tags,
-        {"Key": "Bootstrap", "Value": env.bootstrap_uri},
+        {"Key": "Bootstrap", "Value": env.stage2_uri},
     ]
     return {
         "ImageId": ami,

@@ -7,7 +7,7 @@ from www.ops.errors import OpsError
 from www.project import BASE_DIR, CONFIG_PREFIX, DEPLOY_PREFIX, MEDIA_PREFIX, STATIC_PREFIX
 
 TEMPLATE_DIR = BASE_DIR / "deploy" / "aws"
-TEMPLATE_FIELD = re.compile(r"\{\{([a-z_]+)\}\}")
+TEMPLATE_FIELD = re.compile(r"\{\{([a-z][a-z0-9_]*)\}\}")
 
 
 def render(text, **fields):
