@@ -10,6 +10,7 @@ import boto3
 import pytest
 from django.core.management import call_command
 
+from tests.helpers import instances, launch
 from www import project
 from www.ops import alarms
 from www.ops.landscape import Landscape
@@ -178,6 +179,24 @@ def test_without_addresses_or_load_balancer_it_says_so_once(aws):
     out = setup_aws()
     assert f"Deleted alarm {STAGE.alarm(f'status-check-{instance}')} (its instance is gone)" in out
     assert alarms_by_name() == {}
+
+
+def test_launch_and_terminate_keep_each_instances_status_check_alarm(ready):
+    launch()
+    (instance,) = [i["InstanceId"] for i in instances()]
+    name = STAGE.alarm(f"status-check-{instance}")
+    alarm = alarms_by_name()[name]  # at launch: no setup_aws rerun needed
+    assert dimensions(alarm) == {"InstanceId": instance}
+    assert alarm["AlarmActions"] == [TOPIC_ARN] and alarm["OKActions"] == [TOPIC_ARN]
+
+    out = io.StringIO()
+    call_command("terminate_ec2", "--env", "stage", instance, "--dry-run", stdout=out)
+    assert f"Would delete alarm {name} (its instance is gone)" in out.getvalue()
+    assert name in alarms_by_name()
+    out = io.StringIO()
+    call_command("terminate_ec2", "--env", "stage", instance, "--no-input", stdout=out)
+    assert f"Deleted alarm {name} (its instance is gone)" in out.getvalue()
+    assert name not in alarms_by_name()
 
 
 def test_an_auto_scaling_group_gets_one_status_check_alarm(aws):

@@ -78,9 +78,12 @@ def test_rerun_launches_nothing_more(ready):
     launch()
     (first,) = instances()
     out = launch()
-    assert out.strip() == f"instance {first['InstanceId']} exists, unchanged (running, " + (
-        f"{first.get('PublicIpAddress') or first.get('PublicDnsName') or 'no address'})"
-    )
+    address = first.get("PublicIpAddress") or first.get("PublicDnsName") or "no address"
+    instance_id = first["InstanceId"]
+    assert out.splitlines() == [
+        f"instance {instance_id} exists, unchanged (running, {address})",
+        f"alarm {STAGE.alarm(f'status-check-{instance_id}')} exists, unchanged",
+    ]
     assert len(instances()) == 1
 
 
@@ -271,7 +274,10 @@ def test_terminate_dry_run_and_rerun(ready):
     instance_id = instance["InstanceId"]
     out = io.StringIO()
     call_command("terminate_ec2", "--env", "stage", instance_id, "--dry-run", stdout=out)
-    assert out.getvalue().strip() == f"Would terminate instance {instance_id} (running)"
+    assert out.getvalue().splitlines() == [
+        f"Would terminate instance {instance_id} (running)",
+        f"Would delete alarm {STAGE.alarm(f'status-check-{instance_id}')} (its instance is gone)",
+    ]
     assert [i["InstanceId"] for i in instances()] == [instance_id]
 
     call_command("terminate_ec2", "--env", "stage", instance_id, "--no-input", stdout=out)
@@ -311,12 +317,13 @@ def test_rerun_with_a_stopped_instance_says_start_or_terminate_it(ready):
     instance_id = instance["InstanceId"]
     boto3.client("ec2").stop_instances(InstanceIds=[instance_id])
     out = launch()
-    assert out.strip() == (
+    assert out.splitlines() == [
         f"instance {instance_id} exists, stopped, serving nothing: start it "
         f"(aws ec2 start-instances --region eu-west-1 --instance-ids {instance_id}) "
         "or terminate it "
-        f"(./manage.py terminate_ec2 --env stage {instance_id})"
-    )
+        f"(./manage.py terminate_ec2 --env stage {instance_id})",
+        f"alarm {STAGE.alarm(f'status-check-{instance_id}')} exists, unchanged",
+    ]
     assert [i["InstanceId"] for i in instances(states=ec2.EXISTING_STATES)] == [instance_id]
     status = io.StringIO()
     call_command("ec2_status", "--env", "stage", stdout=status)

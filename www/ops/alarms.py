@@ -24,6 +24,7 @@ import dataclasses
 from www.ops.ec2 import environment_instances
 from www.ops.errors import value_or_none
 from www.ops.results import Result, converge
+from www.project import aws_region
 
 ALB_5XX_COUNT = 10
 TARGET_5XX_COUNT = 10
@@ -249,6 +250,11 @@ def status_check_alarms(*, autoscaling, ec2, landscape):
                 f"An instance of {landscape.auto_scaling_group}",
             )
         ]
+    return instance_status_checks(ec2=ec2, landscape=landscape)
+
+
+def instance_status_checks(*, ec2, landscape):
+    """One status-check alarm per instance of the environment."""
     return [
         _status_check(
             f"status-check-{instance['InstanceId']}",
@@ -342,20 +348,56 @@ def ensure_alarms(
     if with_database:
         alarms += database_alarms(landscape=landscape)
     for alarm in alarms:
-        request = alarm.request(landscape, topic_arn)
-        name = request["AlarmName"]
-        current = existing.get(name)
-        desired = _owned(request)
-        owned = None if current is None else _owned(current)
-        changed = [key for key in ALARM_FIELDS if owned and owned[key] != desired[key]]
-        yield converge(
-            f"alarm {name}",
-            owned,
-            desired,
-            lambda request=request: cloudwatch.put_metric_alarm(**request),
-            dry_run=dry_run,
-            detail=f"differed, put back: {', '.join(changed)}" if changed else "",
+        yield _converge_alarm(cloudwatch, landscape, topic_arn, alarm, existing, dry_run)
+    yield from _delete_stale_status_checks(cloudwatch, landscape, alarms, existing, dry_run)
+
+
+def instance_status_alarms(*, cloudwatch, sns, sts, ec2, landscape, leaving=(), dry_run=False):
+    """A single-instance environment's status-check alarms, kept with its instances as
+    launch_ec2 and terminate_ec2 change them: one per instance (but those `leaving`, being
+    terminated), none for an instance gone. Nothing but one skip before setup_aws has created
+    the alert topic (it then creates them)."""
+    account = sts.get_caller_identity()["Account"]
+    arn = topic_arn(landscape=landscape, region=aws_region(), account=account)
+    if not _topic_exists(sns, arn):
+        yield Result(
+            "skip",
+            f"alert topic {landscape.alert_topic}:",
+            detail=f"none yet, so no status-check alarms: ./manage.py setup_aws --env "
+            f"{landscape.env.name} creates both",
         )
+        return
+    existing = _existing_alarms(cloudwatch, landscape)
+    alarms = [
+        alarm
+        for alarm in instance_status_checks(ec2=ec2, landscape=landscape)
+        if alarm.dimensions["InstanceId"] not in leaving
+    ]
+    for alarm in alarms:
+        yield _converge_alarm(cloudwatch, landscape, arn, alarm, existing, dry_run)
+    yield from _delete_stale_status_checks(cloudwatch, landscape, alarms, existing, dry_run)
+
+
+def _converge_alarm(cloudwatch, landscape, topic_arn, alarm, existing, dry_run):
+    """Alarm created, or put back if it differs from what this module sets."""
+    request = alarm.request(landscape, topic_arn)
+    name = request["AlarmName"]
+    current = existing.get(name)
+    desired = _owned(request)
+    owned = None if current is None else _owned(current)
+    changed = [key for key in ALARM_FIELDS if owned and owned[key] != desired[key]]
+    return converge(
+        f"alarm {name}",
+        owned,
+        desired,
+        lambda: cloudwatch.put_metric_alarm(**request),
+        dry_run=dry_run,
+        detail=f"differed, put back: {', '.join(changed)}" if changed else "",
+    )
+
+
+def _delete_stale_status_checks(cloudwatch, landscape, alarms, existing, dry_run):
+    """Per-instance status-check alarms of instances no longer among `alarms`'."""
     wanted = {landscape.alarm(alarm.name) for alarm in alarms}
     stale = [
         name

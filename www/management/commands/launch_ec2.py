@@ -4,7 +4,7 @@ from django.core.management.base import CommandError
 
 from www import aws
 from www.management.base import AWSCommand, add_ami_arguments, ami_of
-from www.ops import ec2, loadbalancer, scaling
+from www.ops import alarms, ec2, loadbalancer, scaling
 
 
 class Command(AWSCommand):
@@ -56,6 +56,7 @@ class Command(AWSCommand):
         existing = ec2.environment_instances(ec2=ec2_client, landscape=land)
         if len(existing) >= count:  # a rerun: nothing to launch, so no AMI to look up
             self.report_all(ec2.existing_results(existing[:count], land))
+            self.report_all(self.status_alarms(land, dry_run))
             return
         ami = ami_of(options)
         ec2.check_ami(ec2=ec2_client, ami=ami)
@@ -78,7 +79,19 @@ class Command(AWSCommand):
                 dry_run=dry_run,
                 wait=options["wait"],
                 wait_delay=options["wait_delay"],
-            )
+            ),
+            self.status_alarms(land, dry_run),
+        )
+
+    def status_alarms(self, land, dry_run):
+        """Each instance's status-check alarm (a fleet's is the group's, set by setup_aws)."""
+        return alarms.instance_status_alarms(
+            cloudwatch=aws.client("cloudwatch"),
+            sns=aws.client("sns"),
+            sts=aws.client("sts"),
+            ec2=aws.client("ec2"),
+            landscape=land,
+            dry_run=dry_run,
         )
 
     def scale(self, land, count, dry_run, options):

@@ -2,7 +2,7 @@ from django.core.management.base import CommandError
 
 from www import aws
 from www.management.base import AWSCommand
-from www.ops import ec2
+from www.ops import alarms, ec2
 
 
 class Command(AWSCommand):
@@ -28,6 +28,18 @@ class Command(AWSCommand):
         self.report_all(
             ec2.terminate(ec2=ec2_client, landscape=land, ids=instance_ids, dry_run=dry_run)
         )
+        if not members:  # a group's status-check alarm is the group's, not an instance's
+            self.report_all(
+                alarms.instance_status_alarms(
+                    cloudwatch=aws.client("cloudwatch"),
+                    sns=aws.client("sns"),
+                    sts=aws.client("sts"),
+                    ec2=ec2_client,
+                    landscape=land,
+                    leaving=instance_ids,
+                    dry_run=dry_run,
+                )
+            )
         for instance_id in instance_ids:
             if instance_id in members:
                 self.stdout.write(
