@@ -56,7 +56,7 @@ class Command(AWSCommand):
         existing = ec2.environment_instances(ec2=ec2_client, landscape=land)
         if len(existing) >= count:  # a rerun: nothing to launch, so no AMI to look up
             self.report_all(ec2.existing_results(existing[:count], land))
-            self.report_all(self.status_alarms(land, dry_run))
+            self.report_all(self.status_alarms(land, ec2_client, dry_run))
             return
         ami = ami_of(options)
         ec2.check_ami(ec2=ec2_client, ami=ami)
@@ -80,16 +80,16 @@ class Command(AWSCommand):
                 wait=options["wait"],
                 wait_delay=options["wait_delay"],
             ),
-            self.status_alarms(land, dry_run),
+            self.status_alarms(land, ec2_client, dry_run),
         )
 
-    def status_alarms(self, land, dry_run):
+    def status_alarms(self, land, ec2_client, dry_run):
         """Each instance's status-check alarm (a fleet's is the group's, set by setup_aws)."""
         return alarms.instance_status_alarms(
             cloudwatch=aws.client("cloudwatch"),
             sns=aws.client("sns"),
             sts=aws.client("sts"),
-            ec2=aws.client("ec2"),
+            ec2=ec2_client,
             landscape=land,
             dry_run=dry_run,
         )
