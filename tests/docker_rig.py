@@ -117,11 +117,17 @@ def cdn_stand_in(aws):
 
 
 def stage_config(
-    postgres_server, dbname, *, secret_key=TEST_SECRET_KEY, cdn_domain="cdn.invalid", **values
+    postgres_server,
+    dbname,
+    *,
+    secret_key=TEST_SECRET_KEY,
+    cdn_domain="cdn.invalid",
+    env="stage",
+    **values,
 ):
-    """The stage template filled in for a container on this machine's loopback; its secrets
-    (the SECRET_KEY and the database password) stored in the emulator's SSM. Static URLs name
-    cdn_domain: a tests.cdn.CdnStandIn's where a test loads them."""
+    """The env's template (stage's unless named) filled in for a container on this machine's
+    loopback; its secrets (the SECRET_KEY and the database password) stored in the emulator's
+    SSM. Static URLs name cdn_domain: a tests.cdn.CdnStandIn's where a test loads them."""
     db = postgres_server.django_settings(dbname)
     filled = {
         "HOSTNAME": "127.0.0.1",
@@ -132,8 +138,8 @@ def stage_config(
         "DB_USER": db["USER"],
         **values,
     }
-    put_secrets(secret_key=secret_key, database_password=db["PASSWORD"])
-    template = default_config_file(project.load().environment("stage")).read_text()
+    put_secrets(env, secret_key=secret_key, database_password=db["PASSWORD"])
+    template = default_config_file(project.load().environment(env)).read_text()
     return fill_placeholders(template, filled)
 
 

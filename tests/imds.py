@@ -57,8 +57,9 @@ class InstanceMetadata:
             self.paths[f"{CREDENTIALS_PATH}/{role}"] = role_credentials()
 
     @classmethod
-    def from_ec2(cls, ec2, instance_id, *, iam=None):
-        """Read what the emulator recorded for the instance (its role too, given iam)."""
+    def from_ec2(cls, ec2, instance_id, *, iam=None, profile=None):
+        """Read what the emulator recorded for the instance (its role too, given iam; from
+        instance profile `profile` if the emulator recorded none for it)."""
         instance = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0][
             "Instances"
         ][0]
@@ -66,9 +67,10 @@ class InstanceMetadata:
         user_data = base64.b64decode(attr.get("UserData", {}).get("Value", ""))
         role = None
         profile_arn = instance.get("IamInstanceProfile", {}).get("Arn")
-        if iam is not None and profile_arn:
-            profile = iam.get_instance_profile(InstanceProfileName=profile_arn.split("/")[-1])
-            role = profile["InstanceProfile"]["Roles"][0]["RoleName"]
+        profile = profile_arn.split("/")[-1] if profile_arn else profile
+        if iam is not None and profile:
+            found = iam.get_instance_profile(InstanceProfileName=profile)
+            role = found["InstanceProfile"]["Roles"][0]["RoleName"]
         interfaces = instance.get("NetworkInterfaces") or [{}]
         mac, vpc_ranges = interfaces[0].get("MacAddress"), ()
         if instance.get("VpcId"):

@@ -32,6 +32,7 @@ from www.project import BASE_DIR
 PROJECT = project.load()
 STAGE = Landscape.of(PROJECT, "stage")
 USER_DATA_PATH = "/var/lib/cloud/instance/user-data.txt"  # where cloud-init keeps it
+BOOT_PID = "/run/boot.pid"  # the boot's process group, for kill_boot
 BOOTSTRAP_LOG = "/var/log/bootstrap.log"
 HEALTH_TIMEOUT = 150  # stage 2's wait for /health, per container
 REGISTRY_PATH = "e2e"
@@ -55,21 +56,24 @@ LABEL org.opencontainers.image.title="an EC2 instance for the boot tests ({tag})
 """
 
 
-def command(name, *args):
+def command(name, *args, env="stage"):
     out = io.StringIO()
-    call_command(name, "--env", "stage", *args, stdout=out)
+    call_command(name, "--env", env, *args, stdout=out)
     return out.getvalue()
 
 
-def recorded_image():
-    return images.read_release(s3=boto3.client("s3"), env=STAGE.env)["IMAGE"]
+def recorded_image(landscape=STAGE):
+    return images.read_release(s3=boto3.client("s3"), env=landscape.env)["IMAGE"]
 
 
 class Rig:
     """One test's world: database, host directory, IMDS server, instance container, and the
     names of everything created, removed at teardown by those names."""
 
-    def __init__(self, docker_client, postgres_server, moto_server, registry, tmp_path):
+    def __init__(
+        self, docker_client, postgres_server, moto_server, registry, tmp_path, landscape=STAGE
+    ):
+        self.landscape = landscape
         self.docker = docker_client
         self.postgres = postgres_server
         self.moto = moto_server
@@ -80,8 +84,10 @@ class Rig:
         self.host_port = free_port()
         self.root = tempfile.mkdtemp(prefix="boot-e2e-")  # CONTAINERS_ROOT on both sides
         self.images = []  # references this test created, removed at teardown
+        self.cdn = None  # a tests.cdn.CdnStandIn, where static URLs point
         self.imds = None
         self.instance = None
+        self.instance_id = None
         self.dbname = None
 
     # --- the developer's side -------------------------------------------------------------
@@ -91,9 +97,14 @@ class Rig:
         return self.dbname
 
     def config_file(self, **settings):
-        source = stage_config(self.postgres, self.dbname, cdn_domain=self.cdn.domain)
+        source = stage_config(
+            self.postgres,
+            self.dbname,
+            cdn_domain=self.cdn.domain if self.cdn else "cdn.invalid",
+            env=self.landscape.env.name,
+        )
         source += "".join(f"\n{name} = {value!r}\n" for name, value in settings.items())
-        path = self.tmp_path / "stage.local.py"
+        path = self.tmp_path / f"{self.landscape.env.name}.local.py"
         path.write_text(source)
         return path
 
@@ -110,20 +121,26 @@ class Rig:
         repository = f"{self.registry.address}/{REGISTRY_PATH}/{PROJECT.name}-release"
         self.images.append(f"{repository}:{tag}")
         target = f"{self.registry.address}/{REGISTRY_PATH}"
-        out = command("publish_image", tag, "--registry", target)
-        self.images.append(recorded_image())  # the by-digest reference stage 2 pulls
+        out = command("publish_image", tag, "--registry", target, env=self.landscape.env.name)
+        self.images.append(recorded_image(self.landscape))  # the by-digest one stage 2 pulls
         return out
 
     # --- the instance's side --------------------------------------------------------------
 
-    def launch_instance(self):
-        """The instance moto launched, played by a container: its metadata served by IMDS."""
+    def launch_instance(self, instance_id=None, *, profile=None, **settings):
+        """The instance moto launched (the environment's only one unless instance_id names
+        one), played by a container: its metadata served by IMDS (its role from instance
+        profile `profile` when moto recorded none). settings: more of stage 2's environment
+        (its header lists them)."""
         ec2 = boto3.client("ec2")
-        (reservation,) = ec2.describe_instances(Filters=[{"Name": "tag:Env", "Values": ["stage"]}])[
-            "Reservations"
-        ]
-        (instance,) = reservation["Instances"]
-        metadata = InstanceMetadata.from_ec2(ec2, instance["InstanceId"], iam=boto3.client("iam"))
+        if instance_id is None:
+            env_tag = {"Name": "tag:Env", "Values": [self.landscape.env.name]}
+            (reservation,) = ec2.describe_instances(Filters=[env_tag])["Reservations"]
+            ((instance_id, *_),) = [[i["InstanceId"] for i in reservation["Instances"]]]
+        metadata = InstanceMetadata.from_ec2(
+            ec2, instance_id, iam=boto3.client("iam"), profile=profile
+        )
+        self.instance_id = instance_id
         self.imds = IMDSServer(metadata).start()
         self.instance = self.docker.containers.run(
             self.instance_image,
@@ -144,6 +161,7 @@ class Rig:
                 "HOST_PORT": str(self.host_port),
                 "HEALTH_TIMEOUT": str(HEALTH_TIMEOUT),
                 "REDEPLOY_EVERY": "off",  # no systemd here: the test reruns the boot itself
+                **settings,
             },
             volumes={
                 "/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "rw"},
@@ -166,10 +184,21 @@ class Rig:
             tar.addfile(info, io.BytesIO(user_data))
         assert self.instance.put_archive("/", data.getvalue())
 
-    def boot(self):
-        """Run the user-data as cloud-init does; (exit status, what it printed)."""
-        result = self.instance.exec_run([USER_DATA_PATH])
+    def boot(self, **settings):
+        """Run the user-data as cloud-init does (settings: more of stage 2's environment, for
+        this run only); (exit status, what it printed). It runs in a process group of its
+        own, which kill_boot ends."""
+        result = self.instance.exec_run(
+            ["setsid", "--wait", "sh", "-c", f'echo $$ >{BOOT_PID}; exec "$0"', USER_DATA_PATH],
+            environment=settings,
+        )
         return result.exit_code, result.output.decode(errors="replace")
+
+    def kill_boot(self):
+        """SIGKILL to a running boot's every process, as when the instance loses power: no
+        exit trap runs."""
+        result = self.instance.exec_run(["bash", "-c", f'kill -KILL -- "-$(<{BOOT_PID})"'])
+        assert result.exit_code == 0, result.output.decode(errors="replace")
 
     def bootstrap_log(self):
         result = self.instance.exec_run(["cat", BOOTSTRAP_LOG])

@@ -1,7 +1,8 @@
 """A steady, bounded HTTP load on loopback, for the swap test and bench.swap.
 
 A few threads, each with its own keep-alive session (as a browser or a load balancer keeps
-its connections), request the given URLs in turn as fast as they are answered, until stop()
+its connections), request the given URLs in turn as fast as they are answered (or, given a
+pace, at most one request per pace seconds each), until stop()
 or until the request count or the time bound is reached, whichever comes first. Every request
 is recorded: when it started, how long it took, and its status code or the error that ended it
 (a refused or reset connection, a timeout). Nothing is retried: a failure counts as one.
@@ -27,8 +28,20 @@ class Request:
 
 
 class SteadyLoad:
-    def __init__(self, urls, *, threads=4, max_requests=50_000, max_seconds=300, timeout=30):
+    def __init__(
+        self,
+        urls,
+        *,
+        threads=4,
+        max_requests=50_000,
+        max_seconds=300,
+        timeout=30,
+        headers=None,
+        pace=0,
+    ):
         self.urls = list(urls)
+        self.pace = pace  # the least seconds between two of one thread's requests (0: none)
+        self.headers = headers or {}  # e.g. the Host a browser names
         self.threads = threads
         self.max_requests = max_requests
         self.max_seconds = max_seconds
@@ -64,12 +77,14 @@ class SteadyLoad:
 
     def _run(self, index):
         session = requests.Session()
+        session.headers.update(self.headers)
         turn = index
         try:
             while not self._stop.is_set() and time.monotonic() < self.deadline and self._claim():
                 url = self.urls[turn % len(self.urls)]
                 turn += 1
                 started = time.monotonic()
+                next_start = started + self.pace
                 try:
                     response = session.get(url, timeout=self.timeout, allow_redirects=False)
                     outcome = response.status_code
@@ -79,6 +94,7 @@ class SteadyLoad:
                 with self._lock:
                     self._in_flight -= 1
                     self.requests.append(record)
+                self._stop.wait(max(0.0, next_start - time.monotonic()))
         finally:
             session.close()
 

@@ -205,6 +205,24 @@ def test_a_roll_leaves_the_target_group_swaps_rejoins_and_gives_the_lease_back(f
     assert out.strip() == "took", err
 
 
+def test_the_only_instance_in_service_swaps_without_leaving_the_target_group(fleet, tmp_path):
+    script, (alone, unhealthy) = fleet
+    elbv2 = boto3.client("elbv2")
+    arn = elbv2.describe_target_groups(Names=[PROD.target_group])["TargetGroups"][0]
+    elbv2.deregister_targets(
+        TargetGroupArn=arn["TargetGroupArn"], Targets=[{"Id": unhealthy}]
+    )  # (moto reports every registered running instance healthy: this one is out instead)
+    code, out, err = run_now(
+        script, alone, f"{RECORDING_SWAP}; {TAKE}; roll_container 2.0", tmp_path
+    )
+    assert code == 0, err
+    # in service all through its swap, which drops no request on one host
+    assert (tmp_path / f"swap-{alone}").read_text().split() == ["2.0", "healthy", "held"]
+    assert "no other instance of target group" in err and "left target group" not in err
+    assert health() == {alone: "healthy"}
+    assert lease() is None
+
+
 def test_a_failed_swap_rejoins_with_the_old_container_and_gives_the_lease_back(fleet, tmp_path):
     script, (rolling, serving) = fleet
     code, out, err = run_now(

@@ -209,6 +209,14 @@ def test_supervisord_restarts_gunicorn_and_docker_stop_is_clean(
         while time.monotonic() < deadline and not (gunicorn_pid() not in (0, old)):
             time.sleep(0.5)
         assert gunicorn_pid() not in (0, old), app.logs()
+        # The killed master's workers can still answer /health for a moment (they notice
+        # their parent is gone within a second), so /health alone does not say the new master
+        # is up. It logs "Listening at" once its signal handlers are in place: before that, a
+        # SIGTERM ends it as a signal's default would, which is no test of its stop.
+        deadline = time.monotonic() + 60
+        while app.logs().count("Listening at:") < 2 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert app.logs().count("Listening at:") >= 2, app.logs()
         app.wait_healthy(timeout=60)
         assert "exited: gunicorn (terminated by SIGKILL" in app.logs()
 

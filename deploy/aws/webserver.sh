@@ -1031,6 +1031,13 @@ target_state() {
 		--output text
 }
 
+# How many other instances the target group reports healthy.
+others_in_service() {
+	aws_cli elbv2 describe-target-health --target-group-arn "$TARGET_GROUP_ARN" \
+		--query "length(TargetHealthDescriptions[?TargetHealth.State=='healthy' && Target.Id!='$INSTANCE_ID'])" \
+		--output text
+}
+
 # The AWS CLI's waiter $1 (target-deregistered, target-in-service) on this instance, for at
 # most TARGET_WAIT_TIMEOUT seconds (the waiter asks every 15 s).
 wait_target() {
@@ -1072,13 +1079,19 @@ rejoin_target_group() {
 # target group reports this instance healthy, give the lease back. When anything fails on the
 # way, finish_roll (at exit) rejoins with whatever serves (the old container, when the swap
 # failed) and gives the lease back. An instance its target group does not know (e.g. leaving
-# the Auto Scaling group) swaps where it is.
+# the Auto Scaling group) swaps where it is; so does the only instance in service (a fleet of
+# one, or the others unhealthy): leaving would take the site down, while the swap on this
+# host drops no request (the header's "Replacing a running container").
 roll_container() {
-	local state
+	local state others
 	find_target_group
 	state=$(target_state) || die "cannot read this instance's state in target group $TARGET_GROUP (above)"
+	others=$(others_in_service) || die "cannot read target group $TARGET_GROUP's health (above)"
 	if [[ $state == unused ]]; then
 		log "this instance is not registered in target group $TARGET_GROUP: swapping without leaving it"
+		swap_container "$1"
+	elif [[ $state == healthy && $others == 0 ]]; then
+		log "no other instance of target group $TARGET_GROUP is healthy: swapping in service, as leaving would take the site down"
 		swap_container "$1"
 	else
 		leave_target_group
