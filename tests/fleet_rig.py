@@ -1,9 +1,14 @@
-"""The prod fleet's names and the commands the fleet tests run against moto's server.
+"""The prod fleet's names and the commands the fleet tests run against moto's server; and
+the fleet of booted instances behind the load balancer's stand-in that tests/test_fleet_roll.py
+and bench.roll roll releases across (start_fleet).
 
 The fixtures built on them (zone, prod_fleet) are conftest's.
 """
 
 import io
+import json
+import threading
+import time
 
 import boto3
 from django.core.management import call_command
@@ -15,6 +20,8 @@ from www.ops.landscape import Landscape
 PROD = Landscape.of(PROJECT, "prod")
 DOMAINS = PROD.env.domains
 ZONE = DOMAINS[0].split(".", 1)[1] + "."  # webapp.example.com -> example.com.
+TIMER_EVERY = 3  # seconds between two runs of an instance's redeploy timer, here
+ROLL_TIMEOUT = 600  # deploy's wait for the whole fleet, bounded
 
 
 def setup_aws(*args, env="prod"):
@@ -44,3 +51,172 @@ def find_load_balancer():
 
 def find_group():
     return scaling.find_group(boto3.client("autoscaling"), PROD)
+
+
+def start_fleet(
+    stack,
+    *,
+    docker_client,
+    postgres,
+    moto,
+    registry,
+    release_image,
+    instance_image,
+    tmp_path,
+    count,
+):
+    """prod set up in moto (its zone already made: create_zone) with `count` instances booted
+    on release_image, and the load balancer's stand-in in front of them; everything removed
+    when contextlib.ExitStack `stack` closes. Returns (rigs, load balancer)."""
+    from tests.alb_standin import LoadBalancerStandIn
+    from tests.instance_rig import Rig
+
+    setup_and_wait()
+    rigs = []
+    for index in range(count):
+        rig = Rig(docker_client, postgres, moto, registry, tmp_path / f"instance-{index}", PROD)
+        rig.tmp_path.mkdir()
+        rig.release_image, rig.instance_image = release_image, instance_image
+        rigs.append(rig)
+    for rig in rigs:  # the first one's images last (closed in reverse): all run them
+        stack.callback(rig.teardown)
+    first = rigs[0]
+    first.publish(release_image.partition(":")[2])
+    first.database()
+    config = first.config_file(ALLOWED_HOSTS=[DOMAINS[0]])
+    command("push_config", str(config))
+    command("launch_ec2", "--count", str(count))
+    group = find_group()
+    ids = sorted(i["InstanceId"] for i in group["Instances"])
+    assert len(ids) == count, ids
+    profile = launch_template_profile(group)
+    for rig, instance_id in zip(rigs, ids, strict=True):
+        # nginx believes X-Forwarded-* from the load balancer's address: here, loopback
+        rig.launch_instance(instance_id, profile=profile, FORWARDED_ALLOW_IPS="127.0.0.1")
+    boot_together(rigs)
+    balancer = LoadBalancerStandIn(
+        target_group_arn(), {rig.instance_id: rig.host_port for rig in rigs}, host=DOMAINS[0]
+    ).start()
+    stack.callback(balancer.stop)
+    assert balancer.wait_serving(count), balancer.describe()
+    return rigs, balancer
+
+
+class Timer:
+    """An instance's redeploy timer: its boot rerun every `every` seconds until stop()."""
+
+    def __init__(self, rig, every=TIMER_EVERY, **settings):
+        self.rig = rig
+        self.every = every
+        self.settings = settings
+        self.runs = []  # (exit status, output) of each run
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def _run(self):
+        deadline = time.monotonic() + ROLL_TIMEOUT
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            self.runs.append(self.rig.boot(**self.settings))
+            self._stop.wait(self.every)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(timeout=300)
+
+    def failed_runs(self):
+        return [output for status, output in self.runs if status != 0]
+
+
+def lease_versions(release):
+    """The leases taken for release, oldest first: each version's body, from the bucket's
+    history of the lease object (versioned)."""
+    s3 = boto3.client("s3")
+    found = s3.list_object_versions(Bucket=PROD.bucket, Prefix=PROD.env.lease_key)
+    leases = []
+    for version in found.get("Versions", []):
+        body = s3.get_object(
+            Bucket=PROD.bucket, Key=PROD.env.lease_key, VersionId=version["VersionId"]
+        )["Body"].read()
+        lease = json.loads(body)
+        if lease["release"] == release:
+            leases.append(lease)
+    return sorted(leases, key=lambda lease: lease["taken_at"])
+
+
+def current_lease():
+    try:
+        body = boto3.client("s3").get_object(Bucket=PROD.bucket, Key=PROD.env.lease_key)["Body"]
+    except boto3.client("s3").exceptions.NoSuchKey:
+        return None
+    return json.loads(body.read())
+
+
+def boot_together(rigs):
+    """Each instance's first boot, all at once as the Auto Scaling group starts them."""
+    results = {}
+    threads = [
+        threading.Thread(target=lambda rig=rig: results.update({rig: rig.boot()})) for rig in rigs
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=600)
+    for rig in rigs:
+        status, output = results[rig]
+        assert status == 0, output
+
+
+def launch_template_profile(group):
+    """The instance profile of the group's launch template: EC2 gives it to every instance
+    the group launches, where moto records none."""
+    template = group["LaunchTemplate"]
+    named = {k: v for k, v in template.items() if k in ("LaunchTemplateId", "LaunchTemplateName")}
+    (version,) = boto3.client("ec2").describe_launch_template_versions(
+        **named, Versions=[template["Version"]]
+    )["LaunchTemplateVersions"]
+    profile = version["LaunchTemplateData"]["IamInstanceProfile"]
+    return profile.get("Name") or profile["Arn"].split("/")[-1]
+
+
+def target_group_arn():
+    (group,) = boto3.client("elbv2").describe_target_groups(Names=[PROD.target_group])[
+        "TargetGroups"
+    ]
+    return group["TargetGroupArn"]
+
+
+def wait_until(condition, timeout, what):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout}s: {what}"
+        time.sleep(0.2)
+
+
+def steady_load(balancer, **options):
+    """Browsers' requests through the load balancer, a DB-backed page and /health in turn:
+    4 threads of at most 25 requests a second each (CPU left for the instances on 2 cores),
+    bounded; options replace those settings."""
+    from tests.load import SteadyLoad
+
+    settings = {
+        "threads": 4,
+        "pace": 0.04,
+        "max_requests": 200_000,
+        "max_seconds": ROLL_TIMEOUT + 120,
+        "headers": {"Host": DOMAINS[0]},
+        **options,
+    }
+    return SteadyLoad([f"{balancer.url}/", f"{balancer.url}/health"], **settings)
+
+
+def deploy(rig, tag):
+    """./manage.py deploy of tag, which rig published (so deploy finds it published)."""
+    from tests.instance_rig import REGISTRY_PATH
+
+    registry = f"{rig.registry.address}/{REGISTRY_PATH}"
+    options = ("--registry", registry, "--timeout", str(ROLL_TIMEOUT), "--interval", "1")
+    return command("deploy", tag, *options)

@@ -8,6 +8,7 @@ swap_container records what the fleet looked like while it ran, or fails as a co
 that never answers /health makes it fail.
 """
 
+import dataclasses
 import json
 import os
 import shutil
@@ -143,7 +144,7 @@ def put_lease(holder, expires):
 def test_push_config_renders_the_target_group_and_the_lease_for_a_load_balanced_env(tmp_path):
     prod = stage2(PROD, tmp_path).read_text()
     assert f"TARGET_GROUP='{PROD.target_group}'" in prod
-    assert "LEASE_KEY='deploy/prod/lease.json'" in prod
+    assert "LEASE_KEYS='deploy/prod/lease.json'" in prod  # PROD_ROLL_AT_ONCE=1: one lease
     stage = stage2(STAGE, tmp_path).read_text()
     assert "TARGET_GROUP=''" in stage
 
@@ -165,6 +166,30 @@ def test_the_lease_is_taken_when_free_and_refused_to_a_second_instance(fleet, tm
     code, out, err = run_now(script, first, TAKE, tmp_path, exit_trap=False)
     assert (code, out.strip()) == (0, "took"), err
     assert "took back this instance's own lease" in err
+
+
+def test_roll_at_once_lets_that_many_instances_out_and_no_more(fleet, tmp_path):
+    _, (first, second) = fleet
+    third = boto3.client("ec2").run_instances(ImageId=MOTO_UBUNTU_AMI, MinCount=1, MaxCount=1)[
+        "Instances"
+    ][0]["InstanceId"]
+    # PROD_ROLL_AT_ONCE=2 (of at least 3 instances): two leases
+    two_at_once = Landscape(PROJECT, dataclasses.replace(PROD.env, roll_at_once=2))
+    script = stage2(two_at_once, tmp_path)
+    took = []
+    for instance in (first, second):
+        code, out, err = run_now(
+            script, instance, f"{TAKE}; echo $LEASE_KEY", tmp_path, exit_trap=False
+        )
+        assert out.split()[0] == "took", err
+        took.append(out.split()[1])
+    assert took == [PROD.env.lease_key, "deploy/prod/lease-2.json"]
+    code, out, err = run_now(script, third, TAKE, tmp_path, exit_trap=False)
+    assert (code, out.strip()) == (0, "refused"), err
+    held = [line for line in err.splitlines() if "the lease is held by" in line]
+    assert [line.split("held by ")[1].split()[0] for line in held] == [first, second]
+    assert held[0].endswith("trying the next lease")
+    assert held[1].endswith("not swapping now; the timer's next run tries again")
 
 
 def test_an_expired_lease_is_taken_over_by_exactly_one_of_two_contenders(fleet, tmp_path):
@@ -313,7 +338,7 @@ def test_only_a_load_balanced_role_may_leave_its_own_target_group_and_write_the_
         a.startswith("elasticloadbalancing:Describe")
         for a in statements["FindTargetGroupAndReadHealth"]["Action"]
     )
-    lease_arn = f"arn:aws:s3:::{PROD.bucket}/deploy/prod/lease.json"
+    lease_arn = f"arn:aws:s3:::{PROD.bucket}/deploy/prod/lease*.json"  # each of ROLL_AT_ONCE
     writes = [s for s in statements.values() if s["Action"] == "s3:PutObject"]
     assert {s["Resource"] for s in writes} == {lease_arn}
     assert sorted(next(iter(s["Condition"]["Null"])) for s in writes) == [

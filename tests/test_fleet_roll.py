@@ -14,122 +14,21 @@ instance's boot every few seconds (TIMER_EVERY), as the timer would, while ./man
 waits for the fleet to report the release healthy.
 """
 
-import json
-import threading
+import contextlib
 import time
 
-import boto3
 import pytest
 
 from tests import fleet_rig
-from tests.alb_standin import LoadBalancerStandIn
 from tests.docker_rig import SESSION_TAG
-from tests.instance_rig import REGISTRY_PATH, Rig, command
-from tests.load import SteadyLoad
+from tests.fleet_rig import Timer, current_lease, deploy, lease_versions, steady_load, wait_until
 
 pytestmark = pytest.mark.docker
 
-PROD = fleet_rig.PROD
 INSTANCES = 3
-TIMER_EVERY = 3  # seconds between two runs of an instance's redeploy timer, here
-ROLL_TIMEOUT = 600  # deploy's wait for the whole fleet, bounded
 # The lease the killed instance takes: short, so that the test waits little for it to expire.
 # The others keep stage 2's default, longer than any roll here.
 KILLED_LEASE_SECONDS = 15
-
-
-class Timer:
-    """An instance's redeploy timer: its boot rerun every `every` seconds until stop()."""
-
-    def __init__(self, rig, every=TIMER_EVERY, **settings):
-        self.rig = rig
-        self.every = every
-        self.settings = settings
-        self.runs = []  # (exit status, output) of each run
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self):
-        self._thread.start()
-        return self
-
-    def _run(self):
-        deadline = time.monotonic() + ROLL_TIMEOUT
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            self.runs.append(self.rig.boot(**self.settings))
-            self._stop.wait(self.every)
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join(timeout=300)
-
-    def failed_runs(self):
-        return [output for status, output in self.runs if status != 0]
-
-
-def lease_versions(release):
-    """The leases taken for release, oldest first: each version's body, from the bucket's
-    history of the lease object (versioned)."""
-    s3 = boto3.client("s3")
-    found = s3.list_object_versions(Bucket=PROD.bucket, Prefix=PROD.env.lease_key)
-    leases = []
-    for version in found.get("Versions", []):
-        body = s3.get_object(
-            Bucket=PROD.bucket, Key=PROD.env.lease_key, VersionId=version["VersionId"]
-        )["Body"].read()
-        lease = json.loads(body)
-        if lease["release"] == release:
-            leases.append(lease)
-    return sorted(leases, key=lambda lease: lease["taken_at"])
-
-
-def current_lease():
-    try:
-        body = boto3.client("s3").get_object(Bucket=PROD.bucket, Key=PROD.env.lease_key)["Body"]
-    except boto3.client("s3").exceptions.NoSuchKey:
-        return None
-    return json.loads(body.read())
-
-
-def boot_together(rigs):
-    """Each instance's first boot, all at once as the Auto Scaling group starts them."""
-    results = {}
-    threads = [
-        threading.Thread(target=lambda rig=rig: results.update({rig: rig.boot()})) for rig in rigs
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=600)
-    for rig in rigs:
-        status, output = results[rig]
-        assert status == 0, output
-
-
-def launch_template_profile(group):
-    """The instance profile of the group's launch template: EC2 gives it to every instance
-    the group launches, where moto records none."""
-    template = group["LaunchTemplate"]
-    named = {k: v for k, v in template.items() if k in ("LaunchTemplateId", "LaunchTemplateName")}
-    (version,) = boto3.client("ec2").describe_launch_template_versions(
-        **named, Versions=[template["Version"]]
-    )["LaunchTemplateVersions"]
-    profile = version["LaunchTemplateData"]["IamInstanceProfile"]
-    return profile.get("Name") or profile["Arn"].split("/")[-1]
-
-
-def target_group_arn():
-    (group,) = boto3.client("elbv2").describe_target_groups(Names=[PROD.target_group])[
-        "TargetGroups"
-    ]
-    return group["TargetGroupArn"]
-
-
-def wait_until(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {timeout}s: {what}"
-        time.sleep(0.2)
 
 
 @pytest.fixture
@@ -145,62 +44,18 @@ def fleet(
 ):
     """prod set up in moto with three instances booted on the session's release, and the
     load balancer's stand-in in front of them. Returns (rigs, load balancer)."""
-    rigs = []
-    balancer = None
-    try:
-        fleet_rig.setup_and_wait()
-        for index in range(INSTANCES):
-            rig = Rig(docker_client, postgres_server, aws, registry, tmp_path / str(index), PROD)
-            rig.tmp_path.mkdir()
-            rig.release_image, rig.instance_image = release_image, instance_image
-            rigs.append(rig)
-        first = rigs[0]
-        first.publish(release_image.partition(":")[2])
-        first.database()
-        command(
-            "push_config", str(first.config_file(ALLOWED_HOSTS=[fleet_rig.DOMAINS[0]])), env="prod"
+    with contextlib.ExitStack() as stack:
+        yield fleet_rig.start_fleet(
+            stack,
+            docker_client=docker_client,
+            postgres=postgres_server,
+            moto=aws,
+            registry=registry,
+            release_image=release_image,
+            instance_image=instance_image,
+            tmp_path=tmp_path,
+            count=INSTANCES,
         )
-        command("launch_ec2", "--count", str(INSTANCES), env="prod")
-        group = fleet_rig.find_group()
-        ids = sorted(i["InstanceId"] for i in group["Instances"])
-        assert len(ids) == INSTANCES
-        profile = launch_template_profile(group)
-        for rig, instance_id in zip(rigs, ids, strict=True):
-            # nginx believes X-Forwarded-* from the load balancer's address: here, loopback
-            rig.launch_instance(instance_id, profile=profile, FORWARDED_ALLOW_IPS="127.0.0.1")
-        boot_together(rigs)
-
-        balancer = LoadBalancerStandIn(
-            target_group_arn(),
-            {rig.instance_id: rig.host_port for rig in rigs},
-            host=fleet_rig.DOMAINS[0],
-        ).start()
-        assert balancer.wait_serving(INSTANCES), balancer.describe()
-        yield rigs, balancer
-    finally:
-        if balancer is not None:
-            balancer.stop()
-        for rig in reversed(rigs):  # the first one's images last: all run them
-            rig.teardown()
-
-
-def steady_load(balancer):
-    """Browsers' requests through the load balancer: a DB-backed page and /health."""
-    return SteadyLoad(
-        [f"{balancer.url}/", f"{balancer.url}/health"],
-        threads=4,
-        pace=0.04,  # at most 100 requests a second: CPU left for the instances on 2 cores
-        max_requests=200_000,
-        max_seconds=ROLL_TIMEOUT + 120,
-        headers={"Host": fleet_rig.DOMAINS[0]},
-    )
-
-
-def deploy(rig, tag):
-    """./manage.py deploy of tag, which rig published (so deploy finds it published)."""
-    registry = f"{rig.registry.address}/{REGISTRY_PATH}"
-    options = ("--registry", registry, "--timeout", str(ROLL_TIMEOUT), "--interval", "1")
-    return command("deploy", tag, *options, env="prod")
 
 
 def test_releases_roll_across_three_instances_one_at_a_time_with_no_failed_request(fleet):

@@ -113,6 +113,16 @@ def test_fleet_keys_are_optional_and_read_per_environment(tmp_path):
             "PROD_MIN_INSTANCES=4\nPROD_MAX_INSTANCES=3\n",
             "project.env: PROD_MIN_INSTANCES=4 and PROD_MAX_INSTANCES=3: need 1 <= min <= max",
         ),
+        (
+            "PROD_MIN_INSTANCES=3\nPROD_MAX_INSTANCES=4\nPROD_ROLL_AT_ONCE=3\n",
+            "project.env: PROD_ROLL_AT_ONCE=3: set it from 1 to 2 (PROD_MIN_INSTANCES=3): "
+            "one instance must serve during a roll",
+        ),
+        (
+            "PROD_MIN_INSTANCES=5\nPROD_MAX_INSTANCES=6\nPROD_ROLL_AT_ONCE=0\n",
+            "project.env: PROD_ROLL_AT_ONCE=0: set it from 1 to 4 (PROD_MIN_INSTANCES=5): "
+            "one instance must serve during a roll",
+        ),
     ],
 )
 def test_bad_fleet_values_are_one_line(tmp_path, lines, message):

@@ -127,6 +127,7 @@ class Environment:
     domains: tuple = ()
     min_instances: int = DEFAULT_MIN_INSTANCES
     max_instances: int = DEFAULT_MAX_INSTANCES
+    roll_at_once: int = 1
     subnets: tuple = ()
     db_backup_days: int = DEFAULT_DB_BACKUP_DAYS
     db_multi_az: bool = False
@@ -185,6 +186,18 @@ class Environment:
         """Which instance of a load-balanced environment is out of its target group for a
         swap, and until when (boot stage 2 takes it with conditional writes)."""
         return f"{self.deploy_prefix}/lease.json"
+
+    @property
+    def lease_keys(self):
+        """One lease per instance that may be out of service at once (roll_at_once): the
+        first is lease_key, the others lease-2.json, lease-3.json, ..."""
+        more = (f"{self.deploy_prefix}/lease-{n}.json" for n in range(2, self.roll_at_once + 1))
+        return (self.lease_key, *more)
+
+    @property
+    def lease_pattern(self):
+        """Every lease key, as an IAM resource pattern."""
+        return f"{self.deploy_prefix}/lease*.json"
 
     @property
     def status_prefix(self):
@@ -325,6 +338,14 @@ def environment_from(values, env):
             f"project.env: {prefix}_MIN_INSTANCES={min_instances} and "
             f"{prefix}_MAX_INSTANCES={max_instances}: need 1 <= min <= max"
         )
+    roll_at_once = _count(values, f"{prefix}_ROLL_AT_ONCE", 1)
+    most = max(min_instances - 1, 1)  # one always serves (a lone one swaps in service)
+    if not 1 <= roll_at_once <= most:
+        allowed = "it to 1" if most == 1 else f"it from 1 to {most}"
+        raise ProjectFileError(
+            f"project.env: {prefix}_ROLL_AT_ONCE={roll_at_once}: set {allowed} "
+            f"({prefix}_MIN_INSTANCES={min_instances}): one instance must serve during a roll"
+        )
     return Environment(
         name=env,
         bucket=require(values, bucket_variable(env)),
@@ -333,6 +354,7 @@ def environment_from(values, env):
         domains=tuple(values.get(f"{prefix}_DOMAINS", "").split()),
         min_instances=min_instances,
         max_instances=max_instances,
+        roll_at_once=roll_at_once,
         subnets=tuple(values.get(f"{prefix}_SUBNETS", "").split()),
         **_database_facts(values, env),
     )

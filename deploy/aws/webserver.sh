@@ -55,12 +55,13 @@
 # container live.sock points at is the one kept.
 #
 # On a load-balanced environment (TARGET_GROUP rendered), an instance with a container serving
-# swaps out of the load balancer, one instance at a time (replace_container, roll_container):
-#   1. it takes the lease, LEASE_KEY in the bucket (instance id, release, expiry after
+# swaps out of the load balancer, ROLL_AT_ONCE instances at a time (one lease each in
+# LEASE_KEYS; replace_container, roll_container):
+#   1. it takes a lease, LEASE_KEY in the bucket (instance id, release, expiry after
 #      LEASE_SECONDS), created with If-None-Match: *; an expired one (its holder died) or its
 #      own (a killed run) is replaced with If-Match on the version read, so two instances
-#      can never both hold it. Held by another: one line, exit 0, nothing swapped; the
-#      timer's next run tries again;
+#      can never both hold it. Every lease held by another: a line each, exit 0, nothing
+#      swapped; the timer's next run tries again;
 #   2. it leaves the target group (deregister-targets) and waits until draining ends;
 #   3. swap_container, which waits for the new container's /health;
 #   4. it registers again and waits until the target group reports it healthy;
@@ -112,10 +113,12 @@ RELEASE_URI='{{release_uri}}'
 STATUS_PREFIX='{{status_prefix}}'
 FAILED_PREFIX='{{failed_prefix}}'
 LOG_GROUP='{{log_group}}'
-# The load balancer's target group this instance leaves and rejoins around a swap, and the
-# lease that lets one instance at a time do so; empty: the environment has no load balancer.
+# The load balancer's target group this instance leaves and rejoins around a swap (empty:
+# the environment has no load balancer), and the leases that let <ENV>_ROLL_AT_ONCE instances
+# at a time do so (project.env), space-separated; LEASE_KEY is then the one taken.
 TARGET_GROUP='{{target_group}}'
-LEASE_KEY='{{lease_key}}'
+LEASE_KEYS='{{lease_keys}}'
+LEASE_KEY=''
 # The uid the release image runs as (it writes /host/logs), and where the project's host
 # directory goes by default: project.env's APP_UID and CONTAINERS_ROOT.
 APP_UID='{{app_uid}}'
@@ -182,7 +185,7 @@ vpc_ranges() {
 check_rendered() {
 	local fact
 	for fact in "$PROJECT_NAME" "$ENV_NAME" "$DEFAULT_REGION" "$CONFIG_URI" "$RELEASE_URI" \
-		"$STATUS_PREFIX" "$FAILED_PREFIX" "$LOG_GROUP" "$TARGET_GROUP" "$LEASE_KEY" "$APP_UID" \
+		"$STATUS_PREFIX" "$FAILED_PREFIX" "$LOG_GROUP" "$TARGET_GROUP" "$LEASE_KEYS" "$APP_UID" \
 		"$DEFAULT_CONTAINERS_ROOT"; do
 		if [[ $fact == *'{{'* ]]; then
 			# unrendered, this copy has no log or die either
@@ -946,12 +949,25 @@ read_lease() {
 # when another instance holds it or took it first: this run swaps nothing, and the timer's
 # next run tries again.
 take_lease() {
-	local body errors current status=0
+	local body errors current status=1 key
 	body=$(mktemp) errors=$(mktemp) current=$(mktemp)
 	write_lease "$body" "$1"
-	claim_lease "$1" "$body" "$errors" "$current" || status=$?
+	for key in $LEASE_KEYS; do
+		LEASE_KEY=$key status=0
+		claim_lease "$1" "$body" "$errors" "$current" || status=$?
+		((status != 0)) || break
+	done
 	rm -f "$body" "$errors" "$current"
 	return "$status"
+}
+
+# How a run that could not take lease LEASE_KEY goes on: with the next lease, or not at all.
+after_busy_lease() {
+	if [[ ${LEASE_KEYS##* } != "$LEASE_KEY" ]]; then
+		echo "trying the next lease"
+	else
+		echo "not swapping now; the timer's next run tries again"
+	fi
 }
 
 # take_lease's work, with its files: the lease to write ($2), the CLI's errors ($3), the
@@ -966,13 +982,13 @@ claim_lease() {
 		die "cannot write the lease s3://$BUCKET/$LEASE_KEY: $(one_line "$errors")(check the instance role: rerun ./manage.py setup_aws --env $ENV_NAME)"
 	etag=$(read_lease "$current" "$errors") || {
 		(($? == 1)) || die "cannot read the lease s3://$BUCKET/$LEASE_KEY: $(one_line "$errors")"
-		log "the lease was given back while this run looked at it: not swapping now; the timer's next run tries again"
+		log "the lease was given back while this run looked at it: $(after_busy_lease)"
 		return 1
 	}
 	holder=$(lease_field "$current" instance)
 	expires=$(lease_field "$current" expires)
 	if [[ $holder != "$INSTANCE_ID" && $expires =~ ^[0-9]+$ ]] && ((expires > $(date -u +%s))); then
-		log "the lease is held by $holder (release $(lease_field "$current" release)) until $(lease_field "$current" expires_at): one instance at a time leaves the target group, so not swapping now; the timer's next run tries again"
+		log "the lease is held by $holder (release $(lease_field "$current" release)) until $(lease_field "$current" expires_at) (s3://$BUCKET/$LEASE_KEY): $(after_busy_lease)"
 		return 1
 	fi
 	if LEASE_ETAG=$(put_lease "$errors" "$body" --if-match "$etag"); then
@@ -985,7 +1001,7 @@ claim_lease() {
 	fi
 	lost_condition "$errors" ||
 		die "cannot write the lease s3://$BUCKET/$LEASE_KEY: $(one_line "$errors")"
-	log "another instance took the expired lease first: not swapping now; the timer's next run tries again"
+	log "another instance took the expired lease first: $(after_busy_lease)"
 	return 1
 }
 
@@ -1141,11 +1157,13 @@ rejoin_if_left() {
 	log "an interrupted run left target group $TARGET_GROUP: rejoining it"
 	rejoin_target_group
 	current=$(mktemp) errors=$(mktemp)
-	if etag=$(read_lease "$current" "$errors") &&
-		[[ $(lease_field "$current" instance) == "$INSTANCE_ID" ]]; then
-		LEASE_ETAG=$etag
-		release_lease
-	fi
+	for LEASE_KEY in $LEASE_KEYS; do
+		if etag=$(read_lease "$current" "$errors") &&
+			[[ $(lease_field "$current" instance) == "$INSTANCE_ID" ]]; then
+			LEASE_ETAG=$etag
+			release_lease
+		fi
+	done
 	rm -f "$current" "$errors"
 }
 

@@ -158,13 +158,14 @@ def render_stage2(*, project, env, region):
         "failed_prefix": env.failed_releases_prefix,
         "log_group": landscape.log_group,
         "target_group": landscape.target_group if env.load_balanced else "",
-        "lease_key": env.lease_key,
+        "lease_keys": " ".join(env.lease_keys),
         # project.env's container facts, for the template to take instead of its own copies
         "app_uid": str(project.app_uid),
         "containers_root": project.containers_root,
     }
     for name, value in facts.items():
-        if not SAFE_FACT.match(value) and not (name == "target_group" and value == ""):
+        words = value.split(" ") if name == "lease_keys" else [value]  # space-separated
+        if not all(map(SAFE_FACT.match, words)) and not (name == "target_group" and value == ""):
             raise OpsError(f"{name} {value!r} has characters a boot script cannot carry safely")
     return render(STAGE2_TEMPLATE.read_text(), boot_functions=boot_functions(), **facts)
 

@@ -56,7 +56,7 @@ def role_policies(*, landscape, registry, region, account, key_arn):
             account=account,
             target_group=landscape.target_group,
             bucket=landscape.bucket,
-            lease_key=landscape.env.lease_key,
+            lease_pattern=landscape.env.lease_pattern,
         )
     if registry == "ecr":
         policies["ecr-pull-release"] = json_template(

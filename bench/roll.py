@@ -1,0 +1,219 @@
+"""A release rolled out under steady load, to one instance and to a fleet of three: requests
+sent and failed, p99 latency during the roll against the same load with no roll, the roll's
+duration.
+
+- 1 instance: stage's single instance (no load balancer), as in the boot tests
+  (tests/instance_rig.py): the load goes to its nginx, and the roll is the swap on the host.
+- 3 instances: prod's fleet behind HAProxy playing the load balancer's data plane, as in
+  tests/test_fleet_roll.py (tests/fleet_rig.start_fleet): the load goes through HAProxy, and
+  the instances leave the target group one at a time under the lease.
+
+Each instance's redeploy timer is a loop rerunning its boot every 3 s (tests/fleet_rig.Timer).
+The load (tests/load.py) is 4 keep-alive threads of at most 25 requests a second each, `/` and
+`/health` in turn, loopback only, bounded in count and time. Each size first measures a window
+of the load with no roll (the baseline), then publishes a new release (a one-label image
+derived from the one under test) and runs ./manage.py deploy: the roll's window is from the
+publish to deploy's exit, when every instance reports the release healthy.
+
+    .venv/bin/python -m bench.roll [--instances 1 3] [--steady 30] [--image NAME]
+"""
+
+import contextlib
+import io
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from bench import common
+
+TARGET_P99_RATIO = 2.0
+
+
+def django_setup():
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "www.settings")
+    import django
+
+    django.setup()
+
+
+def build_instance_image(client, e2e):
+    """The boot tests' instance image (the OS of the base image, Debian's tools)."""
+    name = f"{e2e.PROJECT.name}-bench-instance:{common.RUN_ID}"
+    dockerfile = e2e.INSTANCE_DOCKERFILE.format(os_image=e2e.base_os_image(), tag=common.RUN_ID)
+    client.images.build(
+        fileobj=io.BytesIO(dockerfile.encode()),
+        tag=name,
+        network_mode="host",
+        rm=True,
+        forcerm=True,
+        timeout=600,
+    )
+    return name
+
+
+def single_instance(stack, servers, images, tmp_path):
+    """stage's one instance, booted: (rigs, the site's base URL, load settings, env name)."""
+    from tests import instance_rig as e2e
+
+    client, postgres, moto, registry = servers
+    rig = e2e.Rig(client, postgres, moto, registry, tmp_path)
+    rig.release_image, rig.instance_image = images
+    stack.callback(rig.teardown)
+    e2e.deploy_and_boot(rig)
+    return [rig], rig.url(""), {}, "stage"
+
+
+def fleet_of_three(stack, servers, images, tmp_path):
+    """prod's three instances behind the load balancer's stand-in, booted."""
+    from tests import fleet_rig
+
+    client, postgres, moto, registry = servers
+    fleet_rig.create_zone()
+    rigs, balancer = fleet_rig.start_fleet(
+        stack,
+        docker_client=client,
+        postgres=postgres,
+        moto=moto,
+        registry=registry,
+        release_image=images[0],
+        instance_image=images[1],
+        tmp_path=tmp_path,
+        count=3,
+    )
+    return rigs, balancer.url, {"Host": fleet_rig.DOMAINS[0]}, "prod"
+
+
+def measure(size, servers, images, steady_seconds):
+    """One roll on a fleet of `size`: a dict of what was measured."""
+    from tests import fleet_rig
+    from tests.instance_rig import REGISTRY_PATH, command
+    from tests.load import SteadyLoad, percentile
+
+    make = single_instance if size == 1 else fleet_of_three
+    servers[2].reset()  # moto: a clean account per size
+    with contextlib.ExitStack() as stack:
+        tmp_path = Path(tempfile.mkdtemp(prefix=f"bench-roll-{size}-"))
+        common.log(f"{size} instance(s): setup_aws, publish_image, push_config, first boots")
+        rigs, base_url, headers, env = make(stack, servers, images, tmp_path)
+        first = rigs[0]
+        tag = f"bench-{common.RUN_ID}-{size}"
+        first.derived_release(tag)
+        registry = f"{first.registry.address}/{REGISTRY_PATH}"
+        with SteadyLoad(
+            [f"{base_url}/", f"{base_url}/health"],
+            threads=4,
+            pace=0.04,
+            max_requests=500_000,
+            max_seconds=steady_seconds + fleet_rig.ROLL_TIMEOUT + 120,
+            headers=headers,
+        ) as load:
+            load.wait_for(100)
+            start = time.monotonic()
+            time.sleep(steady_seconds)
+            steady = load.between(start, time.monotonic())
+            common.log(f"{size} instance(s): rolling {tag}")
+            start = time.monotonic()
+            first.publish(tag)
+            timers = [fleet_rig.Timer(rig).start() for rig in rigs]
+            try:
+                command(
+                    "deploy",
+                    tag,
+                    "--registry",
+                    registry,
+                    "--timeout",
+                    str(fleet_rig.ROLL_TIMEOUT),
+                    "--interval",
+                    "1",
+                    env=env,
+                )
+            finally:
+                end = time.monotonic()
+                for timer in timers:
+                    timer.stop()
+            during = load.between(start, end)
+            load.wait_for(load.count() + 100)
+        failed_runs = [output for timer in timers for output in timer.failed_runs()]
+        if failed_runs:
+            raise SystemExit(f"error: a boot failed during the roll:\n{failed_runs[0][-4000:]}")
+        return {
+            "sent": load.count(),
+            "failed": load.failures(),
+            "steady": len(steady),
+            "during": len(during),
+            "steady_p99": percentile([r.seconds for r in steady], 0.99) * 1000,
+            "during_p99": percentile([r.seconds for r in during], 0.99) * 1000,
+            "duration": end - start,
+        }
+
+
+def main():
+    parser = common.arg_parser(__doc__.splitlines()[0])
+    parser.add_argument(
+        "--instances",
+        type=int,
+        nargs="+",
+        choices=(1, 3),
+        default=[1, 3],
+        help="fleet sizes to roll (default: 1 3)",
+    )
+    parser.add_argument(
+        "--steady", type=float, default=30, help="seconds of load with no roll (default 30)"
+    )
+    args = parser.parse_args()
+
+    from tests.servers import AWS_TEST_ENV, MotoServer, PostgresServer, RegistryServer
+
+    os.environ.update(AWS_TEST_ENV)
+    os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+    django_setup()
+    from tests import instance_rig as e2e
+
+    print(f"machine: {common.machine()}", flush=True)
+    client = common.docker_client()
+    results = {}
+    with contextlib.ExitStack() as stack:
+        postgres = PostgresServer().start()
+        stack.callback(postgres.destroy)
+        moto = MotoServer().start()
+        stack.callback(moto.stop)
+        os.environ["AWS_ENDPOINT_URL"] = moto.url
+        registry = RegistryServer().start()
+        stack.callback(registry.stop)
+        image = stack.enter_context(common.release_image(client, args.image))
+        common.log("building the instance image")
+        instance_image = build_instance_image(client, e2e)
+        stack.callback(client.images.remove, instance_image, noprune=True)
+        servers = (client, postgres, moto, registry)
+        for size in args.instances:
+            results[size] = measure(size, servers, (image, instance_image), args.steady)
+
+    ok = True
+    for size, result in results.items():
+        print(
+            f"{size} instance(s): requests sent {result['sent']}, failed "
+            f"{len(result['failed'])} (target 0); steady window {result['steady']} requests in "
+            f"{args.steady:.0f}s, the roll {result['during']} in {result['duration']:.1f}s "
+            f"(publish to deploy's exit)",
+            flush=True,
+        )
+        for failure in result["failed"][:5]:
+            print(f"  failed: {failure.outcome}", flush=True)
+        ok = (
+            common.result(
+                f"p99 latency during the roll, {size} instance(s)",
+                baseline=result["steady_p99"],
+                measured=result["during_p99"],
+                unit="ms",
+                target=TARGET_P99_RATIO,
+            )
+            and not result["failed"]
+            and ok
+        )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
