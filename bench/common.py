@@ -23,7 +23,7 @@ import requests
 
 from tests import docker_rig
 from tests.docker_rig import stage_config
-from tests.servers import AWS_TEST_ENV, MotoServer, PostgresServer, free_port
+from tests.servers import AWS_TEST_ENV, MotoServer, PostgresServer, RegistryServer, free_port
 from www import aws, project
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -145,6 +145,28 @@ def absolute(name, *, measured, unit, limit, baseline=None, detail=""):
 
 
 # --- servers on loopback -------------------------------------------------------------------
+
+
+def instance_rig_servers(stack):
+    """What the boot tests' instance rig (tests/instance_rig.py) needs, for bench.swap and
+    bench.roll: AWS pointed at moto alone (no credentials file, no instance metadata),
+    Django set up, and PostgreSQL, moto and a registry on loopback, stopped when
+    contextlib.ExitStack `stack` closes. Returns (postgres, moto, registry)."""
+    os.environ.update(AWS_TEST_ENV)
+    os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "www.settings")
+    import django
+
+    django.setup()
+    postgres = PostgresServer().start()
+    stack.callback(postgres.destroy)
+    moto = MotoServer().start()
+    stack.callback(moto.stop)
+    os.environ["AWS_ENDPOINT_URL"] = moto.url
+    registry = RegistryServer().start()
+    stack.callback(registry.stop)
+    return postgres, moto, registry
 
 
 class Backends:

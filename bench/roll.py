@@ -19,8 +19,6 @@ publish to deploy's exit, when every instance reports the release healthy.
 """
 
 import contextlib
-import io
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -28,28 +26,6 @@ from pathlib import Path
 from bench import common
 
 TARGET_P99_RATIO = 2.0
-
-
-def django_setup():
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "www.settings")
-    import django
-
-    django.setup()
-
-
-def build_instance_image(client, e2e):
-    """The boot tests' instance image (the OS of the base image, Debian's tools)."""
-    name = f"{e2e.PROJECT.name}-bench-instance:{common.RUN_ID}"
-    dockerfile = e2e.INSTANCE_DOCKERFILE.format(os_image=e2e.base_os_image(), tag=common.RUN_ID)
-    client.images.build(
-        fileobj=io.BytesIO(dockerfile.encode()),
-        tag=name,
-        network_mode="host",
-        rm=True,
-        forcerm=True,
-        timeout=600,
-    )
-    return name
 
 
 def single_instance(stack, servers, images, tmp_path):
@@ -163,28 +139,18 @@ def main():
     )
     args = parser.parse_args()
 
-    from tests.servers import AWS_TEST_ENV, MotoServer, PostgresServer, RegistryServer
-
-    os.environ.update(AWS_TEST_ENV)
-    os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
-    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
-    django_setup()
-    from tests import instance_rig as e2e
-
     print(f"machine: {common.machine()}", flush=True)
     client = common.docker_client()
     results = {}
     with contextlib.ExitStack() as stack:
-        postgres = PostgresServer().start()
-        stack.callback(postgres.destroy)
-        moto = MotoServer().start()
-        stack.callback(moto.stop)
-        os.environ["AWS_ENDPOINT_URL"] = moto.url
-        registry = RegistryServer().start()
-        stack.callback(registry.stop)
+        postgres, moto, registry = common.instance_rig_servers(stack)
+        from tests import instance_rig as e2e
+
         image = stack.enter_context(common.release_image(client, args.image))
         common.log("building the instance image")
-        instance_image = build_instance_image(client, e2e)
+        instance_image = e2e.build_instance_image(
+            client, f"{e2e.PROJECT.name}-bench-instance:{common.RUN_ID}", common.RUN_ID
+        )
         stack.callback(client.images.remove, instance_image, noprune=True)
         servers = (client, postgres, moto, registry)
         for size in args.instances:

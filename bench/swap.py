@@ -17,8 +17,6 @@ swap's duration (median, seconds) and how long the switch to the new container t
 """
 
 import contextlib
-import io
-import os
 import statistics
 import tempfile
 import time
@@ -27,13 +25,6 @@ from pathlib import Path
 from bench import common
 
 TARGET_P99_RATIO = 2.0
-
-
-def django_setup():
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "www.settings")
-    import django
-
-    django.setup()
 
 
 # A swap's steps, as stage 2 logs them: the new container is up, live.sock points at it
@@ -59,39 +50,17 @@ def main():
     parser.add_argument("--threads", type=int, default=4, help="client threads (default 4)")
     args = parser.parse_args()
 
-    from tests.servers import AWS_TEST_ENV, MotoServer, PostgresServer, RegistryServer
-
-    os.environ.update(AWS_TEST_ENV)
-    os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
-    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
-    django_setup()
-    from tests import instance_rig as e2e
-    from tests.load import SteadyLoad, percentile
-
     print(f"machine: {common.machine()}", flush=True)
     client = common.docker_client()
     with contextlib.ExitStack() as stack:
-        postgres = PostgresServer().start()
-        stack.callback(postgres.destroy)
-        moto = MotoServer().start()
-        stack.callback(moto.stop)
-        os.environ["AWS_ENDPOINT_URL"] = moto.url
-        registry = RegistryServer().start()
-        stack.callback(registry.stop)
+        postgres, moto, registry = common.instance_rig_servers(stack)
+        from tests import instance_rig as e2e
+        from tests.load import SteadyLoad, percentile
+
         image = stack.enter_context(common.release_image(client, args.image))
         common.log("building the instance image (the OS of the base image, Debian's tools)")
-        instance_image = f"{e2e.PROJECT.name}-bench-instance:{common.RUN_ID}"
-        client.images.build(
-            fileobj=io.BytesIO(
-                e2e.INSTANCE_DOCKERFILE.format(
-                    os_image=e2e.base_os_image(), tag=common.RUN_ID
-                ).encode()
-            ),
-            tag=instance_image,
-            network_mode="host",
-            rm=True,
-            forcerm=True,
-            timeout=600,
+        instance_image = e2e.build_instance_image(
+            client, f"{e2e.PROJECT.name}-bench-instance:{common.RUN_ID}", common.RUN_ID
         )
         stack.callback(client.images.remove, instance_image, noprune=True)
 

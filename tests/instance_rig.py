@@ -290,12 +290,10 @@ def marker(app):
     return out.decode().strip().splitlines()[-1]
 
 
-@pytest.fixture(scope="session")
-def instance_image(docker_client, release_image):
-    """The instance's OS with its tools; release_image first, as it makes the OS image exist
-    (pulled, or the stand-in built from Debian packages)."""
-    name = f"{PROJECT.name}-e2e-instance:{SESSION_TAG}"
-    dockerfile = INSTANCE_DOCKERFILE.format(os_image=base_os_image(), tag=SESSION_TAG)
+def build_instance_image(docker_client, name, tag):
+    """The instance image (INSTANCE_DOCKERFILE) as `name`, labelled with tag; its OS image
+    must exist (the release image's build makes it: pulled, or the stand-in)."""
+    dockerfile = INSTANCE_DOCKERFILE.format(os_image=base_os_image(), tag=tag)
     docker_client.images.build(
         fileobj=io.BytesIO(dockerfile.encode()),
         tag=name,
@@ -304,7 +302,15 @@ def instance_image(docker_client, release_image):
         forcerm=True,
         timeout=600,
     )
-    yield name
+    return name
+
+
+@pytest.fixture(scope="session")
+def instance_image(docker_client, release_image):
+    """The instance's OS with its tools; release_image first, as it makes the OS image exist
+    (pulled, or the stand-in built from Debian packages)."""
+    name = f"{PROJECT.name}-e2e-instance:{SESSION_TAG}"
+    yield build_instance_image(docker_client, name, SESSION_TAG)
     # The tag and its LABEL layer go; the apt layer under it stays as the next session's cache.
     with contextlib.suppress(docker.errors.ImageNotFound):
         docker_client.images.remove(name, noprune=True)

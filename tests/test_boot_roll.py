@@ -18,6 +18,7 @@ import time
 import boto3
 import pytest
 
+from tests.fleet_rig import current_lease as lease
 from tests.helpers import MOTO_UBUNTU_AMI, PROJECT, STAGE
 from www.ops import iam
 from www.ops.config_push import render_stage2
@@ -81,15 +82,6 @@ def run_now(script, instance, calls, tmp_path, **options):
 
 
 TAKE = "if take_lease 2.0; then echo took; else echo refused; fi"
-
-
-def lease():
-    """The lease object, or None."""
-    try:
-        body = boto3.client("s3").get_object(Bucket=PROD.bucket, Key=PROD.env.lease_key)["Body"]
-    except boto3.client("s3").exceptions.NoSuchKey:
-        return None
-    return json.loads(body.read())
 
 
 def health():

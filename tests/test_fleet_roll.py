@@ -126,12 +126,12 @@ def test_releases_roll_across_three_instances_one_at_a_time_with_no_failed_reque
         assert load.wait_for(load.count() + 100), load.failures()[:5]
     assert load.failures() == [], load.failures()[:5]
     assert not [t.failed_runs() for t in timers if t.failed_runs()]
-    takeover = lease_versions(tag)[1]
-    assert takeover["instance"] != first.instance_id
-    assert takeover["taken_at"] >= held["expires_at"]
     refused = "".join(output for timer in timers[:2] for _, output in timer.runs)
     assert f"the lease is held by {first.instance_id}" in refused
-    assert "took over the lease" in refused
+    (takeover,) = [line for line in refused.splitlines() if "took over the lease" in line]
+    assert f"the lease {first.instance_id} held, expired at {held['expires_at']}" in takeover
+    assert takeover.split()[0] >= held["expires_at"]  # its log stamp: taken once expired
+    assert lease_versions(tag)[1]["instance"] != first.instance_id
     assert "an interrupted run left target group" in "".join(o for _, o in timers[2].runs)
     for rig in rigs:
         assert rig.app().image.id == third.id

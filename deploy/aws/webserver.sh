@@ -991,6 +991,7 @@ claim_lease() {
 		log "the lease is held by $holder (release $(lease_field "$current" release)) until $(lease_field "$current" expires_at) (s3://$BUCKET/$LEASE_KEY): $(after_busy_lease)"
 		return 1
 	fi
+	write_lease "$body" "$release" # its expiry counted from now, not from the first try
 	if LEASE_ETAG=$(put_lease "$errors" "$body" --if-match "$etag"); then
 		if [[ $holder == "$INSTANCE_ID" ]]; then
 			log "took back this instance's own lease (left by an interrupted run) for release $release"
