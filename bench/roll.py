@@ -11,9 +11,11 @@ duration.
 Each instance's redeploy timer is a loop rerunning its boot every 3 s (tests/fleet_rig.Timer).
 The load (tests/load.py) is 4 keep-alive threads of at most 25 requests a second each, `/` and
 `/health` in turn, loopback only, bounded in count and time. Each size first measures a window
-of the load with no roll (the baseline), then publishes a new release (a one-label image
-derived from the one under test) and runs ./manage.py deploy: the roll's window is from the
-publish to deploy's exit, when every instance reports the release healthy.
+of the load with no roll (the baseline), then the same window with the timers polling and
+nothing to roll (printed, to tell the rig's own cost from the roll's), then publishes a new
+release (a one-label image derived from the one under test) and runs ./manage.py deploy: the
+roll's window is from the publish to deploy's exit, when every instance reports the release
+healthy.
 
     .venv/bin/python -m bench.roll [--instances 1 3] [--steady 30] [--image NAME]
 """
@@ -88,6 +90,14 @@ def measure(size, servers, images, steady_seconds):
             start = time.monotonic()
             time.sleep(steady_seconds)
             steady = load.between(start, time.monotonic())
+            # The same window with the timers polling and nothing to roll: what the rig's
+            # boot runs (the AWS CLI, on the same cores as the instances) cost the load alone.
+            timers = [fleet_rig.Timer(rig).start() for rig in rigs]
+            start = time.monotonic()
+            time.sleep(steady_seconds)
+            polling = load.between(start, time.monotonic())
+            for timer in timers:
+                timer.stop()
             common.log(f"{size} instance(s): rolling {tag}")
             start = time.monotonic()
             first.publish(tag)
@@ -119,6 +129,7 @@ def measure(size, servers, images, steady_seconds):
             "steady": len(steady),
             "during": len(during),
             "steady_p99": percentile([r.seconds for r in steady], 0.99) * 1000,
+            "polling_p99": percentile([r.seconds for r in polling], 0.99) * 1000,
             "during_p99": percentile([r.seconds for r in during], 0.99) * 1000,
             "duration": end - start,
         }
@@ -162,7 +173,8 @@ def main():
             f"{size} instance(s): requests sent {result['sent']}, failed "
             f"{len(result['failed'])} (target 0); steady window {result['steady']} requests in "
             f"{args.steady:.0f}s, the roll {result['during']} in {result['duration']:.1f}s "
-            f"(publish to deploy's exit)",
+            f"(publish to deploy's exit); p99 with the timers polling and nothing to roll: "
+            f"{result['polling_p99']:.1f} ms",
             flush=True,
         )
         for failure in result["failed"][:5]:
