@@ -169,6 +169,20 @@ def instance_rig_servers(stack):
     return postgres, moto, registry
 
 
+def instance_rig_images(stack, client, given):
+    """The release image to measure (release_image: `given`, or one built now) and the boot
+    tests' instance image, both untagged when contextlib.ExitStack `stack` closes."""
+    from tests import instance_rig
+
+    image = stack.enter_context(release_image(client, given))
+    log("building the instance image (the OS of the base image, Debian's tools)")
+    instance_image = instance_rig.build_instance_image(
+        client, f"{instance_rig.PROJECT.name}-bench-instance:{RUN_ID}", RUN_ID
+    )
+    stack.callback(client.images.remove, instance_image, noprune=True)
+    return image, instance_image
+
+
 class Backends:
     """Postgres and moto on loopback, the stage bucket, and a stage config in it."""
 

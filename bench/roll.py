@@ -65,8 +65,7 @@ def fleet_of_three(stack, servers, images, tmp_path):
 def measure(size, servers, images, steady_seconds):
     """One roll on a fleet of `size`: a dict of what was measured."""
     from tests import fleet_rig
-    from tests.instance_rig import REGISTRY_PATH, command
-    from tests.load import SteadyLoad, percentile
+    from tests.load import percentile
 
     make = single_instance if size == 1 else fleet_of_three
     servers[2].reset()  # moto: a clean account per size
@@ -77,11 +76,8 @@ def measure(size, servers, images, steady_seconds):
         first = rigs[0]
         tag = f"bench-{common.RUN_ID}-{size}"
         first.derived_release(tag)
-        registry = f"{first.registry.address}/{REGISTRY_PATH}"
-        with SteadyLoad(
-            [f"{base_url}/", f"{base_url}/health"],
-            threads=4,
-            pace=0.04,
+        with fleet_rig.steady_load(
+            base_url,
             max_requests=500_000,
             max_seconds=steady_seconds + fleet_rig.ROLL_TIMEOUT + 120,
             headers=headers,
@@ -103,17 +99,7 @@ def measure(size, servers, images, steady_seconds):
             first.publish(tag)
             timers = [fleet_rig.Timer(rig).start() for rig in rigs]
             try:
-                command(
-                    "deploy",
-                    tag,
-                    "--registry",
-                    registry,
-                    "--timeout",
-                    str(fleet_rig.ROLL_TIMEOUT),
-                    "--interval",
-                    "1",
-                    env=env,
-                )
+                fleet_rig.deploy(first, tag, env=env)
             finally:
                 end = time.monotonic()
                 for timer in timers:
@@ -155,17 +141,10 @@ def main():
     results = {}
     with contextlib.ExitStack() as stack:
         postgres, moto, registry = common.instance_rig_servers(stack)
-        from tests import instance_rig as e2e
-
-        image = stack.enter_context(common.release_image(client, args.image))
-        common.log("building the instance image")
-        instance_image = e2e.build_instance_image(
-            client, f"{e2e.PROJECT.name}-bench-instance:{common.RUN_ID}", common.RUN_ID
-        )
-        stack.callback(client.images.remove, instance_image, noprune=True)
+        images = common.instance_rig_images(stack, client, args.image)
         servers = (client, postgres, moto, registry)
         for size in args.instances:
-            results[size] = measure(size, servers, (image, instance_image), args.steady)
+            results[size] = measure(size, servers, images, args.steady)
 
     ok = True
     for size, result in results.items():

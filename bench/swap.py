@@ -57,12 +57,7 @@ def main():
         from tests import instance_rig as e2e
         from tests.load import SteadyLoad, percentile
 
-        image = stack.enter_context(common.release_image(client, args.image))
-        common.log("building the instance image (the OS of the base image, Debian's tools)")
-        instance_image = e2e.build_instance_image(
-            client, f"{e2e.PROJECT.name}-bench-instance:{common.RUN_ID}", common.RUN_ID
-        )
-        stack.callback(client.images.remove, instance_image, noprune=True)
+        image, instance_image = common.instance_rig_images(stack, client, args.image)
 
         rig = e2e.Rig(client, postgres, moto, registry, Path(tempfile.mkdtemp(prefix="bench-")))
         rig.release_image, rig.instance_image = image, instance_image

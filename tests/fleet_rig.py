@@ -34,9 +34,9 @@ def setup_and_wait():
     return setup_aws("--wait", "--wait-delay", "1")
 
 
-def command(name, *args):
+def command(name, *args, env="prod"):
     out = io.StringIO()
-    call_command(name, "--env", "prod", *args, stdout=out)
+    call_command(name, "--env", env, *args, stdout=out)
     return out.getvalue()
 
 
@@ -196,10 +196,10 @@ def wait_until(condition, timeout, what):
         time.sleep(0.2)
 
 
-def steady_load(balancer, **options):
-    """Browsers' requests through the load balancer, a DB-backed page and /health in turn:
-    4 threads of at most 25 requests a second each (CPU left for the instances on 2 cores),
-    bounded; options replace those settings."""
+def steady_load(site, **options):
+    """Browsers' requests to the site at base URL `site` (the load balancer's, naming prod's
+    domain), a DB-backed page and /health in turn: 4 threads of at most 25 requests a second
+    each (CPU left for the instances on 2 cores), bounded; options replace those settings."""
     from tests.load import SteadyLoad
 
     settings = {
@@ -210,13 +210,18 @@ def steady_load(balancer, **options):
         "headers": {"Host": DOMAINS[0]},
         **options,
     }
-    return SteadyLoad([f"{balancer.url}/", f"{balancer.url}/health"], **settings)
+    return SteadyLoad([f"{site}/", f"{site}/health"], **settings)
 
 
-def deploy(rig, tag):
-    """./manage.py deploy of tag, which rig published (so deploy finds it published)."""
+def deploy(rig, tag, timers=(), *, env="prod"):
+    """./manage.py deploy of tag, which rig published (so deploy finds it published), while
+    the started `timers` roll it; they are stopped when deploy ends. Its output."""
     from tests.instance_rig import REGISTRY_PATH
 
     registry = f"{rig.registry.address}/{REGISTRY_PATH}"
     options = ("--registry", registry, "--timeout", str(ROLL_TIMEOUT), "--interval", "1")
-    return command("deploy", tag, *options)
+    try:
+        return command("deploy", tag, *options, env=env)
+    finally:
+        for timer in timers:
+            timer.stop()

@@ -136,7 +136,8 @@ class Rig:
         if instance_id is None:
             env_tag = {"Name": "tag:Env", "Values": [self.landscape.env.name]}
             (reservation,) = ec2.describe_instances(Filters=[env_tag])["Reservations"]
-            ((instance_id, *_),) = [[i["InstanceId"] for i in reservation["Instances"]]]
+            (instance,) = reservation["Instances"]
+            instance_id = instance["InstanceId"]
         metadata = InstanceMetadata.from_ec2(
             ec2, instance_id, iam=boto3.client("iam"), profile=profile
         )

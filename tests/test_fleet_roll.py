@@ -66,16 +66,12 @@ def test_releases_roll_across_three_instances_one_at_a_time_with_no_failed_reque
     # A new release, rolled by the instances' own timers while deploy waits for them.
     tag, next_tag = f"{SESSION_TAG}-2", f"{SESSION_TAG}-3"
     second, third = first.derived_release(tag), first.derived_release(next_tag)
-    with steady_load(balancer) as load:
+    with steady_load(balancer.url) as load:
         assert load.wait_for(100), load.failures()[:5]
         first.publish(tag)
         rolled_from = time.monotonic()
         timers = [Timer(rig).start() for rig in rigs]
-        try:
-            out = deploy(first, tag)
-        finally:
-            for timer in timers:
-                timer.stop()
+        out = deploy(first, tag, timers)
         assert load.wait_for(load.count() + 100), load.failures()[:5]
     assert load.failures() == [], load.failures()[:5]
     assert len(load.requests) > 500  # the load ran through the roll
@@ -96,7 +92,7 @@ def test_releases_roll_across_three_instances_one_at_a_time_with_no_failed_reque
     # loses power there. Its lease expires, another instance takes it over, and the roll
     # completes when the first instance is back.
     tag = next_tag
-    with steady_load(balancer) as load:
+    with steady_load(balancer.url) as load:
         assert load.wait_for(100), load.failures()[:5]
         first.publish(tag)
         killed = Timer(first, LEASE_SECONDS=str(KILLED_LEASE_SECONDS)).start()
@@ -118,11 +114,7 @@ def test_releases_roll_across_three_instances_one_at_a_time_with_no_failed_reque
             "another instance takes over the expired lease",
         )
         timers.append(Timer(first).start())  # the first instance is back
-        try:
-            out = deploy(first, tag)
-        finally:
-            for timer in timers:
-                timer.stop()
+        out = deploy(first, tag, timers)
         assert load.wait_for(load.count() + 100), load.failures()[:5]
     assert load.failures() == [], load.failures()[:5]
     assert not [t.failed_runs() for t in timers if t.failed_runs()]

@@ -12,7 +12,7 @@ import contextlib
 from django.core.management.base import BaseCommand, CommandError
 
 from www import aws, project
-from www.ops import ec2
+from www.ops import alarms, ec2
 from www.ops.errors import AWS_ERRORS, OpsError, describe_aws_failure
 from www.ops.landscape import Landscape
 
@@ -56,6 +56,20 @@ def ami_of(options):
     """The AMI of --ami, else the one --ami-parameter names in SSM."""
     return ec2.choose_ami(
         ssm=aws.client("ssm"), ami=options["ami"], parameter=options["ami_parameter"]
+    )
+
+
+def instance_status_alarms(land, ec2_client, *, dry_run, leaving=()):
+    """The single instances' status-check alarms kept in step by launch_ec2 and terminate_ec2
+    (alarms.instance_status_alarms), with the clients it needs."""
+    return alarms.instance_status_alarms(
+        cloudwatch=aws.client("cloudwatch"),
+        sns=aws.client("sns"),
+        sts=aws.client("sts"),
+        ec2=ec2_client,
+        landscape=land,
+        leaving=leaving,
+        dry_run=dry_run,
     )
 
 

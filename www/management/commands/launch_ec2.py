@@ -3,8 +3,8 @@ import json
 from django.core.management.base import CommandError
 
 from www import aws
-from www.management.base import AWSCommand, add_ami_arguments, ami_of
-from www.ops import alarms, ec2, loadbalancer, scaling
+from www.management.base import AWSCommand, add_ami_arguments, ami_of, instance_status_alarms
+from www.ops import ec2, loadbalancer, scaling
 
 
 class Command(AWSCommand):
@@ -56,7 +56,7 @@ class Command(AWSCommand):
         existing = ec2.environment_instances(ec2=ec2_client, landscape=land)
         if len(existing) >= count:  # a rerun: nothing to launch, so no AMI to look up
             self.report_all(ec2.existing_results(existing[:count], land))
-            self.report_all(self.status_alarms(land, ec2_client, dry_run))
+            self.report_all(instance_status_alarms(land, ec2_client, dry_run=dry_run))
             return
         ami = ami_of(options)
         ec2.check_ami(ec2=ec2_client, ami=ami)
@@ -80,18 +80,7 @@ class Command(AWSCommand):
                 wait=options["wait"],
                 wait_delay=options["wait_delay"],
             ),
-            self.status_alarms(land, ec2_client, dry_run),
-        )
-
-    def status_alarms(self, land, ec2_client, dry_run):
-        """Each instance's status-check alarm (a fleet's is the group's, set by setup_aws)."""
-        return alarms.instance_status_alarms(
-            cloudwatch=aws.client("cloudwatch"),
-            sns=aws.client("sns"),
-            sts=aws.client("sts"),
-            ec2=ec2_client,
-            landscape=land,
-            dry_run=dry_run,
+            instance_status_alarms(land, ec2_client, dry_run=dry_run),
         )
 
     def scale(self, land, count, dry_run, options):

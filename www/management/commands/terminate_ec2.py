@@ -1,8 +1,8 @@
 from django.core.management.base import CommandError
 
 from www import aws
-from www.management.base import AWSCommand
-from www.ops import alarms, ec2
+from www.management.base import AWSCommand, instance_status_alarms
+from www.ops import ec2
 
 
 class Command(AWSCommand):
@@ -30,15 +30,7 @@ class Command(AWSCommand):
         )
         if not members:  # a group's status-check alarm is the group's, not an instance's
             self.report_all(
-                alarms.instance_status_alarms(
-                    cloudwatch=aws.client("cloudwatch"),
-                    sns=aws.client("sns"),
-                    sts=aws.client("sts"),
-                    ec2=ec2_client,
-                    landscape=land,
-                    leaving=instance_ids,
-                    dry_run=dry_run,
-                )
+                instance_status_alarms(land, ec2_client, dry_run=dry_run, leaving=instance_ids)
             )
         for instance_id in instance_ids:
             if instance_id in members:
