@@ -153,7 +153,8 @@ def main():
             f"{len(result['failed'])} (target 0); steady window {result['steady']} requests in "
             f"{args.steady:.0f}s, the roll {result['during']} in {result['duration']:.1f}s "
             f"(publish to deploy's exit); p99 with the timers polling and nothing to roll: "
-            f"{result['polling_p99']:.1f} ms",
+            f"{result['polling_p99']:.1f} ms, so the roll's p99 is "
+            f"{result['during_p99'] / result['polling_p99']:.2f}x that window's",
             flush=True,
         )
         for failure in result["failed"][:5]:

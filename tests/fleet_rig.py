@@ -7,13 +7,14 @@ The fixtures built on them (zone, prod_fleet) are conftest's.
 
 import io
 import json
+import re
 import threading
 import time
 
 import boto3
 from django.core.management import call_command
 
-from tests.helpers import MOTO_PUBLIC_AMI, PROJECT
+from tests.helpers import MOTO_PUBLIC_AMI, PROJECT, ROOT
 from www.ops import loadbalancer, scaling
 from www.ops.landscape import Landscape
 
@@ -102,13 +103,20 @@ def start_fleet(
     return rigs, balancer
 
 
+def timer_environment():
+    """The environment bootstrap-redeploy.service gives the timer's runs: its Environment=
+    lines in user-data.sh (BOOTSTRAP_LOG=/dev/null: a quiet run ships no boot log)."""
+    text = (ROOT / "deploy/aws/user-data.sh").read_text()
+    return dict(re.findall(r"^\s*Environment=(\w+)=(\S*)$", text, re.MULTILINE))
+
+
 class Timer:
     """An instance's redeploy timer: its boot rerun every `every` seconds until stop()."""
 
     def __init__(self, rig, every=TIMER_EVERY, **settings):
         self.rig = rig
         self.every = every
-        self.settings = settings
+        self.settings = {**timer_environment(), **settings}
         self.runs = []  # (exit status, output) of each run
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)

@@ -207,7 +207,8 @@ class MotoServer:
         return self
 
     def reset(self):
-        requests.post(self.url + "/moto-api/reset", timeout=10).raise_for_status()
+        # A reset drops every resource the last test made: tens of seconds on a busy machine.
+        requests.post(self.url + "/moto-api/reset", timeout=120).raise_for_status()
 
     def stop(self):
         if self.proc and self.proc.poll() is None:

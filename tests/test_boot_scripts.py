@@ -16,6 +16,7 @@ import json
 import os
 import stat
 import subprocess
+import time
 
 import boto3
 import pytest
@@ -260,10 +261,12 @@ def test_stage2_refuses_a_release_marked_failed(pushed, tmp_path):
 
 def test_stage2_reports_its_status_after_every_run(pushed, tmp_path):
     error = tmp_path / "last-error"
+    state = {"STATE_DIR": str(tmp_path)}
     failed = stage2_function(
         tmp_path,
         f"read_settings; INSTANCE_ID=i-0abc; CONTAINER_NAME=no-such-{tmp_path.name}; "
         f"FAILURE_FILE={error}; printf 'cannot pull it\\n' >{error}; false || report_status",
+        env=state,
     )
     assert failed.returncode == 0, failed.stderr
     key = f"{STAGE.env.status_prefix}i-0abc.json"
@@ -271,10 +274,21 @@ def test_stage2_reports_its_status_after_every_run(pushed, tmp_path):
     assert status["instance"] == "i-0abc"
     assert (status["healthy"], status["reason"]) == (False, "cannot pull it")
     assert status["at"].endswith("Z")
-    fine = stage2_function(
-        tmp_path,
-        f"read_settings; INSTANCE_ID=i-0abc; CONTAINER_NAME=no-such-{tmp_path.name}; report_status",
+    unchanged = (
+        f"read_settings; INSTANCE_ID=i-0abc; CONTAINER_NAME=no-such-{tmp_path.name}; report_status"
     )
+    fine = stage2_function(tmp_path, unchanged, env=state)
     assert fine.returncode == 0, fine.stderr
     status = json.loads(pushed.get_object(Bucket=STAGE.bucket, Key=key)["Body"].read())
     assert (status["healthy"], status["reason"]) == (False, "no container answers /health")
+    # The same report again is not written (one AWS CLI call less per quiet timer run) until
+    # the last one is STATUS_REFRESH_MINUTES old.
+    pushed.delete_object(Bucket=STAGE.bucket, Key=key)
+    assert stage2_function(tmp_path, unchanged, env=state).returncode == 0
+    with pytest.raises(pushed.exceptions.NoSuchKey):
+        pushed.get_object(Bucket=STAGE.bucket, Key=key)
+    eleven_minutes_ago = time.time() - 11 * 60
+    os.utime(tmp_path / "status.json", (eleven_minutes_ago, eleven_minutes_ago))
+    assert stage2_function(tmp_path, unchanged, env=state).returncode == 0
+    status = json.loads(pushed.get_object(Bucket=STAGE.bucket, Key=key)["Body"].read())
+    assert status["reason"] == "no container answers /health"

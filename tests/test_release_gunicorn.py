@@ -70,12 +70,19 @@ def test_nothing_is_served_until_the_gate_opens(gated):
         time.sleep(0.5)  # time to bind, were it going to
         assert server.poll() is None, log.read_text()
         assert status(url) is None, "gunicorn served before the start-up steps were done"
-        gate.touch()
+        migrate = [sys.executable, "manage.py", "migrate", "--no-input"]
+        subprocess.run(migrate, cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
+        gate.touch()  # as start.sh's steps do once they have migrated
         wait_for(lambda: status(url) == 200, timeout=60, what="200 on /health")
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
     assert "Traceback" not in log.read_text()
+    # The worker's warm-up (GET / in-process, before its first request) succeeded and left
+    # no line in the access log: every line there is one of this test's /health requests.
+    assert "Warm-up" not in log.read_text()
+    requests = [line.split('"')[1] for line in (log.parent / "access.log").read_text().splitlines()]
+    assert requests and set(requests) == {"GET /health HTTP/1.1"}
 
 
 # supervisord's stand-in: starts gunicorn, prints its pid, then waits to be killed.

@@ -9,14 +9,19 @@ GUNICORN_TIMEOUT    seconds a request may take before its worker is restarted (d
 GUNICORN_ACCESS_LOG where gunicorn writes the access log: a file (default
                     $HOST_LOG_DIR/access.log, the image's), "-" for stdout (the container
                     log), "off" for none
+GUNICORN_WARM_UP    the path each worker serves itself before its first request (default
+                    "/"), "off" for none (post_worker_init)
 GUNICORN_START_GATE set by start.sh: the master imports the app at once but binds its port
                     only once this file exists, after the start-up steps (on_starting)
 """
 
+import gc
 import importlib.util
+import io
 import math
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -71,6 +76,15 @@ def access_log(setting):
     return setting
 
 
+def import_app(server):
+    """Import the app, then gc.freeze() what the import made: it lives as long as the process,
+    and a full collection in a worker would otherwise walk every one of those objects, writing
+    to its header, so the kernel copies the page it shares with the master. Frozen, the pages
+    stay shared and the walk is shorter (bench.worker_memory; docs/benchmarks.md)."""
+    server.app.wsgi()
+    gc.freeze()
+
+
 def on_starting(server):
     """The master imports the app once and forks ready workers, instead of every worker
     importing Django after the fork (seconds on a small machine): what preload_app does, here
@@ -88,11 +102,11 @@ def on_starting(server):
     """
     gate = os.environ.get("GUNICORN_START_GATE")
     if not gate or os.path.exists(gate):
-        server.app.wsgi()
+        import_app(server)
         return
     supervisor = os.getppid()
     try:
-        server.app.wsgi()
+        import_app(server)
         failed = False
         server.log.info("App imported; serving once the start-up steps are done (%s)", gate)
     except Exception:
@@ -103,6 +117,85 @@ def on_starting(server):
         time.sleep(0.01)
     if failed:
         server.app.wsgi()
+
+
+def post_worker_init(worker):
+    """The worker serves GET GUNICORN_WARM_UP (default /) to itself, in-process, before its
+    first request, and drops the answer: what a worker does once for a page (its templates
+    compiled, the URL patterns, the static files' URLs) is then done before anyone waits for
+    it. A new container's first requests took 50-150 ms against 4 ms after them
+    (docs/benchmarks.md), and a swap sends every request to a new container. The answer goes
+    to no access log; one that is not 2xx or 3xx is logged, and the worker serves anyway. The
+    warm-up's database connection is closed: requests run in the worker's thread pool, and
+    each of those threads opens its connections now (connect_threads)."""
+    path = os.environ.get("GUNICORN_WARM_UP") or "/"
+    if path == "off":
+        return
+    from django.conf import settings
+    from django.db import connections
+
+    host = next((h.lstrip(".") for h in settings.ALLOWED_HOSTS if "*" not in h), "localhost")
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "SERVER_NAME": host,
+        "SERVER_PORT": "443",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_HOST": host,
+        # as the load balancer's HTTPS reaches it: a redirect to https would warm nothing
+        "wsgi.url_scheme": "https",
+        "wsgi.input": io.BytesIO(),
+        "wsgi.errors": sys.stderr,
+        "wsgi.version": (1, 0),
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+    }
+    answered = []
+    try:
+        response = worker.wsgi(
+            environ, lambda status, headers, exc_info=None: answered.append(status)
+        )
+        try:
+            for _ in response:
+                pass
+        finally:
+            response.close()  # Django's request_finished, as after any request
+        if not answered or not answered[0].startswith(("2", "3")):
+            worker.log.warning("Warm-up GET %s answered %s", path, answered[:1] or "nothing")
+    except Exception as error:  # a page that fails fails its visitors too, not the worker
+        worker.log.warning("Warm-up GET %s failed: %s", path, error)
+    finally:
+        connections.close_all()
+    connect_threads(worker)
+
+
+def connect_threads(worker):
+    """Every thread of a gthread worker's pool opens its database connections (kept for
+    CONN_MAX_AGE) before the worker takes a request: a connection costs a TLS handshake and
+    PostgreSQL's SCRAM (4,096 rounds of PBKDF2 in the client), ~80 /health requests' CPU, which
+    each thread's first visitor would otherwise wait for. A database that does not answer is
+    logged; the threads connect on their first request then, as without this."""
+    from django.db import connections
+
+    pool = getattr(worker, "tpool", None)
+    if pool is None:
+        return
+    # Each task waits for all the others, so the pool starts a thread for every one of them.
+    together = threading.Barrier(worker.cfg.threads, timeout=60)
+
+    def connect():
+        together.wait()
+        for connection in connections.all():
+            connection.ensure_connection()
+
+    for task in [pool.submit(connect) for _ in range(worker.cfg.threads)]:
+        try:
+            task.result()
+        except Exception as error:
+            worker.log.warning("A thread could not connect to the database yet: %s", error)
+            return
 
 
 def bind_address(environ):
