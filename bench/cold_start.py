@@ -69,8 +69,7 @@ def main():
     workers = str(args.workers)
     client = common.docker_client()
     print(f"machine: {common.machine()}")
-    with common.Backends() as backends, common.release_image(client, args.image) as image:
-        config_uri = backends.put_config(backends.new_database())
+    with common.stage_release(client, args.image) as (_, image, config_uri):
         release_env = {"GUNICORN_WORKERS": workers}
         common.log("first start: migrates the new database and collects static files")
         first = time_to_health(client, image, config_uri=config_uri, env=release_env)

@@ -281,6 +281,14 @@ def release_image(client, given):
             client.images.remove(name, noprune=True)  # keep the layers: the build cache
 
 
+@contextlib.contextmanager
+def stage_release(client, given):
+    """PostgreSQL and moto on loopback, a stage config for a new database in the bucket, and
+    the release image under test (release_image): (backends, image, the config's URI)."""
+    with Backends() as backends, release_image(client, given) as image:
+        yield backends, image, backends.put_config(backends.new_database())
+
+
 def make_host_dir():
     """A host directory for /host owned by the app user, as bootstrap stage 2 leaves it."""
     return docker_rig.make_host_dir(prefix="bench-host-")

@@ -69,9 +69,7 @@ def main():
     args = parser.parse_args()
     client = common.docker_client()
     print(f"machine: {common.machine()}")
-    with common.Backends() as backends, common.release_image(client, args.image) as image:
-        config_uri = backends.put_config(backends.new_database())
-
+    with common.stage_release(client, args.image) as (backends, image, config_uri):
         first_uploads, first_line = start_uploads(client, image, backends, config_uri)
         second_uploads, second_line = start_uploads(client, image, backends, config_uri)
         common.log(f"first start: {first_uploads} uploads ({first_line})")

@@ -85,27 +85,28 @@ def main():
     workers = str(args.workers)
     client = common.docker_client()
     print(f"machine: {common.machine()}")
-    with common.Backends() as backends, common.release_image(client, args.image) as image:
-        config_uri = backends.put_config(backends.new_database())
-        with common.Container(
+    with (
+        common.stage_release(client, args.image) as (_, image, config_uri),
+        common.Container(
             client, image, config_uri=config_uri, env={"GUNICORN_WORKERS": workers}
-        ) as release:
-            release.wait_status("/health", timeout=300)  # it migrates the new database
-            port = common.free_port()
-            bare_command = ["gunicorn", "--preload", "--worker-class", "gthread"]
-            bare_command += ["--workers", workers, "--threads", "4"]
-            bare_command += ["--bind", f"127.0.0.1:{port}", "www.wsgi"]
-            with common.Container(
-                client, image, config_uri=config_uri, command=bare_command, port=port
-            ) as bare:
-                bare.wait_status("/health", timeout=300)
-                common.log(f"release on {release.url}, bare on {bare.url}")
-                for n in range(args.rounds):
-                    for path in PATHS:
-                        load_together([release.url + path, bare.url + path], duration=args.duration)
-                    common.log(f"round {n + 1} of {args.rounds} loaded")
-                release_memory = gunicorn_memory(release.container)
-                bare_memory = gunicorn_memory(bare.container)
+        ) as release,
+    ):
+        release.wait_status("/health", timeout=300)  # it migrates the new database
+        port = common.free_port()
+        bare_command = ["gunicorn", "--preload", "--worker-class", "gthread"]
+        bare_command += ["--workers", workers, "--threads", "4"]
+        bare_command += ["--bind", f"127.0.0.1:{port}", "www.wsgi"]
+        with common.Container(
+            client, image, config_uri=config_uri, command=bare_command, port=port
+        ) as bare:
+            bare.wait_status("/health", timeout=300)
+            common.log(f"release on {release.url}, bare on {bare.url}")
+            for n in range(args.rounds):
+                for path in PATHS:
+                    load_together([release.url + path, bare.url + path], duration=args.duration)
+                common.log(f"round {n + 1} of {args.rounds} loaded")
+            release_memory = gunicorn_memory(release.container)
+            bare_memory = gunicorn_memory(bare.container)
     print(f"image: {image}; {workers} workers x 4 threads each side, after {args.rounds} rounds")
     print(f"of {args.duration} s on each of {', '.join(PATHS)}")
     ok = common.result(

@@ -17,12 +17,12 @@ GUNICORN_START_GATE set by start.sh: the master imports the app at once but bind
 
 import gc
 import importlib.util
-import io
 import math
 import os
 import sys
 import threading
 import time
+import wsgiref.util
 from pathlib import Path
 
 # The container's CPU quota (docker run --cpus), cgroup v2 then v1: "QUOTA PERIOD" in
@@ -135,23 +135,10 @@ def post_worker_init(worker):
     from django.db import connections
 
     host = next((h.lstrip(".") for h in settings.ALLOWED_HOSTS if "*" not in h), "localhost")
-    environ = {
-        "REQUEST_METHOD": "GET",
-        "PATH_INFO": path,
-        "QUERY_STRING": "",
-        "SERVER_NAME": host,
-        "SERVER_PORT": "443",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "HTTP_HOST": host,
-        # as the load balancer's HTTPS reaches it: a redirect to https would warm nothing
-        "wsgi.url_scheme": "https",
-        "wsgi.input": io.BytesIO(),
-        "wsgi.errors": sys.stderr,
-        "wsgi.version": (1, 0),
-        "wsgi.multithread": True,
-        "wsgi.multiprocess": True,
-        "wsgi.run_once": False,
-    }
+    # as the load balancer's HTTPS reaches it: a redirect to https would warm nothing
+    environ = {"PATH_INFO": path, "HTTP_HOST": host, "SERVER_NAME": host, "SERVER_PORT": "443"}
+    environ["wsgi.url_scheme"] = "https"
+    wsgiref.util.setup_testing_defaults(environ)  # the rest of a WSGI GET, from the stdlib
     answered = []
     try:
         response = worker.wsgi(
