@@ -14,9 +14,12 @@ its own wrk, so they share the one server core and whatever its speed is in thos
 number of one-at-a-time rounds averages out). Each round pairs the start-script with every
 other setting in turn, every other round in reverse order and with the other's wrk started
 first. Every setting runs as --replicas containers, taken in turn by the rounds: identical
-containers differ by up to ~10%. A pair's ratio is start-script req/s over the other's; each
-setting's figure is its median over the rounds, and the best bare setting is the one the
-start-script fares worst against.
+containers differ by up to ~10%. Each of them has a start-script container of its own as its
+partner, so both sides of a pair are loaded and rest alike: one start-script container
+loaded in every pair lost 1-6 % to an identical copy loaded in its pair only (the "diag
+start-script again" control of --diagnose; docs/benchmarks.md, sixth session). A pair's
+ratio is start-script req/s over the other's; each setting's figure is its median over the
+rounds, and the best bare setting is the one the start-script fares worst against.
 Target: start-script >= 1.00x the best bare setting, on every path.
 
     .venv/bin/python -m bench.throughput [--rounds 9] [--replicas 3] [--duration 3] [--diagnose]
@@ -62,6 +65,9 @@ DIAGNOSTIC = [
 # (name, environment) of the start-script itself with its access log off, and sent to stdout
 # (through supervisord, start.sh's tee and dockerd) instead of to /host/logs/access.log.
 DIAGNOSTIC_RELEASE = [
+    # the start-script unchanged, in containers of its own: what the bench gives or takes
+    # from the side that is loaded in every pair (an A/A control; ideally 1.00x)
+    ("diag start-script again", {}),
     ("diag start-script log off", {"GUNICORN_ACCESS_LOG": "off"}),
     ("diag start-script log to -", {"GUNICORN_ACCESS_LOG": "-"}),
 ]
@@ -116,14 +122,17 @@ def warm_up(url, *, cookie, args, tries=10):
     raise SystemExit(f"error: {url} answered no request in {tries} warm-up runs:\n{output}")
 
 
-def check(container, paths, cookie):
+def check(name, container, paths, cookie):
     """Every path answers 200 (the admin to the session's cookie), or the run stops."""
     for path in paths:
         answer = requests.get(
             container.url + path, headers={"Cookie": cookie}, allow_redirects=False, timeout=10
         )
         if answer.status_code != 200:
-            raise SystemExit(f"error: {container.url}{path} answered {answer.status_code}")
+            raise SystemExit(
+                f"error: {name}: {container.url}{path} answered {answer.status_code}; its log:\n"
+                + container.logs()[-3000:]
+            )
 
 
 def cpu_split():
@@ -185,27 +194,34 @@ def main():
         contextlib.ExitStack() as containers,
     ):
         config_uri = backends.put_config(backends.new_database())
-        running = {}  # setting: its replicas
-        for name, bare, env in settings:
-            running[name] = []
-            for _ in range(args.replicas):
-                port = common.free_port()
-                command = [*bare, "--bind", f"127.0.0.1:{port}", "www.wsgi"] if bare else None
-                container = containers.enter_context(
-                    common.Container(
-                        client,
-                        image,
-                        config_uri=config_uri,
-                        command=command,
-                        env=env,
-                        port=port,
-                        cpuset_cpus=args.server_cpus,
-                        healthcheck=NO_HEALTHCHECK,
-                    )
+
+        def start(command, env):
+            port = common.free_port()
+            container = containers.enter_context(
+                common.Container(
+                    client,
+                    image,
+                    config_uri=config_uri,
+                    command=[*command, "--bind", f"127.0.0.1:{port}", "www.wsgi"]
+                    if command
+                    else None,
+                    env=env,
+                    port=port,
+                    cpuset_cpus=args.server_cpus,
+                    healthcheck=NO_HEALTHCHECK,
                 )
-                # One at a time: the first (the start-script) migrates the new database.
-                container.wait_status("/health", timeout=180)
-                running[name].append(container)
+            )
+            # One at a time: the first (a start-script) migrates the new database.
+            container.wait_status("/health", timeout=180)
+            return container
+
+        # Every setting's replicas, and as many start-script containers of its own to pair
+        # with them: each side of a pair is loaded in that pair's turns only, and rests as
+        # long. One start-script loaded in every pair lost up to 6 % to an identical copy.
+        running, partners = {}, {}
+        for name, command, env in settings[1:]:
+            partners[name] = [start(None, {}) for _ in range(args.replicas)]
+            running[name] = [start(command, env) for _ in range(args.replicas)]
         output = common.run_once(
             client,
             image,
@@ -213,20 +229,21 @@ def main():
             command=["python3", "manage.py", "shell", "-c", common.SESSION_CODE],
         )
         cookie = common.session_cookie(output)
-        for replicas in running.values():
-            for container in replicas:
-                check(container, paths, cookie)
-                for path in paths:  # warm-up: connections, caches, lazily loaded code
-                    warm_up(container.url + path, cookie=cookie, args=args)
-        releases = running.pop(RELEASE)
+        everything = [(RELEASE, c) for replicas in partners.values() for c in replicas]
+        everything += [(name, c) for name, replicas in running.items() for c in replicas]
+        for name, container in everything:
+            check(name, container, paths, cookie)
+            for path in paths:  # warm-up: connections, caches, lazily loaded code
+                warm_up(container.url + path, cookie=cookie, args=args)
+        releases = [c for replicas in partners.values() for c in replicas]
         cpu_before = [cpu_seconds(release) for release in releases]
         for n in range(args.rounds):
             order = list(running.items())
             if n % 2:  # every other round backwards, so a drift in load hits all alike
                 order.reverse()
-            release = releases[n % args.replicas]
             for path in paths:
                 for name, replicas in order:
+                    release = partners[name][n % args.replicas]
                     urls = [release.url + path, replicas[n % args.replicas].url + path]
                     # wrk started first fares slightly better: every other round goes first
                     step = -1 if n % 2 else 1
@@ -242,18 +259,19 @@ def main():
                     for name in running
                 )
             )
-        cpu_used = [
-            {name: after[name] - before.get(name, 0) for name in after}
-            for before, after in zip(cpu_before, [cpu_seconds(r) for r in releases], strict=True)
-        ]
+        cpu_used = {}
+        for before, after in zip(cpu_before, [cpu_seconds(r) for r in releases], strict=True):
+            for command, seconds in after.items():
+                cpu_used[command] = cpu_used.get(command, 0) + seconds - before.get(command, 0)
     print(
-        "CPU seconds the start-script containers' processes used during the rounds: "
-        + "; ".join(", ".join(f"{k} {v:.2f}" for k, v in sorted(used.items())) for used in cpu_used)
+        "CPU seconds the start-script containers' processes used during the rounds, summed: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in sorted(cpu_used.items()))
     )
     print(
         f"image: {image}; server cpuset {args.server_cpus}, wrk on CPUs {args.client_cpus}, "
         f"two at a time, each -t1 -c{args.connections} -d{args.duration}s; {args.rounds} rounds "
-        f"over {args.replicas} containers of each setting; medians; ratio = start-script / "
+        f"over {args.replicas} containers of each setting and as many start-script containers "
+        "paired with them; medians; ratio = start-script / "
         "setting, loaded together"
     )
     print(f"{'setting':<28}" + "".join(f"{p + ' start/this req/s':>26}" for p in paths))

@@ -103,11 +103,23 @@ def start_fleet(
     return rigs, balancer
 
 
+USER_DATA = ROOT / "deploy/aws/user-data.sh"
+# What stage 2 logs as it starts a new container beside the serving one (swap_container).
+SWAP_LINE = re.compile(r"trying \S+ as \S+ in slot")
+
+
 def timer_environment():
     """The environment bootstrap-redeploy.service gives the timer's runs: its Environment=
     lines in user-data.sh (BOOTSTRAP_LOG=/dev/null: a quiet run ships no boot log)."""
-    text = (ROOT / "deploy/aws/user-data.sh").read_text()
-    return dict(re.findall(r"^\s*Environment=(\w+)=(\S*)$", text, re.MULTILINE))
+    return dict(re.findall(r"^\s*Environment=(\w+)=(\S*)$", USER_DATA.read_text(), re.MULTILINE))
+
+
+def production_timer_seconds():
+    """Seconds between two runs of the redeploy timer on an instance: user-data.sh's default
+    REDEPLOY_EVERY (a systemd time span such as 1min or 30s)."""
+    (span,) = re.findall(r"\$\{REDEPLOY_EVERY:=(\w+)\}", USER_DATA.read_text())
+    number, unit = re.fullmatch(r"(\d+)(s|sec|min)?", span).groups()
+    return int(number) * (60 if unit == "min" else 1)
 
 
 class Timer:
@@ -118,6 +130,7 @@ class Timer:
         self.every = every
         self.settings = {**timer_environment(), **settings}
         self.runs = []  # (exit status, output) of each run
+        self.swaps = []  # (start, end) in time.monotonic() of each run that swapped containers
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -128,7 +141,11 @@ class Timer:
     def _run(self):
         deadline = time.monotonic() + ROLL_TIMEOUT
         while not self._stop.is_set() and time.monotonic() < deadline:
-            self.runs.append(self.rig.boot(**self.settings))
+            start = time.monotonic()
+            status, output = self.rig.boot(**self.settings)
+            self.runs.append((status, output))
+            if SWAP_LINE.search(output):
+                self.swaps.append((start, time.monotonic()))
             self._stop.wait(self.every)
 
     def stop(self):

@@ -97,6 +97,8 @@ class PostgresServer:
                 "UTF8",
             )
             self._make_certificate()
+        # bench.throughput --diagnose holds 2 x 11 settings x 3 replicas of containers with up
+        # to 8 connections each (the release's workers open every thread's at start).
         self._run(
             "pg_ctl",
             "start",
@@ -107,7 +109,7 @@ class PostgresServer:
             str(self.dir / "log"),
             "-o",
             f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-            f"-c max_connections=200 -c ssl=on -c ssl_cert_file={self.dir / 'server.crt'} "
+            f"-c max_connections=600 -c ssl=on -c ssl_cert_file={self.dir / 'server.crt'} "
             f"-c ssl_key_file={self.dir / 'server.key'}",
         )
         return self

@@ -87,6 +87,8 @@ def log_lines(logger_class, path, *, access_log_format=None, before=None):
         response.start_response(status, [("Content-Type", "text/html")])
         response.sent = sent
         logger.access(response, request, environ, REQUEST_TIME)
+    if hasattr(logger, "flush_lines"):  # ours keeps them up to a second
+        logger.flush_lines()
     for handler in logger.access_log.handlers:
         handler.close()
     return path.read_text().splitlines()
@@ -155,3 +157,74 @@ def test_lines_after_logging_reconfigured(tmp_path):
     ).stdout.splitlines()
     assert len(lines) == len(REQUESTS)
     assert '"GET /health HTTP/1.1" 200 35' in lines[0]
+
+
+# One worker: COUNT requests with its own marker in the URL and a long User-Agent, logged
+# as fast as it can, then a normal exit (the last batch is written at exit); with "quiet", it
+# waits up to 5 s for them to reach the file before it exits, and exits 3 if they do not.
+# In a fresh interpreter, as in a gunicorn worker (pytest's handlers stay out of the log).
+WORKER = """
+import runpy, sys, time
+from pathlib import Path
+from tests.test_access_log import GUNICORN_CONF, Socket, REQUEST_TIME
+from gunicorn.config import Config
+from gunicorn.http import wsgi
+from gunicorn.http.message import Request
+from gunicorn.http.unreader import IterUnreader
+AccessLogger = runpy.run_path(str(GUNICORN_CONF))["AccessLogger"]
+path, marker, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+cfg = Config()
+cfg.set("accesslog", path)
+logger = AccessLogger(cfg)
+for n in range(count):
+    raw = (f"GET /{marker}/{n} HTTP/1.1\\r\\nHost: example.com\\r\\n"
+           f"User-Agent: {marker * 200}\\r\\n\\r\\n").encode()
+    request = Request(cfg, IterUnreader([raw]), ("203.0.113.7", 50000))
+    response, environ = wsgi.create(request, Socket(), ("203.0.113.7", 50000),
+                                    ("127.0.0.1", 8000), cfg)
+    response.start_response("200 OK", [])
+    response.sent = 2
+    logger.access(response, request, environ, REQUEST_TIME)
+deadline = time.monotonic() + 5
+while sys.argv[4:] == ["quiet"] and len(Path(path).read_text().splitlines()) < count:
+    if time.monotonic() > deadline:
+        sys.exit(3)
+    time.sleep(0.1)
+"""
+
+
+def run_worker(tmp_path, path, marker, count, *options):
+    return subprocess.Popen(
+        [sys.executable, "-c", WORKER, str(path), marker, str(count), *options],
+        cwd=GUNICORN_CONF.parent.parent.parent,
+        env={
+            **os.environ,
+            "GUNICORN_ACCESS_LOG": str(tmp_path / "default.log"),
+            "PORT": IMAGE_PORT,
+        },
+    )
+
+
+def test_lines_reach_the_file_within_a_second_with_no_request_after_them(tmp_path):
+    """Lines wait in the worker for a fuller batch, but no longer than FLUSH_SECONDS."""
+    assert run_worker(tmp_path, tmp_path / "quiet.log", "q", 3, "quiet").wait(timeout=60) == 0
+
+
+def test_two_workers_lines_never_interleave_and_none_is_lost_at_exit(tmp_path):
+    """Both workers append batches to one file at once: every line arrives whole, once."""
+    path, count = tmp_path / "shared.log", 2999  # the last batch part-filled at exit
+    workers = [run_worker(tmp_path, path, marker, count) for marker in "ab"]
+    assert [worker.wait(timeout=120) for worker in workers] == [0, 0]
+    lines = path.read_text().splitlines()
+    whole = re.compile(
+        r'203\.0\.113\.7 - - \[[^]]+\] "GET /(a|b)/(\d+) HTTP/1\.1" 200 2 "-" "(\w+)"'
+    )
+    seen = {"a": [], "b": []}
+    for line in lines:
+        match = whole.fullmatch(line)
+        assert match and match[3] == match[1] * 200, f"a broken line: {line[:120]!r}"
+        seen[match[1]].append(int(match[2]))
+    assert {marker: sorted(numbers) for marker, numbers in seen.items()} == {
+        "a": list(range(count)),
+        "b": list(range(count)),
+    }

@@ -89,9 +89,12 @@ def test_release_serves_health_and_admin_css_from_s3(
         assert "[ERROR]" not in app.logs() and "Traceback" not in app.logs()
         host_log = (app.host_dir_path / "logs" / "container.log").read_text()
         assert "start.sh: starting" in host_log and "Collected static files" in host_log
-        # gunicorn writes the access log straight to the host directory.
-        access_log = (app.host_dir_path / "logs" / "access.log").read_text()
-        assert '"GET /admin/login/ HTTP/1.1" 200' in access_log
+        # gunicorn writes the access log straight to the host directory, within a second.
+        access_log = app.host_dir_path / "logs" / "access.log"
+        deadline = time.monotonic() + 10
+        while '"GET /admin/login/ HTTP/1.1" 200' not in access_log.read_text():
+            assert time.monotonic() < deadline, access_log.read_text()
+            time.sleep(0.2)
 
     s3 = aws_client()
     hashed_key = urlparse(css_url).path.lstrip("/")
