@@ -128,8 +128,9 @@ def measure(size, servers, images, steady_seconds, timer_every):
         failed_runs = [output for timer in timers for output in timer.failed_runs()]
         if failed_runs:
             raise SystemExit(f"error: a boot failed during the roll:\n{failed_runs[0][-4000:]}")
-        if len(swaps) < size:
-            raise SystemExit(f"error: {len(swaps)} swap(s) seen in the timers' runs, not {size}")
+        swapped = sum(len(timer.swaps) for timer in timers)
+        if swapped < size:
+            raise SystemExit(f"error: {swapped} swap(s) seen in the timers' runs, not {size}")
         return {
             "sent": load.count(),
             "failed": load.failures(),

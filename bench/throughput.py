@@ -181,13 +181,13 @@ def main():
     client = common.docker_client()
     print(f"machine: {common.machine()}")
     extra = DIAGNOSTIC if args.diagnose else []
-    # (name, command or None for the image's CMD, extra environment)
-    settings = [(RELEASE, None, {})]
-    settings += [(name, ["gunicorn", *a], {}) for name, a in BARE + extra]
+    # (name, command or None for the image's CMD, extra environment) of the settings the
+    # start-script is paired with
+    settings = [(name, ["gunicorn", *a], {}) for name, a in BARE + extra]
     if args.diagnose:
         settings += [(name, None, env) for name, env in DIAGNOSTIC_RELEASE]
     # pairs[setting][path]: (start-script req/s, setting req/s) per round, loaded together
-    pairs = {name: {path: [] for path in paths} for name, _, _ in settings if name != RELEASE}
+    pairs = {name: {path: [] for path in paths} for name, _, _ in settings}
     with (
         common.Backends() as backends,
         common.release_image(client, args.image) as image,
@@ -219,7 +219,7 @@ def main():
         # with them: each side of a pair is loaded in that pair's turns only, and rests as
         # long. One start-script loaded in every pair lost up to 6 % to an identical copy.
         running, partners = {}, {}
-        for name, command, env in settings[1:]:
+        for name, command, env in settings:
             partners[name] = [start(None, {}) for _ in range(args.replicas)]
             running[name] = [start(command, env) for _ in range(args.replicas)]
         output = common.run_once(
@@ -229,13 +229,13 @@ def main():
             command=["python3", "manage.py", "shell", "-c", common.SESSION_CODE],
         )
         cookie = common.session_cookie(output)
-        everything = [(RELEASE, c) for replicas in partners.values() for c in replicas]
+        releases = [c for replicas in partners.values() for c in replicas]
+        everything = [(RELEASE, c) for c in releases]
         everything += [(name, c) for name, replicas in running.items() for c in replicas]
         for name, container in everything:
             check(name, container, paths, cookie)
             for path in paths:  # warm-up: connections, caches, lazily loaded code
                 warm_up(container.url + path, cookie=cookie, args=args)
-        releases = [c for replicas in partners.values() for c in replicas]
         cpu_before = [cpu_seconds(release) for release in releases]
         for n in range(args.rounds):
             order = list(running.items())

@@ -22,7 +22,7 @@ from tests.docker_rig import (
     stage_bucket,
     stage_config,
 )
-from tests.servers import free_port
+from tests.servers import free_port, wait_until
 from www import aws, project
 
 pytestmark = pytest.mark.docker
@@ -91,10 +91,11 @@ def test_release_serves_health_and_admin_css_from_s3(
         assert "start.sh: starting" in host_log and "Collected static files" in host_log
         # gunicorn writes the access log straight to the host directory, within a second.
         access_log = app.host_dir_path / "logs" / "access.log"
-        deadline = time.monotonic() + 10
-        while '"GET /admin/login/ HTTP/1.1" 200' not in access_log.read_text():
-            assert time.monotonic() < deadline, access_log.read_text()
-            time.sleep(0.2)
+        wait_until(
+            lambda: '"GET /admin/login/ HTTP/1.1" 200' in access_log.read_text(),
+            timeout=10,
+            what="the login's access-log line",
+        )
 
     s3 = aws_client()
     hashed_key = urlparse(css_url).path.lstrip("/")

@@ -107,15 +107,19 @@ class AccessLogger(glogging.Logger):
             return None
 
     def write_line(self, handler, line):
-        """Keep line for the next batch; write the batch once it is full."""
+        """Keep line for the next batch; write the kept lines first if it would overflow it,
+        and the batch once it is full (a line as long as a batch goes alone)."""
         line += handler.terminator
+        length = len(line) if line.isascii() else len(line.encode())
         with handler.lock:
             if self._flusher_pid != os.getpid():
                 self._start_flusher()
+            if self._size + length > BATCH_BYTES:
+                self._write_kept(handler)
             self._lines.append(line)
-            self._size += len(line) if line.isascii() else len(line.encode())
+            self._size += length
             if self._size >= BATCH_BYTES:
-                self._write_batches(handler)
+                self._write_kept(handler)
 
     def flush_lines(self):
         """Write every line kept so far (the flusher thread, at exit, and tests)."""
@@ -123,7 +127,7 @@ class AccessLogger(glogging.Logger):
         if handler is None:
             return
         with handler.lock:
-            self._write_batches(handler)
+            self._write_kept(handler)
 
     def _start_flusher(self):
         self._flusher_pid = os.getpid()
@@ -139,20 +143,12 @@ class AccessLogger(glogging.Logger):
             except Exception:  # a full disk costs lines, not the thread
                 self.error(traceback.format_exc())
 
-    def _write_batches(self, handler):
-        """The kept lines as whole-line writes of at most BATCH_BYTES each (a longer line
-        alone). The caller holds handler.lock."""
-        lines, self._lines, self._size = self._lines, [], 0
-        batch, size = [], 0
-        for line in lines:
-            length = len(line) if line.isascii() else len(line.encode())
-            if batch and size + length > BATCH_BYTES:
-                self._write(handler, "".join(batch))
-                batch, size = [], 0
-            batch.append(line)
-            size += length
-        if batch:
-            self._write(handler, "".join(batch))
+    def _write_kept(self, handler):
+        """The kept lines in one write: write_line keeps at most BATCH_BYTES of them (or one
+        longer line). The caller holds handler.lock."""
+        if self._lines:
+            text, self._lines, self._size = "".join(self._lines), [], 0
+            self._write(handler, text)
 
     def _write(self, handler, text):
         if handler.stream is not None:
