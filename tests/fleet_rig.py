@@ -214,13 +214,6 @@ def target_group_arn():
     return group["TargetGroupArn"]
 
 
-def wait_until(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {timeout}s: {what}"
-        time.sleep(0.2)
-
-
 def steady_load(site, **options):
     """Browsers' requests to the site at base URL `site` (the load balancer's, naming prod's
     domain), a DB-backed page and /health in turn: 4 threads of at most 25 requests a second

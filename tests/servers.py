@@ -42,7 +42,7 @@ def wait_until(check, *, timeout, what):
         if check():
             return
         time.sleep(0.1)
-    raise TimeoutError(f"{what} not ready after {timeout}s")
+    raise TimeoutError(f"not within {timeout}s: {what}")
 
 
 def postgres_bindir():

@@ -21,7 +21,8 @@ import pytest
 
 from tests import fleet_rig
 from tests.docker_rig import SESSION_TAG
-from tests.fleet_rig import Timer, current_lease, deploy, lease_versions, steady_load, wait_until
+from tests.fleet_rig import Timer, current_lease, deploy, lease_versions, steady_load
+from tests.servers import wait_until
 
 pytestmark = pytest.mark.docker
 
@@ -101,8 +102,8 @@ def test_releases_roll_across_three_instances_one_at_a_time_with_no_failed_reque
                 (current_lease() or {}).get("instance") == first.instance_id
                 and balancer.registered[first.instance_id] is False
             ),
-            120,
-            "the first instance holds the lease, out of the target group",
+            timeout=120,
+            what="the first instance holds the lease, out of the target group",
         )
         first.kill_boot()
         killed.stop()
@@ -110,8 +111,8 @@ def test_releases_roll_across_three_instances_one_at_a_time_with_no_failed_reque
         timers = [Timer(rig).start() for rig in others]
         wait_until(
             lambda: (current_lease() or {}).get("instance", first.instance_id) != first.instance_id,
-            KILLED_LEASE_SECONDS + 120,
-            "another instance takes over the expired lease",
+            timeout=KILLED_LEASE_SECONDS + 120,
+            what="another instance takes over the expired lease",
         )
         timers.append(Timer(first).start())  # the first instance is back
         out = deploy(first, tag, timers)

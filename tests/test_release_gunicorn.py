@@ -13,19 +13,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.servers import free_port
+from tests.servers import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = [sys.executable, "-m", "gunicorn", "--config", "deploy/release/gunicorn.conf.py"]
 IMPORTED = "App imported; serving once the start-up steps are done"
-
-
-def wait_for(check, *, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no {what} within {timeout}s")
-        time.sleep(0.05)
 
 
 def status(url):
@@ -66,14 +58,14 @@ def test_nothing_is_served_until_the_gate_opens(gated):
             [*GUNICORN, "www.wsgi"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
         )
     try:
-        wait_for(lambda: IMPORTED in log.read_text(), timeout=60, what="app import")
+        wait_until(lambda: IMPORTED in log.read_text(), timeout=60, what="app import")
         time.sleep(0.5)  # time to bind, were it going to
         assert server.poll() is None, log.read_text()
         assert status(url) is None, "gunicorn served before the start-up steps were done"
         migrate = [sys.executable, "manage.py", "migrate", "--no-input"]
         subprocess.run(migrate, cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
         gate.touch()  # as start.sh's steps do once they have migrated
-        wait_for(lambda: status(url) == 200, timeout=60, what="200 on /health")
+        wait_until(lambda: status(url) == 200, timeout=60, what="200 on /health")
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
@@ -107,10 +99,10 @@ def test_a_gated_master_exits_when_its_supervisor_is_killed(gated):
         )
     master = int(parent.stdout.readline())
     try:
-        wait_for(lambda: IMPORTED in log.read_text(), timeout=60, what="app import")
+        wait_until(lambda: IMPORTED in log.read_text(), timeout=60, what="app import")
         parent.kill()  # what start.sh does to supervisord when a start-up step fails
         parent.wait(timeout=30)
-        wait_for(lambda: gone(master), timeout=10, what="exit of the orphaned master")
+        wait_until(lambda: gone(master), timeout=10, what="exit of the orphaned master")
     finally:
         if not gone(master):
             os.kill(master, signal.SIGKILL)
