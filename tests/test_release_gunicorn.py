@@ -108,3 +108,49 @@ def test_a_gated_master_exits_when_its_supervisor_is_killed(gated):
             os.kill(master, signal.SIGKILL)
     assert not gate.exists()
     assert status(url) is None
+
+
+# The release's settings, but the last of the first workers starts its warm-up 2 s late.
+SLOW_LAST_WORKER = """
+import runpy, time
+globals().update(runpy.run_path({release!r}))
+release_post_worker_init = post_worker_init
+
+
+def post_worker_init(worker):
+    if worker.age == worker.cfg.workers:
+        time.sleep(2)
+        worker.log.info("the last worker starts its warm-up")
+    release_post_worker_init(worker)
+"""
+
+
+def served(url):
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except (requests.ConnectionError, requests.Timeout):
+        return False
+
+
+def test_no_worker_serves_until_all_are_warm(gated, tmp_path):
+    """A swap switches to a new container at its first 200 on /health: by then every worker
+    must be past its warm-up, none still starting beside the requests switched to it."""
+    _, env, url, log = gated
+    del env["GUNICORN_START_GATE"]
+    env["GUNICORN_WORKERS"] = "3"
+    config = tmp_path / "slow_last_worker.py"
+    config.write_text(SLOW_LAST_WORKER.format(release=str(ROOT / GUNICORN[-1])))
+    command = [*GUNICORN[:-1], str(config), "www.wsgi"]
+    with open(log, "wb") as out:
+        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        # connections wait in the socket's queue while the workers warm up
+        wait_until(lambda: served(url), timeout=60, what="200 on /health")
+        first_served = log.read_text()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    assert "the last worker starts its warm-up" in first_served, first_served
+    assert first_served.count("Worker warm") == 3, first_served
+    # the master removed the workers' count on its way out
+    assert not list(Path("/dev/shm").glob(f"gunicorn-warm-{server.pid}")), "marks left behind"

@@ -37,6 +37,13 @@ STAGE2_URI='{{stage2_uri}}'
 # The environment's CloudWatch Logs group, where a failed boot's log goes.
 LOG_GROUP='{{log_group}}'
 
+# The CPU weight (cgroup v2 cpu.weight) of the timer's runs. systemd's default, 100, would put
+# their AWS CLI calls (about half a second of CPU each) ahead of the requests being served:
+# Docker makes a serving container's 1,024 shares a weight of 39, and a starting one's 256 a
+# weight of 10 (webserver.sh's SERVING_ and STARTING_CPU_SHARES). The timer weighs as the
+# starting container does.
+REDEPLOY_CPU_WEIGHT=10
+
 # The name this stage's log lines carry; then log, die, on_error and aws_cli, rendered in by
 # launch_ec2 from deploy/aws/boot-functions.sh (stage 2 has the same).
 LOG_TAG=bootstrap
@@ -98,6 +105,7 @@ install_redeploy_timer() {
 		[Service]
 		Type=oneshot
 		Environment=BOOTSTRAP_LOG=/dev/null
+		CPUWeight=$REDEPLOY_CPU_WEIGHT
 		ExecStart=$copy
 	EOF
 	cat >"$units/bootstrap-redeploy.timer" <<-EOF

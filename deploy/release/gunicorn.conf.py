@@ -10,7 +10,8 @@ GUNICORN_ACCESS_LOG where gunicorn writes the access log: a file (default
                     $HOST_LOG_DIR/access.log, the image's), "-" for stdout (the container
                     log), "off" for none
 GUNICORN_WARM_UP    the path each worker serves itself before its first request (default
-                    "/"), "off" for none (post_worker_init)
+                    "/"), "off" for none; the workers then serve once all are warm
+                    (post_worker_init)
 GUNICORN_START_GATE set by start.sh: the master imports the app at once but binds its port
                     only once this file exists, after the start-up steps (on_starting)
 """
@@ -127,7 +128,8 @@ def post_worker_init(worker):
     (docs/benchmarks.md), and a swap sends every request to a new container. The answer goes
     to no access log; one that is not 2xx or 3xx is logged, and the worker serves anyway. The
     warm-up's database connection is closed: requests run in the worker's thread pool, and
-    each of those threads opens its connections now (connect_threads)."""
+    each of those threads opens its connections now (connect_threads). Then it waits for the
+    other workers to be warm too (wait_for_siblings)."""
     path = os.environ.get("GUNICORN_WARM_UP") or "/"
     if path == "off":
         return
@@ -156,6 +158,35 @@ def post_worker_init(worker):
     finally:
         connections.close_all()
     connect_threads(worker)
+    wait_for_siblings(worker)
+
+
+def wait_for_siblings(worker):
+    """The worker takes no request until all its master's first workers are warm, or for at
+    most half gunicorn's timeout: the first 200 on /health (what stage 2's swap waits for)
+    then means every worker is ready. Otherwise the switch sent requests to a container whose
+    other workers were still warming up, their start-up sharing the CPU with those requests
+    (docs/benchmarks.md, seventh session). Each warm worker appends a byte to a file named
+    after its master, on the container's tmpfs; a worker started later (a restart, a
+    replacement) finds the count reached and goes on at once."""
+    marks = warm_marks(worker.cfg, worker.ppid)
+    worker.log.info("Worker warm: serving once all %d are", worker.cfg.workers)
+    with open(marks, "ab") as file:
+        file.write(b".")
+    deadline = time.monotonic() + worker.cfg.timeout / 2
+    while marks.stat().st_size < worker.cfg.workers and time.monotonic() < deadline:
+        worker.notify()  # the heartbeat gunicorn's timeout watches
+        time.sleep(0.01)
+
+
+def warm_marks(cfg, master_pid):
+    """The file where master_pid's workers count themselves warm (wait_for_siblings)."""
+    return Path(cfg.worker_tmp_dir or "/tmp") / f"gunicorn-warm-{master_pid}"
+
+
+def on_exit(server):
+    """The master removes its workers' warm marks."""
+    warm_marks(server.cfg, server.pid).unlink(missing_ok=True)
 
 
 def connect_threads(worker):
