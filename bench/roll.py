@@ -15,15 +15,18 @@ measures that rig, where three instances' polling alone costs the load more than
 The load (tests/load.py) is 4 keep-alive threads of at most 25 requests a second each, `/` and
 `/health` in turn, loopback only, bounded in count and time. Each size first measures a window
 of the load with no roll (the baseline), then the same window with the timers polling and
-nothing to roll (printed, to tell the rig's own cost from the roll's), then publishes a new
-release (a one-label image derived from the one under test) and runs ./manage.py deploy: the
-roll's window is from the publish to deploy's exit, when every instance reports the release
-healthy. The roll's p99 is also given for its swaps alone: the requests that started while
-a timer run that started a new container ran (for a fleet member, from leaving the target
-group to being healthy in it again), so that a long roll's quiet minutes cannot hide them.
+nothing to roll (printed, to tell the rig's own cost from the roll's), then --rolls times
+publishes a new release (a one-label image derived from the one under test) and runs
+./manage.py deploy: a roll's window is from the publish to deploy's exit, when every instance
+reports the release healthy. The rolls' requests are pooled: one roll's p99 is a single
+request among a few hundred on one instance and swung 3x between identical runs (docs/
+benchmarks.md, seventh session). The p99 is also given for the swaps alone: the requests
+that started while a timer run that started a new container ran (for a fleet member, from
+leaving the target group to being healthy in it again), so that a long roll's quiet minutes
+cannot hide them.
 
     .venv/bin/python -m bench.roll [--instances 1 3] [--steady 30] [--timer-every SECONDS]
-        [--image NAME]
+        [--rolls 3] [--image NAME]
 """
 
 import contextlib
@@ -79,8 +82,9 @@ def merged(windows):
     return out
 
 
-def measure(size, servers, images, steady_seconds, timer_every):
-    """One roll on a fleet of `size`: a dict of what was measured."""
+def measure(size, servers, images, steady_seconds, timer_every, rolls):
+    """`rolls` releases rolled one after another on a fleet of `size`: a dict of what was
+    measured, the rolls' requests pooled."""
     from tests import fleet_rig
     from tests.load import percentile
 
@@ -91,12 +95,11 @@ def measure(size, servers, images, steady_seconds, timer_every):
         common.log(f"{size} instance(s): setup_aws, publish_image, push_config, first boots")
         rigs, base_url, headers, env = make(stack, servers, images, tmp_path)
         first = rigs[0]
-        tag = f"bench-{common.RUN_ID}-{size}"
-        first.derived_release(tag)
+        durations, during, in_swaps, roll_p99s, swaps_seconds, timers = [], [], [], [], 0.0, []
         with fleet_rig.steady_load(
             base_url,
             max_requests=500_000,
-            max_seconds=steady_seconds + fleet_rig.ROLL_TIMEOUT + 120,
+            max_seconds=2 * steady_seconds + rolls * fleet_rig.ROLL_TIMEOUT + 120,
             headers=headers,
         ) as load:
             load.wait_for(100)
@@ -105,32 +108,42 @@ def measure(size, servers, images, steady_seconds, timer_every):
             steady = load.between(start, time.monotonic())
             # The same window with the timers polling and nothing to roll: what the rig's
             # boot runs (the AWS CLI, on the same cores as the instances) cost the load alone.
-            timers = [fleet_rig.Timer(rig, every=timer_every).start() for rig in rigs]
+            polling_timers = [fleet_rig.Timer(rig, every=timer_every).start() for rig in rigs]
             start = time.monotonic()
             time.sleep(steady_seconds)
             polling = load.between(start, time.monotonic())
-            for timer in timers:
+            for timer in polling_timers:
                 timer.stop()
-            common.log(f"{size} instance(s): rolling {tag}")
-            start = time.monotonic()
-            first.publish(tag)
-            timers = [fleet_rig.Timer(rig, every=timer_every).start() for rig in rigs]
-            try:
-                fleet_rig.deploy(first, tag, env=env)
-            finally:
-                end = time.monotonic()
-                for timer in timers:
-                    timer.stop()
-            during = load.between(start, end)
-            swaps = merged(window for timer in timers for window in timer.swaps)
-            in_swaps = [r for window in swaps for r in load.between(*window)]
-            load.wait_for(load.count() + 100)
+            for roll in range(1, rolls + 1):
+                tag = f"bench-{common.RUN_ID}-{size}-{roll}"
+                first.derived_release(tag)
+                common.log(f"{size} instance(s): rolling {tag} ({roll} of {rolls})")
+                start = time.monotonic()
+                first.publish(tag)
+                roll_timers = [fleet_rig.Timer(rig, every=timer_every).start() for rig in rigs]
+                timers += roll_timers
+                try:
+                    fleet_rig.deploy(first, tag, env=env)
+                finally:
+                    end = time.monotonic()
+                    for timer in roll_timers:
+                        timer.stop()
+                durations.append(end - start)
+                this_roll = load.between(start, end)
+                during += this_roll
+                roll_p99s.append(percentile([r.seconds for r in this_roll], 0.99) * 1000)
+                swaps = merged(window for timer in roll_timers for window in timer.swaps)
+                in_swaps += [r for window in swaps for r in load.between(*window)]
+                swaps_seconds += sum(end - start for start, end in swaps)
+                load.wait_for(load.count() + 100)
         failed_runs = [output for timer in timers for output in timer.failed_runs()]
         if failed_runs:
-            raise SystemExit(f"error: a boot failed during the roll:\n{failed_runs[0][-4000:]}")
+            raise SystemExit(f"error: a boot failed during a roll:\n{failed_runs[0][-4000:]}")
         swapped = sum(len(timer.swaps) for timer in timers)
-        if swapped < size:
-            raise SystemExit(f"error: {swapped} swap(s) seen in the timers' runs, not {size}")
+        if swapped < size * rolls:
+            raise SystemExit(
+                f"error: {swapped} swap(s) seen in the timers' runs, not {size} x {rolls}"
+            )
         return {
             "sent": load.count(),
             "failed": load.failures(),
@@ -139,9 +152,10 @@ def measure(size, servers, images, steady_seconds, timer_every):
             "steady_p99": percentile([r.seconds for r in steady], 0.99) * 1000,
             "polling_p99": percentile([r.seconds for r in polling], 0.99) * 1000,
             "during_p99": percentile([r.seconds for r in during], 0.99) * 1000,
-            "duration": end - start,
+            "roll_p99s": roll_p99s,
+            "durations": durations,
             "in_swaps": len(in_swaps),
-            "swaps_seconds": sum(end - start for start, end in swaps),
+            "swaps_seconds": swaps_seconds,
             "swaps_p99": percentile([r.seconds for r in in_swaps], 0.99) * 1000,
         }
 
@@ -165,7 +179,15 @@ def main():
         default=None,
         help="seconds between an instance's timer runs (default: production's REDEPLOY_EVERY)",
     )
+    parser.add_argument(
+        "--rolls",
+        type=int,
+        default=3,
+        help="releases rolled one after another per fleet size, their requests pooled (default 3)",
+    )
     args = parser.parse_args()
+    if args.rolls < 1:
+        parser.error("--rolls: set a count of 1 or more")
     from tests import fleet_rig
 
     timer_every = args.timer_every or fleet_rig.production_timer_seconds()
@@ -177,23 +199,25 @@ def main():
         images = common.instance_rig_images(stack, client, args.image)
         servers = (client, postgres, moto, registry)
         for size in args.instances:
-            results[size] = measure(size, servers, images, args.steady, timer_every)
+            results[size] = measure(size, servers, images, args.steady, timer_every, args.rolls)
 
     ok = True
     for size, result in results.items():
         print(
             f"{size} instance(s): requests sent {result['sent']}, failed "
             f"{len(result['failed'])} (target 0); steady window {result['steady']} requests in "
-            f"{args.steady:.0f}s, the roll {result['during']} in {result['duration']:.1f}s "
-            f"(publish to deploy's exit); p99 with the timers polling and nothing to roll: "
-            f"{result['polling_p99']:.1f} ms, so the roll's p99 is "
+            f"{args.steady:.0f}s; {len(result['durations'])} roll(s): {result['during']} "
+            f"requests in {', '.join(f'{d:.1f}' for d in result['durations'])}s (each publish "
+            f"to deploy's exit), p99 per roll {', '.join(f'{p:.1f}' for p in result['roll_p99s'])}"
+            f" ms; p99 with the timers polling and nothing to roll: "
+            f"{result['polling_p99']:.1f} ms, so the rolls' pooled p99 is "
             f"{result['during_p99'] / result['polling_p99']:.2f}x that window's; the swaps: "
             f"{result['in_swaps']} requests in {result['swaps_seconds']:.1f}s",
             flush=True,
         )
         for failure in result["failed"][:5]:
             print(f"  failed: {failure.outcome}", flush=True)
-        windows = (("the roll", "during_p99"), ("the swaps alone", "swaps_p99"))
+        windows = (("the rolls", "during_p99"), ("the swaps alone", "swaps_p99"))
         met = [
             common.result(
                 f"p99 latency during {window}, {size} instance(s)",
