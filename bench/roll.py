@@ -19,7 +19,7 @@ nothing to roll (printed, to tell the rig's own cost from the roll's), then --ro
 publishes a new release (a one-label image derived from the one under test) and runs
 ./manage.py deploy: a roll's window is from the publish to deploy's exit, when every instance
 reports the release healthy. The rolls' requests are pooled: one roll's p99 is a single
-request among a few hundred on one instance and swung 3x between identical runs (docs/
+request among a few hundred on one instance and swung 4x between identical runs (docs/
 benchmarks.md, seventh session). The p99 is also given for the swaps alone: the requests
 that started while a timer run that started a new container ran (for a fleet member, from
 leaving the target group to being healthy in it again), so that a long roll's quiet minutes
