@@ -86,7 +86,7 @@ def measure(size, servers, images, steady_seconds, timer_every, rolls):
     """`rolls` releases rolled one after another on a fleet of `size`: a dict of what was
     measured, the rolls' requests pooled."""
     from tests import fleet_rig
-    from tests.load import percentile
+    from tests.load import p99_ms
 
     make = single_instance if size == 1 else fleet_of_three
     servers[2].reset()  # moto: a clean account per size
@@ -131,7 +131,7 @@ def measure(size, servers, images, steady_seconds, timer_every, rolls):
                 durations.append(end - start)
                 this_roll = load.between(start, end)
                 during += this_roll
-                roll_p99s.append(percentile([r.seconds for r in this_roll], 0.99) * 1000)
+                roll_p99s.append(p99_ms(this_roll))
                 swaps = merged(window for timer in roll_timers for window in timer.swaps)
                 in_swaps += [r for window in swaps for r in load.between(*window)]
                 swaps_seconds += sum(end - start for start, end in swaps)
@@ -149,14 +149,14 @@ def measure(size, servers, images, steady_seconds, timer_every, rolls):
             "failed": load.failures(),
             "steady": len(steady),
             "during": len(during),
-            "steady_p99": percentile([r.seconds for r in steady], 0.99) * 1000,
-            "polling_p99": percentile([r.seconds for r in polling], 0.99) * 1000,
-            "during_p99": percentile([r.seconds for r in during], 0.99) * 1000,
+            "steady_p99": p99_ms(steady),
+            "polling_p99": p99_ms(polling),
+            "during_p99": p99_ms(during),
             "roll_p99s": roll_p99s,
             "durations": durations,
             "in_swaps": len(in_swaps),
             "swaps_seconds": swaps_seconds,
-            "swaps_p99": percentile([r.seconds for r in in_swaps], 0.99) * 1000,
+            "swaps_p99": p99_ms(in_swaps),
         }
 
 

@@ -55,7 +55,7 @@ def main():
     with contextlib.ExitStack() as stack:
         postgres, moto, registry = common.instance_rig_servers(stack)
         from tests import instance_rig as e2e
-        from tests.load import SteadyLoad, percentile
+        from tests.load import SteadyLoad, p99_ms
 
         image, instance_image = common.instance_rig_images(stack, client, args.image)
 
@@ -95,8 +95,8 @@ def main():
             load.wait_for(load.count() + 100)
         sent, failed = load.count(), load.failures()
 
-    steady_p99 = percentile([r.seconds for r in steady], 0.99) * 1000
-    during_p99 = percentile([r.seconds for r in during], 0.99) * 1000
+    steady_p99 = p99_ms(steady)
+    during_p99 = p99_ms(during)
     print(f"requests: sent {sent}, failed {len(failed)} (target 0)", flush=True)
     for failure in failed[:5]:
         print(f"  failed: {failure.outcome}", flush=True)

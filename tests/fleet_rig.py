@@ -14,8 +14,9 @@ import time
 import boto3
 from django.core.management import call_command
 
-from tests.helpers import MOTO_PUBLIC_AMI, PROJECT, ROOT
+from tests.helpers import MOTO_PUBLIC_AMI, PROJECT
 from www.ops import loadbalancer, scaling
+from www.ops.ec2 import USER_DATA_FILE
 from www.ops.landscape import Landscape
 
 PROD = Landscape.of(PROJECT, "prod")
@@ -103,7 +104,6 @@ def start_fleet(
     return rigs, balancer
 
 
-USER_DATA = ROOT / "deploy/aws/user-data.sh"
 # What stage 2 logs as it starts a new container beside the serving one (swap_container).
 SWAP_LINE = re.compile(r"trying \S+ as \S+ in slot")
 
@@ -111,13 +111,14 @@ SWAP_LINE = re.compile(r"trying \S+ as \S+ in slot")
 def timer_environment():
     """The environment bootstrap-redeploy.service gives the timer's runs: its Environment=
     lines in user-data.sh (BOOTSTRAP_LOG=/dev/null: a quiet run ships no boot log)."""
-    return dict(re.findall(r"^\s*Environment=(\w+)=(\S*)$", USER_DATA.read_text(), re.MULTILINE))
+    text = USER_DATA_FILE.read_text()
+    return dict(re.findall(r"^\s*Environment=(\w+)=(\S*)$", text, re.MULTILINE))
 
 
 def production_timer_seconds():
     """Seconds between two runs of the redeploy timer on an instance: user-data.sh's default
     REDEPLOY_EVERY (a systemd time span such as 1min or 30s)."""
-    (span,) = re.findall(r"\$\{REDEPLOY_EVERY:=(\w+)\}", USER_DATA.read_text())
+    (span,) = re.findall(r"\$\{REDEPLOY_EVERY:=(\w+)\}", USER_DATA_FILE.read_text())
     number, unit = re.fullmatch(r"(\d+)(s|sec|min)?", span).groups()
     return int(number) * (60 if unit == "min" else 1)
 

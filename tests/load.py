@@ -128,3 +128,8 @@ def percentile(values, fraction):
     ordered = sorted(values)
     rank = max(1, math.ceil(fraction * len(ordered)))
     return ordered[rank - 1]
+
+
+def p99_ms(requests):
+    """The 99th percentile of the requests' durations, in milliseconds."""
+    return percentile([r.seconds for r in requests], 0.99) * 1000
