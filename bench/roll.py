@@ -13,14 +13,15 @@ production's does: --timer-every seconds after the last run ended, by default us
 REDEPLOY_EVERY (1min). The fleet test reruns every 3 s to finish quickly; `--timer-every 3`
 measures that rig, where three instances' polling alone costs the load more than a roll does.
 The load (tests/load.py) is 4 keep-alive threads of at most 25 requests a second each, `/` and
-`/health` in turn, loopback only, bounded in count and time. Each size first measures a window
-of the load with no roll (the baseline), then the same window with the timers polling and
-nothing to roll (printed, to tell the rig's own cost from the roll's), then --rolls times
-publishes a new release (a one-label image derived from the one under test) and runs
-./manage.py deploy: a roll's window is from the publish to deploy's exit, when every instance
-reports the release healthy. The rolls' requests are pooled: one roll's p99 is a single
-request among a few hundred on one instance and swung 4x between identical runs (docs/
-benchmarks.md, seventh session). The p99 is also given for the swaps alone: the requests
+`/health` in turn, loopback only, bounded in count and time, in a process of their own (until
+the eighth session they shared this one's GIL with the deploy command and the timers). Each
+size first measures a window of the load with no roll (the baseline), then the same window with
+the timers polling and nothing to roll (printed, to tell the rig's own cost from the roll's),
+then --rolls times publishes a new release (a one-label image derived from the one under test)
+and runs ./manage.py deploy: a roll's window is from the publish to deploy's exit, when every
+instance reports the release healthy. The rolls' requests are pooled: one roll's p99 is a
+single request among a few hundred on one instance and swung 4x between identical runs
+(docs/benchmarks.md, seventh session). The p99 is also given for the swaps alone: the requests
 that started while a timer run that started a new container ran (for a fleet member, from
 leaving the target group to being healthy in it again), so that a long roll's quiet minutes
 cannot hide them.

@@ -2,12 +2,12 @@
 
 The instance is the boot tests' (tests/instance_rig.py's Rig): a container running the real
 stages 1 and 2 against moto, the IMDSv2 test server and a local registry, with nginx in front
-of the release container. A steady keep-alive load (tests/load.py: a few threads, `/health`
-and `/admin/login/` in turn, loopback only, bounded in count and time) runs against the site's
-port the whole time. Each round first measures a window of the same load with no swap (the
-baseline), then publishes a new release (a one-label image derived from the one under test)
-and reruns the boot: the window is the stage-2 run, from the release record read to the old
-container removed.
+of the release container. A steady keep-alive load (tests/load.py: a few threads in a process
+of their own, `/health` and `/admin/login/` in turn, loopback only, bounded in count and time)
+runs against the site's port the whole time. Each round first measures a window of the same
+load with no swap (the baseline), then publishes a new release (a one-label image derived from
+the one under test) and reruns the boot: the window is the stage-2 run, from the release record
+read to the old container removed.
 
 Printed: requests sent and failed over all windows (target 0 failed); p99 latency of the
 requests started during the swaps against those of the steady windows (target <= 2x); the
