@@ -11,11 +11,14 @@ plays the instance (the boot-stage tests).
 
 import base64
 import grp
+import http.server
 import io
 import json
 import os
+import re
 import stat
 import subprocess
+import threading
 import time
 
 import boto3
@@ -292,3 +295,80 @@ def test_stage2_reports_its_status_after_every_run(pushed, tmp_path):
     assert stage2_function(tmp_path, unchanged, env=state).returncode == 0
     status = json.loads(pushed.get_object(Bucket=STAGE.bucket, Key=key)["Body"].read())
     assert status["reason"] == "no container answers /health"
+
+
+# --- the redeploy poll: conditional GETs through presigned URLs ------------------------------
+
+
+def moto_requests(server, since):
+    """(method, path, status) of the requests moto logged after byte `since` of its log."""
+    with open(server.log_path, "rb") as log:
+        log.seek(since)
+        text = log.read().decode(errors="replace")
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", text).splitlines()  # werkzeug colours all but 200s
+    found = (re.search(r'"(\w+) (\S+) HTTP/[\d.]+" (\d{3})', line) for line in lines)
+    return [match.groups() for match in found if match]
+
+
+@pytest.fixture
+def refusing_server():
+    """An HTTP server on loopback that answers 403 to every GET, as S3 answers a presigned
+    URL whose signature or credentials have expired; its base URL."""
+
+    class Refuse(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(403)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_stage2_polls_the_release_with_conditional_gets(aws, pushed, tmp_path, refusing_server):
+    publish_records("1.0")
+    state = tmp_path / "state"
+    env = {"STATE_DIR": str(state)}
+    poll = 'read_settings; object_etag "$RELEASE_KEY"'
+    etag = pushed.head_object(Bucket=STAGE.bucket, Key=STAGE.env.release_key)["ETag"].strip('"')
+
+    first = stage2_function(tmp_path, poll, env=env)
+    assert (first.returncode, first.stdout.strip()) == (0, etag), first.stderr
+    since = os.path.getsize(aws.log_path)
+    again = stage2_function(tmp_path, poll, env=env)
+    assert (again.returncode, again.stdout.strip()) == (0, etag), again.stderr
+    # Unchanged: S3 answered 304 to a presigned GET (curl's, no AWS CLI call), and no HEAD.
+    requests = [r for r in moto_requests(aws, since) if STAGE.env.release_key in r[1]]
+    assert [(method, status) for method, _, status in requests] == [("GET", "304")], requests
+    assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in requests[0][1]  # what S3 takes from any bucket
+    # The URL is a credential: root's only, on no line printed.
+    cached = state / "presigned" / STAGE.env.release_key.replace("/", "_")
+    curl_config = cached.with_name(cached.name + ".curl")
+    assert stat.S_IMODE((state / "presigned").stat().st_mode) == 0o700
+    assert stat.S_IMODE(curl_config.stat().st_mode) == 0o600
+    assert "X-Amz-Signature" not in first.stdout + first.stderr + again.stdout + again.stderr
+
+    # A new release: the changed record's ETag.
+    publish_records("2.0")
+    etag = pushed.head_object(Bucket=STAGE.bucket, Key=STAGE.env.release_key)["ETag"].strip('"')
+    changed = stage2_function(tmp_path, poll, env=env)
+    assert (changed.returncode, changed.stdout.strip()) == (0, etag), changed.stderr
+
+    # A URL S3 refuses (its credentials expired) is signed again, and the poll goes on.
+    path = f"/{STAGE.bucket}/{STAGE.env.release_key}?X-Amz-Signature=expired"
+    curl_config.write_text(f'url = "{refusing_server}{path}"\n')
+    renewed = stage2_function(tmp_path, poll, env=env)
+    assert (renewed.returncode, renewed.stdout.strip()) == (0, etag), renewed.stderr
+    assert refusing_server not in curl_config.read_text()
+
+    # A key nobody wrote: one line saying what S3 answered, and a non-zero status.
+    missing = stage2_function(tmp_path, 'read_settings; object_etag "deploy/stage/none"', env=env)
+    assert missing.returncode != 0
+    assert f"GET s3://{STAGE.bucket}/deploy/stage/none answered 404" in missing.stderr

@@ -11,9 +11,10 @@
 # A rerun with the same release and the same config (its S3 ETag, kept as a container label)
 # leaves a healthy container alone and says "unchanged"; stage 1's timer reruns it every
 # minute (REDEPLOY_EVERY), so a published release or a pushed config reaches the instance by
-# itself. That poll is cheap: two HEAD requests (the release record's and the config's ETags,
-# compared with what this host last applied, kept in STATE_DIR) and nothing pulled or
-# inspected beyond the running container when neither changed.
+# itself. That poll is cheap: two conditional GETs (If-None-Match: the release record's and the
+# config's ETags, compared with what this host last applied, kept in STATE_DIR), sent by curl
+# with presigned URLs kept in STATE_DIR, and nothing pulled or inspected beyond the running
+# container when neither changed (object_etag).
 #
 # Releases that fail, and what this instance reports (www/ops/releases.py reads the same keys):
 #   - When a new release never answers /health while an older one serves, this script marks it
@@ -140,6 +141,11 @@ SERVING_CPU_SHARES=1024
 # is about half a second of CPU on the instance), and the report's "at" still says, within
 # this, that the instance's timer runs.
 STATUS_REFRESH_MINUTES=10
+# The poll's presigned GET URLs (aws s3 presign) are renewed once this many minutes old, and
+# when S3 refuses one (the instance role's credentials they were signed with expired first);
+# each is valid for PRESIGN_EXPIRES_SECONDS.
+PRESIGN_RENEW_MINUTES=50
+PRESIGN_EXPIRES_SECONDS=3600
 # nginx's site for the project (Debian's nginx.conf includes conf.d/*.conf), and the default
 # site the package enables on port 80, which would hold HOST_PORT.
 NGINX_SITE_DIR=/etc/nginx/conf.d
@@ -272,12 +278,57 @@ ship_boot_log() {
 	rm -f "$events"
 }
 
-# The object's S3 ETag (quotes dropped), from a HEAD request; fails when it is unreadable.
+# Key $1's S3 ETag (quotes dropped); fails, with a line saying why, when it is unreadable. A
+# GET with curl and a presigned URL, conditional on the ETag this returned last time (kept in
+# STATE_DIR): S3 answers 304 with no body when the object is unchanged. An AWS CLI call costs
+# about half a second of CPU (mostly importing the CLI), curl a few milliseconds, and every
+# instance polls every minute. A URL S3 refuses (403, or 400 ExpiredToken: signed with role
+# credentials that have since expired) is presigned again, once.
 object_etag() {
-	local etag
-	etag=$(aws_cli s3api head-object --bucket "$BUCKET" --key "$1" --query ETag --output text) ||
+	local key=$1 cache seen='' headers status='' etag attempt
+	cache="$STATE_DIR/presigned/${key//\//_}"
+	[[ -s $cache.etag ]] && seen=$(<"$cache.etag")
+	headers=$(mktemp)
+	for attempt in cached renewed; do
+		if ! presign "$key" "$cache" "$attempt"; then
+			status="nothing: aws s3 presign failed (above)"
+			break
+		fi
+		status=$(curl --silent --max-time 20 --output /dev/null --dump-header "$headers" \
+			--write-out '%{http_code}' ${seen:+--header "If-None-Match: \"$seen\""} \
+			--config "$cache.curl") || status=000
+		[[ $status == 400 || $status == 403 ]] || break
+	done
+	etag=$(sed -n 's/^[Ee][Tt][Aa][Gg]: *"\{0,1\}\([^"]*\)"\{0,1\}\r\{0,1\}$/\1/p' "$headers")
+	rm -f "$headers"
+	case $status in
+	304) etag=$seen ;;
+	200) [[ -n $etag ]] || status=no-etag ;;
+	esac
+	if [[ $status != 200 && $status != 304 ]]; then
+		printf '%s: GET s3://%s/%s answered %s\n' "$LOG_TAG" "$BUCKET" "$key" "$status" >&2
 		return 1
-	printf '%s\n' "${etag//\"/}"
+	fi
+	printf '%s\n' "$etag" >"$cache.etag"
+	printf '%s\n' "$etag"
+}
+
+# Write curl's config file $2.curl for key $1's presigned GET URL: made anew when it is
+# missing, PRESIGN_RENEW_MINUTES old, or $3 is "renewed"; kept otherwise. The URL is a
+# credential to read that object until it expires: it stays in STATE_DIR (0700), in a file
+# curl reads (not on a command line ps shows), and no log line carries it.
+presign() {
+	local key=$1 file=$2.curl url
+	if [[ $3 == cached && -s $file && -z $(find "$file" -mmin "+$PRESIGN_RENEW_MINUTES") ]]; then
+		return 0
+	fi
+	install -d -m 0700 "$STATE_DIR/presigned"
+	# Signature version 4 whatever the CLI's default: version 1 CLIs presign with version 2,
+	# which S3 refuses for buckets made since June 2020.
+	printf '[default]\ns3 =\n    signature_version = s3v4\n' >"$STATE_DIR/presigned/aws-config"
+	url=$(AWS_CONFIG_FILE="$STATE_DIR/presigned/aws-config" aws_cli s3 presign "s3://$BUCKET/$key" \
+		--expires-in "$PRESIGN_EXPIRES_SECONDS") || return 1
+	(umask 077 && printf 'url = "%s"\n' "$url" >"$file")
 }
 
 # The release record publish_image wrote (www/ops/releases.py), into RELEASE_IMAGE, RELEASE_TAG,
