@@ -371,4 +371,4 @@ def test_stage2_polls_the_release_with_conditional_gets(aws, pushed, tmp_path, r
     # A key nobody wrote: one line saying what S3 answered, and a non-zero status.
     missing = stage2_function(tmp_path, 'read_settings; object_etag "deploy/stage/none"', env=env)
     assert missing.returncode != 0
-    assert f"GET s3://{STAGE.bucket}/deploy/stage/none answered 404" in missing.stderr
+    assert f"GET s3://{STAGE.bucket}/deploy/stage/none: 404" in missing.stderr

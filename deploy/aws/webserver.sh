@@ -291,7 +291,7 @@ object_etag() {
 	headers=$(mktemp)
 	for attempt in cached renewed; do
 		if ! presign "$key" "$cache" "$attempt"; then
-			status="nothing: aws s3 presign failed (above)"
+			status="no request sent: aws s3 presign failed (above)"
 			break
 		fi
 		status=$(curl --silent --max-time 20 --output /dev/null --dump-header "$headers" \
@@ -303,10 +303,11 @@ object_etag() {
 	rm -f "$headers"
 	case $status in
 	304) etag=$seen ;;
-	200) [[ -n $etag ]] || status=no-etag ;;
+	200) [[ -n $etag ]] || status="200 with no ETag" ;;
+	000) status="no answer (curl could not connect)" ;;
 	esac
 	if [[ $status != 200 && $status != 304 ]]; then
-		printf '%s: GET s3://%s/%s answered %s\n' "$LOG_TAG" "$BUCKET" "$key" "$status" >&2
+		printf '%s: GET s3://%s/%s: %s\n' "$LOG_TAG" "$BUCKET" "$key" "$status" >&2
 		return 1
 	fi
 	printf '%s\n' "$etag" >"$cache.etag"
