@@ -96,12 +96,15 @@ class SteadyLoad:
         if self._process.stdin and not self._process.stdin.closed:
             self._process.stdin.close()
         try:
-            self._process.wait(timeout=self.timeout + 10)
+            status = self._process.wait(timeout=self.timeout + 10)
         except subprocess.TimeoutExpired:
-            self._process.kill()
+            self._process.kill()  # past its bounds: killed here, not a failure of its own
             self._process.wait()
+            status = 0
         self._reader.join(timeout=10)
         self._process.stdout.close()
+        if status:
+            raise RuntimeError(f"the load's process exited with status {status} (its stderr above)")
 
     def count(self):
         with self._lock:

@@ -313,10 +313,12 @@ def moto_requests(server, since):
 @pytest.fixture
 def refusing_server():
     """An HTTP server on loopback that answers 403 to every GET, as S3 answers a presigned
-    URL whose signature or credentials have expired; its base URL."""
+    URL whose signature or credentials have expired: (its base URL, the paths it refused)."""
+    refused = []
 
     class Refuse(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
+            refused.append(self.path)
             self.send_response(403)
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -327,7 +329,7 @@ def refusing_server():
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
+    yield f"http://127.0.0.1:{server.server_port}", refused
     server.shutdown()
     server.server_close()
 
@@ -341,16 +343,21 @@ def test_stage2_polls_the_release_with_conditional_gets(aws, pushed, tmp_path, r
 
     first = stage2_function(tmp_path, poll, env=env)
     assert (first.returncode, first.stdout.strip()) == (0, etag), first.stderr
+    (curl_config,) = (state / "presigned").glob("*.curl")  # the presigned URL, for curl
+    signed = curl_config.stat()
     since = os.path.getsize(aws.log_path)
     again = stage2_function(tmp_path, poll, env=env)
     assert (again.returncode, again.stdout.strip()) == (0, etag), again.stderr
-    # Unchanged: S3 answered 304 to a presigned GET (curl's, no AWS CLI call), and no HEAD.
+    # Unchanged: S3 answered 304 to a presigned GET (curl's, no AWS CLI call), and no HEAD;
+    # the URL was not signed again.
     requests = [r for r in moto_requests(aws, since) if STAGE.env.release_key in r[1]]
     assert [(method, status) for method, _, status in requests] == [("GET", "304")], requests
     assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in requests[0][1]  # what S3 takes from any bucket
+    assert (curl_config.stat().st_ino, curl_config.stat().st_mtime_ns) == (
+        signed.st_ino,
+        signed.st_mtime_ns,
+    )
     # The URL is a credential: root's only, on no line printed.
-    cached = state / "presigned" / STAGE.env.release_key.replace("/", "_")
-    curl_config = cached.with_name(cached.name + ".curl")
     assert stat.S_IMODE((state / "presigned").stat().st_mode) == 0o700
     assert stat.S_IMODE(curl_config.stat().st_mode) == 0o600
     assert "X-Amz-Signature" not in first.stdout + first.stderr + again.stdout + again.stderr
@@ -362,11 +369,28 @@ def test_stage2_polls_the_release_with_conditional_gets(aws, pushed, tmp_path, r
     assert (changed.returncode, changed.stdout.strip()) == (0, etag), changed.stderr
 
     # A URL S3 refuses (its credentials expired) is signed again, and the poll goes on.
+    refusing_url, refused = refusing_server
     path = f"/{STAGE.bucket}/{STAGE.env.release_key}?X-Amz-Signature=expired"
-    curl_config.write_text(f'url = "{refusing_server}{path}"\n')
+    curl_config.write_text(f'url = "{refusing_url}{path}"\n')
     renewed = stage2_function(tmp_path, poll, env=env)
     assert (renewed.returncode, renewed.stdout.strip()) == (0, etag), renewed.stderr
-    assert refusing_server not in curl_config.read_text()
+    assert refused == [path]
+    assert refusing_url not in curl_config.read_text()
+
+    # On AWS (no endpoint override) the URL is signed with signature version 4 for the
+    # bucket's regional host, whichever CLI signs it: a version 1 CLI's own choice would be
+    # version 2 for the global host, which S3 refuses or redirects for a new bucket.
+    on_aws = stage2_function(
+        tmp_path,
+        'unset AWS_ENDPOINT_URL; read_settings; presign "$RELEASE_KEY" "$STATE_DIR/on-aws" renewed;'
+        ' echo "$AWS_REGION"; cat "$STATE_DIR/on-aws.curl"',
+        env=env,
+    )
+    assert on_aws.returncode == 0, on_aws.stderr
+    region, config = on_aws.stdout.splitlines()
+    host = f"https://{STAGE.bucket}.s3.{region}.amazonaws.com"
+    signed_url = f"{host}/{STAGE.env.release_key}?X-Amz-Algorithm=AWS4-HMAC-SHA256&"
+    assert config.startswith(f'url = "{signed_url}'), config[:160]
 
     # A key nobody wrote: one line saying what S3 answered, and a non-zero status.
     missing = stage2_function(tmp_path, 'read_settings; object_etag "deploy/stage/none"', env=env)

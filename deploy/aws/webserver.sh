@@ -286,28 +286,30 @@ ship_boot_log() {
 # credentials that have since expired) is presigned again, once.
 object_etag() {
 	local key=$1 cache seen='' headers status='' etag attempt
-	cache="$STATE_DIR/presigned/${key//\//_}"
+	install -d -m 0700 "$STATE_DIR/presigned"
+	cache="$STATE_DIR/presigned/$(printf '%s' "$BUCKET/$key" | sha256sum | cut -c1-16)"
 	[[ -s $cache.etag ]] && seen=$(<"$cache.etag")
-	headers=$(mktemp)
+	headers=$(mktemp "$STATE_DIR/presigned/headers.XXXXXX")
 	for attempt in cached renewed; do
 		if ! presign "$key" "$cache" "$attempt"; then
 			status="no request sent: aws s3 presign failed (above)"
 			break
 		fi
-		status=$(curl --silent --max-time 20 --output /dev/null --dump-header "$headers" \
-			--write-out '%{http_code}' ${seen:+--header "If-None-Match: \"$seen\""} \
-			--config "$cache.curl") || status=000
+		# -q first: no ~/.curlrc (its "verbose" would print the signed URL)
+		status=$(curl -q --silent --max-time 20 --retry 2 --output /dev/null \
+			--dump-header "$headers" --write-out '%{http_code}' \
+			${seen:+--header "If-None-Match: \"$seen\""} --config "$cache.curl") || status=000
 		[[ $status == 400 || $status == 403 ]] || break
 	done
-	etag=$(sed -n 's/^[Ee][Tt][Aa][Gg]: *"\{0,1\}\([^"]*\)"\{0,1\}\r\{0,1\}$/\1/p' "$headers")
+	etag=$(sed -n 's/^[Ee][Tt][Aa][Gg]: *"\{0,1\}\([^"\r]*\)"\{0,1\}\r\{0,1\}$/\1/p' "$headers" | tail -n 1)
 	rm -f "$headers"
 	case $status in
 	304) etag=$seen ;;
 	200) [[ -n $etag ]] || status="200 with no ETag" ;;
-	000) status="no answer (curl could not connect)" ;;
+	000) status="no answer (curl: no connection, or timed out)" ;;
 	esac
 	if [[ $status != 200 && $status != 304 ]]; then
-		printf '%s: GET s3://%s/%s: %s\n' "$LOG_TAG" "$BUCKET" "$key" "$status" >&2
+		log "GET s3://$BUCKET/$key: $status"
 		return 1
 	fi
 	printf '%s\n' "$etag" >"$cache.etag"
@@ -319,15 +321,24 @@ object_etag() {
 # credential to read that object until it expires: it stays in STATE_DIR (0700), in a file
 # curl reads (not on a command line ps shows), and no log line carries it.
 presign() {
-	local key=$1 file=$2.curl url
+	local key=$1 file=$2.curl config=$STATE_DIR/presigned/aws-config url endpoint=() domain
 	if [[ $3 == cached && -s $file && -z $(find "$file" -mmin "+$PRESIGN_RENEW_MINUTES") ]]; then
 		return 0
 	fi
-	install -d -m 0700 "$STATE_DIR/presigned"
-	# Signature version 4 whatever the CLI's default: version 1 CLIs presign with version 2,
-	# which S3 refuses for buckets made since June 2020.
-	printf '[default]\ns3 =\n    signature_version = s3v4\n' >"$STATE_DIR/presigned/aws-config"
-	url=$(AWS_CONFIG_FILE="$STATE_DIR/presigned/aws-config" aws_cli s3 presign "s3://$BUCKET/$key" \
+	# Signature version 4 whatever the CLI's default: version 1 CLIs sign with version 2, which
+	# S3 refuses for buckets made since June 2020.
+	printf '[default]\ns3 =\n    signature_version = s3v4\n' >"$config"
+	if [[ -z ${AWS_ENDPOINT_URL:-} ]]; then
+		# The bucket's regional host, as version 2 CLIs sign for: version 1 CLIs sign for the
+		# global one, which answers 307 (curl does not follow) in a new bucket's first hours.
+		domain=amazonaws.com
+		if [[ $AWS_REGION == cn-* ]]; then
+			domain=amazonaws.com.cn
+		fi
+		endpoint=(--endpoint-url "https://s3.$AWS_REGION.$domain")
+		printf '    addressing_style = virtual\n' >>"$config"
+	fi
+	url=$(AWS_CONFIG_FILE=$config aws_cli "${endpoint[@]}" s3 presign "s3://$BUCKET/$key" \
 		--expires-in "$PRESIGN_EXPIRES_SECONDS") || return 1
 	(umask 077 && printf 'url = "%s"\n' "$url" >"$file")
 }
