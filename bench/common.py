@@ -220,15 +220,17 @@ class Backends:
 
     def log_offset(self):
         """Where moto's request log ends now; uploads_since() counts from here."""
-        return os.path.getsize(self.moto.log_path)
+        return self.moto.log_offset()
 
     def uploads_since(self, offset, prefix="static/"):
-        """Object writes (PUT/POST) under prefix in the bucket that moto logged after offset."""
-        with open(self.moto.log_path, "rb") as f:
-            f.seek(offset)
-            text = f.read().decode(errors="replace")
-        needles = [f'"{verb} /{self.bucket}/{prefix}' for verb in ("PUT", "POST")]
-        return sum(1 for line in text.splitlines() if any(n in line for n in needles))
+        """Object writes (PUT/POST) under prefix in the bucket, answered 200, that moto logged
+        after offset."""
+        under = f"/{self.bucket}/{prefix}"
+        return sum(
+            1
+            for method, path, status in self.moto.requests_since(offset)
+            if method in ("PUT", "POST") and status == "200" and path.startswith(under)
+        )
 
     def delete_prefix(self, prefix):
         paginator = self.s3.get_paginator("list_objects_v2")

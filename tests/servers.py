@@ -8,6 +8,7 @@ its own pid or data directory, never by a name match.
 import contextlib
 import glob
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -207,6 +208,20 @@ class MotoServer:
             self.stop()
             raise
         return self
+
+    def log_offset(self):
+        """Where moto's request log ends now: requests_since() reads from here."""
+        return os.path.getsize(self.log_path)
+
+    def requests_since(self, offset):
+        """(method, path, status) of each request moto logged after byte `offset` of its log.
+        werkzeug colours every status line but a 200's; the colours are taken off."""
+        with open(self.log_path, "rb") as log:
+            log.seek(offset)
+            text = log.read().decode(errors="replace")
+        lines = re.sub(r"\x1b\[[0-9;]*m", "", text).splitlines()
+        found = (re.search(r'"(\w+) (\S+) HTTP/[\d.]+" (\d{3})', line) for line in lines)
+        return [match.groups() for match in found if match]
 
     def reset(self):
         # A reset drops every resource the last test made: tens of seconds on a busy machine.

@@ -15,7 +15,6 @@ import http.server
 import io
 import json
 import os
-import re
 import stat
 import subprocess
 import threading
@@ -300,16 +299,6 @@ def test_stage2_reports_its_status_after_every_run(pushed, tmp_path):
 # --- the redeploy poll: conditional GETs through presigned URLs ------------------------------
 
 
-def moto_requests(server, since):
-    """(method, path, status) of the requests moto logged after byte `since` of its log."""
-    with open(server.log_path, "rb") as log:
-        log.seek(since)
-        text = log.read().decode(errors="replace")
-    lines = re.sub(r"\x1b\[[0-9;]*m", "", text).splitlines()  # werkzeug colours all but 200s
-    found = (re.search(r'"(\w+) (\S+) HTTP/[\d.]+" (\d{3})', line) for line in lines)
-    return [match.groups() for match in found if match]
-
-
 @pytest.fixture
 def refusing_server():
     """An HTTP server on loopback that answers 403 to every GET, as S3 answers a presigned
@@ -345,12 +334,12 @@ def test_stage2_polls_the_release_with_conditional_gets(aws, pushed, tmp_path, r
     assert (first.returncode, first.stdout.strip()) == (0, etag), first.stderr
     (curl_config,) = (state / "presigned").glob("*.curl")  # the presigned URL, for curl
     signed = curl_config.stat()
-    since = os.path.getsize(aws.log_path)
+    since = aws.log_offset()
     again = stage2_function(tmp_path, poll, env=env)
     assert (again.returncode, again.stdout.strip()) == (0, etag), again.stderr
     # Unchanged: S3 answered 304 to a presigned GET (curl's, no AWS CLI call), and no HEAD;
     # the URL was not signed again.
-    requests = [r for r in moto_requests(aws, since) if STAGE.env.release_key in r[1]]
+    requests = [r for r in aws.requests_since(since) if STAGE.env.release_key in r[1]]
     assert [(method, status) for method, _, status in requests] == [("GET", "304")], requests
     assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in requests[0][1]  # what S3 takes from any bucket
     assert (curl_config.stat().st_ino, curl_config.stat().st_mtime_ns) == (
