@@ -8,9 +8,12 @@ duration.
   tests/test_fleet_roll.py (tests/fleet_rig.start_fleet): the load goes through HAProxy, and
   the instances leave the target group one at a time under the lease.
 
-Each instance's redeploy timer is a loop rerunning its boot (tests/fleet_rig.Timer) as
-production's does: --timer-every seconds after the last run ended, by default user-data.sh's
-REDEPLOY_EVERY (1min). The fleet test reruns every 3 s to finish quickly; `--timer-every 3`
+Each instance's redeploy timer is a loop inside its container rerunning its boot
+(tests/fleet_rig.Timer) as production's systemd timer does: --timer-every seconds after the last
+run ended, by default user-data.sh's REDEPLOY_EVERY (1min). The timers run from the end of the
+steady window to the end, their first runs spread over the interval, as machines booted apart
+drift (until the ninth session, a `docker exec` per run, all in step, at each roll's start).
+The fleet test reruns every 3 s to finish quickly; `--timer-every 3`
 measures that rig, where three instances' polling alone costs the load more than a roll does.
 The load (tests/load.py) is 4 keep-alive threads of at most 25 requests a second each, `/` and
 `/health` in turn, loopback only, bounded in count and time, in a process of their own (until
@@ -96,47 +99,55 @@ def measure(size, servers, images, steady_seconds, timer_every, rolls):
         common.log(f"{size} instance(s): setup_aws, publish_image, push_config, first boots")
         rigs, base_url, headers, env = make(stack, servers, images, tmp_path)
         first = rigs[0]
-        durations, during, in_swaps, roll_p99s, swaps_seconds, timers = [], [], [], [], 0.0, []
+        durations, during, in_swaps, roll_p99s, swaps_seconds = [], [], [], [], 0.0
+        lasting = 2 * steady_seconds + rolls * fleet_rig.ROLL_TIMEOUT
         with fleet_rig.steady_load(
-            base_url,
-            max_requests=500_000,
-            max_seconds=2 * steady_seconds + rolls * fleet_rig.ROLL_TIMEOUT + 120,
-            headers=headers,
+            base_url, max_requests=500_000, max_seconds=lasting + 120, headers=headers
         ) as load:
             load.wait_for(100)
             start = time.monotonic()
             time.sleep(steady_seconds)
             steady = load.between(start, time.monotonic())
-            # The same window with the timers polling and nothing to roll: what the rig's
-            # boot runs (the AWS CLI, on the same cores as the instances) cost the load alone.
-            polling_timers = [fleet_rig.Timer(rig, every=timer_every).start() for rig in rigs]
-            start = time.monotonic()
-            time.sleep(steady_seconds)
-            polling = load.between(start, time.monotonic())
-            for timer in polling_timers:
-                timer.stop()
-            for roll in range(1, rolls + 1):
-                tag = f"bench-{common.RUN_ID}-{size}-{roll}"
-                first.derived_release(tag)
-                common.log(f"{size} instance(s): rolling {tag} ({roll} of {rolls})")
+            # The timers run from here to the end, their phases spread over the interval as
+            # machines booted apart drift. First the same window with the timers polling and
+            # nothing to roll: what the polls (the AWS CLI, on the same cores) cost the load.
+            timers = [
+                fleet_rig.Timer(rig, timer_every, offset=i * timer_every / size, lasting=lasting)
+                for i, rig in enumerate(rigs)
+            ]
+            try:
+                for timer in timers:
+                    timer.start()
+                load.wait_for(load.count() + 100)  # past the timers' start
                 start = time.monotonic()
-                first.publish(tag)
-                roll_timers = [fleet_rig.Timer(rig, every=timer_every).start() for rig in rigs]
-                timers += roll_timers
-                try:
-                    fleet_rig.deploy(first, tag, env=env)
-                finally:
-                    end = time.monotonic()
-                    for timer in roll_timers:
-                        timer.stop()
-                durations.append(end - start)
-                this_roll = load.between(start, end)
-                during += this_roll
-                roll_p99s.append(p99_ms(this_roll))
-                swaps = merged(window for timer in roll_timers for window in timer.swaps)
-                in_swaps += [r for window in swaps for r in load.between(*window)]
-                swaps_seconds += sum(end - start for start, end in swaps)
-                load.wait_for(load.count() + 100)
+                time.sleep(steady_seconds)
+                polling = load.between(start, time.monotonic())
+                for roll in range(1, rolls + 1):
+                    tag = f"bench-{common.RUN_ID}-{size}-{roll}"
+                    first.derived_release(tag)
+                    common.log(f"{size} instance(s): rolling {tag} ({roll} of {rolls})")
+                    start = time.monotonic()
+                    first.publish(tag)
+                    try:
+                        fleet_rig.deploy(first, tag, env=env)
+                    finally:
+                        end = time.monotonic()
+                    durations.append(end - start)
+                    this_roll = load.between(start, end)
+                    during += this_roll
+                    roll_p99s.append(p99_ms(this_roll))
+                    swaps = merged(
+                        window
+                        for timer in timers
+                        for window in timer.swaps
+                        if start <= window[0] < end
+                    )
+                    in_swaps += [r for window in swaps for r in load.between(*window)]
+                    swaps_seconds += sum(end - start for start, end in swaps)
+                    load.wait_for(load.count() + 100)
+            finally:
+                for timer in timers:
+                    timer.stop()
         failed_runs = [output for timer in timers for output in timer.failed_runs()]
         if failed_runs:
             raise SystemExit(f"error: a boot failed during a roll:\n{failed_runs[0][-4000:]}")

@@ -10,6 +10,7 @@ import json
 import re
 import threading
 import time
+import uuid
 
 import boto3
 from django.core.management import call_command
@@ -123,35 +124,80 @@ def production_timer_seconds():
     return int(number) * (60 if unit == "min" else 1)
 
 
-class Timer:
-    """An instance's redeploy timer: its boot rerun every `every` seconds until stop()."""
+# The redeploy timer inside an instance container: one long-lived loop, as systemd runs it on
+# EC2 (OnUnitInactiveSec: the next run `every` seconds after the last one ended), rather than a
+# `docker exec` per run, whose runc start-up slows the instances' requests by itself
+# (docs/benchmarks.md, eighth session). A line on the FIFO ends the loop after the run in hand.
+TIMER_LOOP = r"""
+fifo=$1 every=$2 offset=$3 lasting=$4 user_data=$5 boot_pid=$6
+mkfifo -m 600 "$fifo" && exec 3<>"$fifo" || exit
+trap 'rm -f "$fifo"' EXIT
+echo "@@timer ready"
+read -r -t "$offset" -u 3 && exit 0
+while ((SECONDS < lasting)); do
+    echo "@@timer run"
+    setsid --wait sh -c 'echo $$ >"$1"; exec "$0"' "$user_data" "$boot_pid" 2>&1 3<&-
+    echo "@@timer ended $?"
+    read -r -t "$every" -u 3 && exit 0
+done
+"""
 
-    def __init__(self, rig, every=TIMER_EVERY, **settings):
+
+class Timer:
+    """An instance's redeploy timer: its boot rerun `every` seconds after the last run ended,
+    the first run `offset` seconds after start(), until stop() or for `lasting` seconds at
+    most. The loop runs inside the instance container (TIMER_LOOP); this side reads its
+    output and stamps each run with time.monotonic() as the loop's marker lines arrive."""
+
+    def __init__(self, rig, every=TIMER_EVERY, *, offset=0, lasting=ROLL_TIMEOUT, **settings):
+        from tests.instance_rig import BOOT_PID, USER_DATA_PATH
+
         self.rig = rig
-        self.every = every
         self.settings = {**timer_environment(), **settings}
+        self.arguments = [f"{every:g}", f"{offset:g}", f"{lasting:.0f}", USER_DATA_PATH, BOOT_PID]
+        self.fifo = f"/run/timer-{uuid.uuid4().hex[:8]}"
         self.runs = []  # (exit status, output) of each run
         self.swaps = []  # (start, end) in time.monotonic() of each run that swapped containers
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
 
     def start(self):
+        _, self._stream = self.rig.instance.exec_run(
+            ["bash", "-c", TIMER_LOOP, "timer", self.fifo, *self.arguments],
+            environment=self.settings,
+            stream=True,
+        )
         self._thread.start()
+        if not self._ready.wait(60):
+            raise RuntimeError(f"the timer loop in {self.rig.instance.name} did not start")
         return self
 
-    def _run(self):
-        deadline = time.monotonic() + ROLL_TIMEOUT
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            start = time.monotonic()
-            status, output = self.rig.boot(**self.settings)
-            self.runs.append((status, output))
-            if SWAP_LINE.search(output):
-                self.swaps.append((start, time.monotonic()))
-            self._stop.wait(self.every)
+    def _read(self):
+        pending, output, started = b"", [], None
+        for chunk in self._stream:
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for raw in lines:
+                line = raw.decode(errors="replace")
+                if line == "@@timer ready":
+                    self._ready.set()
+                elif line == "@@timer run":
+                    output, started = [], time.monotonic()
+                elif line.startswith("@@timer ended "):
+                    text = "".join(output)
+                    self.runs.append((int(line.split()[-1]), text))
+                    if SWAP_LINE.search(text):
+                        self.swaps.append((started, time.monotonic()))
+                else:
+                    output.append(line + "\n")
+        self._ready.set()  # a loop that could not start ends the wait too
 
     def stop(self):
-        self._stop.set()
-        self._thread.join(timeout=300)
+        """End the loop once the run in hand is over, and wait for it."""
+        if self._thread.ident is None:
+            return  # never started
+        self.rig.instance.exec_run(["sh", "-c", '[ -p "$0" ] && echo stop >"$0"', self.fifo])
+        self._thread.join(timeout=ROLL_TIMEOUT)
 
     def failed_runs(self):
         return [output for status, output in self.runs if status != 0]

@@ -9,8 +9,9 @@ plays its data plane (tests/alb_standin.py), following the target group's regist
 moto and checking /health as the target group does. The load goes through it, as a browser's
 requests go through the ALB, naming the site's domain.
 
-No systemd runs the instances' redeploy timers: each is a thread here that reruns the
-instance's boot every few seconds (TIMER_EVERY), as the timer would, while ./manage.py deploy
+No systemd runs the instances' redeploy timers: each is a loop inside the instance's
+container (tests/fleet_rig.Timer) that reruns its boot every few seconds (TIMER_EVERY), as the
+timer would, while ./manage.py deploy
 waits for the fleet to report the release healthy.
 """
 
