@@ -22,6 +22,7 @@ def run_stage1(tmp_path, metadata, environ=None):
                 "IMDS_ENDPOINT": server.url,
                 "BOOTSTRAP_LOG": str(tmp_path / "bootstrap.log"),
                 "BOOTSTRAP_DIR": str(tmp_path / "bootstrap"),
+                "STATE_DIR": str(tmp_path / "state"),  # stage 2's
                 "REDEPLOY_EVERY": "off",  # never a timer on the machine running the tests
             },
             capture_output=True,

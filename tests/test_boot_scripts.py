@@ -87,6 +87,45 @@ def test_stage1_reads_imds_downloads_stage2_and_runs_it(launched, tmp_path):
     assert (tmp_path / "bootstrap.log").stat().st_mode & 0o777 == 0o600
 
 
+def test_stage1_runs_its_kept_stage2_which_checks_itself_against_s3(aws, launched, tmp_path):
+    """A timer run makes no AWS CLI call for stage 2: the copy stage 1 keeps checks itself
+    with a conditional GET, and one pushed since replaces it and runs at once."""
+    metadata = InstanceMetadata.from_ec2(boto3.client("ec2"), launched["InstanceId"])
+    s3 = boto3.client("s3")
+    kept = tmp_path / "bootstrap" / "webserver.sh"
+    unchecked = kept.with_name("webserver.sh.unchecked")
+
+    def stage2_requests(since):
+        requests = aws.requests_since(since)
+        return [
+            (method, status) for method, path, status in requests if STAGE.env.stage2_key in path
+        ]
+
+    first = run_stage1(tmp_path, metadata)
+    assert "run ./manage.py publish_image --env stage TAG" in first.stdout  # as above
+    assert not unchecked.exists()  # the copy got through its check
+    since = aws.log_offset()
+    again = run_stage1(tmp_path, metadata)
+    assert "run ./manage.py publish_image --env stage TAG" in again.stdout
+    assert stage2_requests(since) == [("GET", "304")]  # curl's, and no download
+
+    # A stage 2 pushed since comes with the GET's answer, replaces the copy and runs.
+    pushed_copy = "#!/usr/bin/env bash\necho 'the pushed stage 2 ran'\nexit 3\n"
+    s3.put_object(Bucket=STAGE.bucket, Key=STAGE.env.stage2_key, Body=pushed_copy.encode())
+    newer = run_stage1(tmp_path, metadata)
+    assert newer.returncode == 3, newer.stdout
+    assert f"a new stage 2 is in {STAGE.env.stage2_uri}: running it" in newer.stdout
+    assert "the pushed stage 2 ran" in newer.stdout
+    assert kept.read_text() == pushed_copy
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o700
+
+    # That copy never checked itself (it cannot): the next run downloads stage 2 again.
+    assert unchecked.exists()
+    since = aws.log_offset()
+    run_stage1(tmp_path, metadata)
+    assert ("GET", "200") in stage2_requests(since)
+
+
 def test_stage1_makes_a_readable_log_private(launched, tmp_path):
     metadata = InstanceMetadata.from_ec2(boto3.client("ec2"), launched["InstanceId"])
     log = tmp_path / "bootstrap.log"

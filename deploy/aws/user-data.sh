@@ -4,8 +4,9 @@
 #
 # It installs Docker, nginx, the AWS CLI and curl where missing, reads the instance's region
 # and its `Bootstrap` tag (the S3 URI of stage 2) from instance metadata with an IMDSv2 token,
-# downloads that script and runs it. Everything goes to /var/log/bootstrap.log and to the
-# console (cloud-init's output); the first failing command stops the boot with its line.
+# downloads that script (once: the kept copy checks itself against S3 on later runs) and runs
+# it. Everything goes to /var/log/bootstrap.log and to the console (cloud-init's output); the
+# first failing command stops the boot with its line.
 # A boot that fails here, before stage 2, sends that log to CloudWatch Logs itself (stage 2
 # does so for every run of its own), so it is readable with ./manage.py logs, without SSH.
 #
@@ -245,7 +246,7 @@ main() {
 		# with the slash: some botocore releases append paths to it without one
 		export AWS_EC2_METADATA_SERVICE_ENDPOINT=$IMDS_URL/
 	fi
-	local region tagged_uri
+	local region tagged_uri stage2
 	if ! IMDS_TOKEN=$(imds_token) || ! region=$(imds placement/region); then
 		die "instance metadata at $IMDS_URL does not answer: on EC2, launch with ./manage.py launch_ec2 (IMDSv2, hop limit 2)"
 	fi
@@ -258,12 +259,19 @@ main() {
 	export AWS_REGION=$region AWS_DEFAULT_REGION=$region
 	log "region $region, stage 2 from $tagged_uri"
 
-	if ! aws_cli s3 cp --only-show-errors "$tagged_uri" "$BOOTSTRAP_DIR/webserver.sh"; then
-		die "cannot download stage 2 from $tagged_uri: upload it with ./manage.py push_config --env ENV (and check the instance role)"
+	# The copy kept from the last run keeps itself current (stage 2's refresh_stage2, with no
+	# AWS CLI call); downloaded here when missing, or when its last run never got that far.
+	stage2=$BOOTSTRAP_DIR/webserver.sh
+	if [[ ! -s $stage2 || -e $stage2.unchecked ]]; then
+		if ! aws_cli s3 cp --only-show-errors "$tagged_uri" "$stage2.download"; then
+			die "cannot download stage 2 from $tagged_uri: upload it with ./manage.py push_config --env ENV (and check the instance role)"
+		fi
+		chmod 0700 "$stage2.download"
+		mv "$stage2.download" "$stage2"
 	fi
-	chmod 0700 "$BOOTSTRAP_DIR/webserver.sh"
+	: >"$stage2.unchecked"
 	log "running stage 2"
-	exec bash "$BOOTSTRAP_DIR/webserver.sh" 3>&- 4>&-
+	STAGE2_FILE=$stage2 exec bash "$stage2" 3>&- 4>&-
 }
 
 if ! (return 0 2>/dev/null); then

@@ -110,6 +110,8 @@ PROJECT_NAME='{{project}}'
 ENV_NAME='{{env}}'
 DEFAULT_REGION='{{region}}'
 CONFIG_URI='{{config_uri}}'
+# This script's own object, which stage 1 keeps a copy of (refresh_stage2).
+STAGE2_URI='{{stage2_uri}}'
 RELEASE_URI='{{release_uri}}'
 STATUS_PREFIX='{{status_prefix}}'
 FAILED_PREFIX='{{failed_prefix}}'
@@ -283,20 +285,22 @@ ship_boot_log() {
 # STATE_DIR): S3 answers 304 with no body when the object is unchanged. An AWS CLI call costs
 # about half a second of CPU (mostly importing the CLI), curl a few milliseconds, and every
 # instance polls every minute. A URL S3 refuses (403, or 400 ExpiredToken: signed with role
-# credentials that have since expired) is presigned again, once.
+# credentials that have since expired) is presigned again, once. With file $2, a body S3
+# sends (the object changed) is written there, whole or not at all.
 object_etag() {
-	local key=$1 cache seen='' headers status='' etag attempt
+	local key=$1 body_file=${2:-} cache seen='' headers body status='' etag attempt
 	install -d -m 0700 "$STATE_DIR/presigned"
 	cache="$STATE_DIR/presigned/$(printf '%s' "$BUCKET/$key" | sha256sum | cut -c1-16)"
 	[[ -s $cache.etag ]] && seen=$(<"$cache.etag")
 	headers=$(mktemp "$STATE_DIR/presigned/headers.XXXXXX")
+	body=$(mktemp "$STATE_DIR/presigned/body.XXXXXX")
 	for attempt in cached renewed; do
 		if ! presign "$key" "$cache" "$attempt"; then
 			status="no request sent: aws s3 presign failed (above)"
 			break
 		fi
 		# -q first: no ~/.curlrc (its "verbose" would print the signed URL)
-		status=$(curl -q --silent --max-time 20 --retry 2 --output /dev/null \
+		status=$(curl -q --silent --max-time 20 --retry 2 --output "$body" \
 			--dump-header "$headers" --write-out '%{http_code}' \
 			${seen:+--header "If-None-Match: \"$seen\""} --config "$cache.curl") || status=000
 		[[ $status == 400 || $status == 403 ]] || break
@@ -309,9 +313,14 @@ object_etag() {
 	000) status="no answer (curl: no connection, or timed out)" ;;
 	esac
 	if [[ $status != 200 && $status != 304 ]]; then
+		rm -f "$body"
 		log "GET s3://$BUCKET/$key: $status"
 		return 1
 	fi
+	if [[ $status == 200 && -n $body_file ]]; then
+		mv "$body" "$body_file"
+	fi
+	rm -f "$body"
 	printf '%s\n' "$etag" >"$cache.etag"
 	printf '%s\n' "$etag"
 }
@@ -1275,6 +1284,7 @@ read_settings() {
 	BUCKET=${RELEASE_URI#s3://}
 	BUCKET=${BUCKET%%/*}
 	RELEASE_KEY=${RELEASE_URI#s3://"$BUCKET"/}
+	STAGE2_KEY=${STAGE2_URI#s3://"$BUCKET"/}
 	STATE_DIR=${STATE_DIR:-/var/lib/bootstrap-webserver}
 	TARGET_WAIT_TIMEOUT=${TARGET_WAIT_TIMEOUT:-180}
 	# long enough for a roll: draining, a new container's start, the health check
@@ -1295,6 +1305,7 @@ main() {
 	[[ -n $INSTANCE_ID ]] || log "no instance id (IMDS does not answer): no status report"
 	trap 'on_exit $?' EXIT
 
+	refresh_stage2
 	local release_etag
 	release_etag=$(object_etag "$RELEASE_KEY") ||
 		die "cannot read $RELEASE_URI: run ./manage.py publish_image --env $ENV_NAME TAG"
@@ -1321,6 +1332,27 @@ main() {
 		return 0 # another instance is out of service: the next run tries again
 	fi
 	remember_release "$release_etag"
+}
+
+# Stage 1 runs the copy of this script it keeps (STAGE2_FILE, its path), and downloads one
+# only when it has none, or when the copy's last run did not get through this function (the
+# mark STAGE2_FILE.unchecked it leaves): a timer run makes no AWS CLI call for it. Here the copy
+# is checked against S3's with a conditional GET (304 when unchanged), and a changed one
+# (pushed by push_config) replaces the copy and runs in this one's place. Run by hand, with no
+# STAGE2_FILE, this copy is the one meant.
+refresh_stage2() {
+	[[ -n ${STAGE2_FILE:-} ]] || return 0
+	local fresh="$STATE_DIR/webserver.sh.fresh"
+	rm -f "$fresh"
+	object_etag "$STAGE2_KEY" "$fresh" >/dev/null ||
+		die "cannot read $STAGE2_URI: run ./manage.py push_config --env $ENV_NAME (and check the instance role)"
+	if [[ -s $fresh ]] && ! cmp -s "$fresh" "$STAGE2_FILE"; then
+		chmod 0700 "$fresh"
+		mv "$fresh" "$STAGE2_FILE"
+		log "a new stage 2 is in $STAGE2_URI: running it"
+		exec bash "$STAGE2_FILE"
+	fi
+	rm -f "$fresh" "$STAGE2_FILE.unchecked"
 }
 
 # At exit with status $1, whatever happened: back into the target group and the lease given

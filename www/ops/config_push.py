@@ -153,6 +153,7 @@ def render_stage2(*, project, env, region):
         "env": env.name,
         "region": region,
         "config_uri": env.config_uri,
+        "stage2_uri": env.stage2_uri,
         "release_uri": env.release_uri,
         "status_prefix": env.status_prefix,
         "failed_prefix": env.failed_releases_prefix,
