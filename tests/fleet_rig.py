@@ -136,8 +136,9 @@ echo "@@timer ready"
 read -r -t "$offset" -u 3 && exit 0
 while ((SECONDS < lasting)); do
     echo "@@timer run"
-    setsid --wait sh -c 'echo $$ >"$1"; exec "$0"' "$user_data" "$boot_pid" 2>&1 3<&-
-    echo "@@timer ended $?"
+    # through cat: the run's output is all read (stage 1's tee may outlive it) before its end
+    setsid --wait sh -c 'echo $$ >"$1"; exec "$0"' "$user_data" "$boot_pid" 2>&1 3<&- | cat
+    echo "@@timer ended ${PIPESTATUS[0]}"
     read -r -t "$every" -u 3 && exit 0
 done
 """
@@ -196,8 +197,11 @@ class Timer:
         """End the loop once the run in hand is over, and wait for it."""
         if self._thread.ident is None:
             return  # never started
-        self.rig.instance.exec_run(["sh", "-c", '[ -p "$0" ] && echo stop >"$0"', self.fifo])
+        # opened read-write: no wait for a reader, should the loop be gone
+        self.rig.instance.exec_run(["sh", "-c", '[ -p "$0" ] && echo stop 1<>"$0"', self.fifo])
         self._thread.join(timeout=ROLL_TIMEOUT)
+        if self._thread.is_alive():
+            raise RuntimeError(f"the timer loop in {self.rig.instance.name} did not stop")
 
     def failed_runs(self):
         return [output for status, output in self.runs if status != 0]

@@ -11,10 +11,10 @@
 # A rerun with the same release and the same config (its S3 ETag, kept as a container label)
 # leaves a healthy container alone and says "unchanged"; stage 1's timer reruns it every
 # minute (REDEPLOY_EVERY), so a published release or a pushed config reaches the instance by
-# itself. That poll is cheap: two conditional GETs (If-None-Match: the release record's and the
-# config's ETags, compared with what this host last applied, kept in STATE_DIR), sent by curl
-# with presigned URLs kept in STATE_DIR, and nothing pulled or inspected beyond the running
-# container when neither changed (object_etag).
+# itself. That poll is cheap: three conditional GETs (If-None-Match: this script's own ETag,
+# refresh_stage2, then the release record's and the config's, compared with what this host
+# last applied, kept in STATE_DIR), sent by curl with presigned URLs kept in STATE_DIR, and
+# nothing pulled or inspected beyond the running container when none changed (object_etag).
 #
 # Releases that fail, and what this instance reports (www/ops/releases.py reads the same keys):
 #   - When a new release never answers /health while an older one serves, this script marks it
@@ -199,7 +199,7 @@ check_rendered() {
 	local fact
 	for fact in "$PROJECT_NAME" "$ENV_NAME" "$DEFAULT_REGION" "$CONFIG_URI" "$RELEASE_URI" \
 		"$STATUS_PREFIX" "$FAILED_PREFIX" "$LOG_GROUP" "$TARGET_GROUP" "$LEASE_KEYS" "$APP_UID" \
-		"$DEFAULT_CONTAINERS_ROOT"; do
+		"$DEFAULT_CONTAINERS_ROOT" "$STAGE2_URI"; do
 		if [[ $fact == *'{{'* ]]; then
 			# unrendered, this copy has no log or die either
 			printf '%s: error: this is the unrendered template: upload it with ./manage.py push_config --env ENV\n' "$LOG_TAG" >&2
@@ -286,14 +286,16 @@ ship_boot_log() {
 # about half a second of CPU (mostly importing the CLI), curl a few milliseconds, and every
 # instance polls every minute. A URL S3 refuses (403, or 400 ExpiredToken: signed with role
 # credentials that have since expired) is presigned again, once. With file $2, a body S3
-# sends (the object changed) is written there, whole or not at all.
+# sends (the object changed) is written there, whole or not at all; without, none is kept.
 object_etag() {
-	local key=$1 body_file=${2:-} cache seen='' headers body status='' etag attempt
+	local key=$1 body_file=${2:-} cache seen='' headers body=/dev/null status='' etag attempt
 	install -d -m 0700 "$STATE_DIR/presigned"
 	cache="$STATE_DIR/presigned/$(printf '%s' "$BUCKET/$key" | sha256sum | cut -c1-16)"
 	[[ -s $cache.etag ]] && seen=$(<"$cache.etag")
 	headers=$(mktemp "$STATE_DIR/presigned/headers.XXXXXX")
-	body=$(mktemp "$STATE_DIR/presigned/body.XXXXXX")
+	if [[ -n $body_file ]]; then
+		body=$(mktemp "$body_file.XXXXXX") # beside it: renamed into place whole
+	fi
 	for attempt in cached renewed; do
 		if ! presign "$key" "$cache" "$attempt"; then
 			status="no request sent: aws s3 presign failed (above)"
@@ -312,15 +314,16 @@ object_etag() {
 	200) [[ -n $etag ]] || status="200 with no ETag" ;;
 	000) status="no answer (curl: no connection, or timed out)" ;;
 	esac
-	if [[ $status != 200 && $status != 304 ]]; then
+	if [[ -n $body_file ]]; then
+		if [[ $status == 200 ]] && ! mv "$body" "$body_file"; then
+			status="cannot write $body_file"
+		fi
 		rm -f "$body"
+	fi
+	if [[ $status != 200 && $status != 304 ]]; then
 		log "GET s3://$BUCKET/$key: $status"
 		return 1
 	fi
-	if [[ $status == 200 && -n $body_file ]]; then
-		mv "$body" "$body_file"
-	fi
-	rm -f "$body"
 	printf '%s\n' "$etag" >"$cache.etag"
 	printf '%s\n' "$etag"
 }
@@ -1342,7 +1345,7 @@ main() {
 # STAGE2_FILE, this copy is the one meant.
 refresh_stage2() {
 	[[ -n ${STAGE2_FILE:-} ]] || return 0
-	local fresh="$STATE_DIR/webserver.sh.fresh"
+	local fresh="$STAGE2_FILE.fresh"
 	rm -f "$fresh"
 	object_etag "$STAGE2_KEY" "$fresh" >/dev/null ||
 		die "cannot read $STAGE2_URI: run ./manage.py push_config --env $ENV_NAME (and check the instance role)"
