@@ -129,7 +129,8 @@ def production_timer_seconds():
 # `docker exec` per run, whose runc start-up slows the instances' requests by itself
 # (docs/benchmarks.md, eighth session). A line on the FIFO ends the loop after the run in hand.
 TIMER_LOOP = r"""
-fifo=$1 every=$2 offset=$3 lasting=$4 user_data=$5 boot_pid=$6
+fifo=$1 every=$2 offset=$3 lasting=$4
+shift 4  # the boot's command
 mkfifo -m 600 "$fifo" && exec 3<>"$fifo" || exit
 trap 'rm -f "$fifo"' EXIT
 echo "@@timer ready"
@@ -137,7 +138,7 @@ read -r -t "$offset" -u 3 && exit 0
 while ((SECONDS < lasting)); do
     echo "@@timer run"
     # through cat: the run's output is all read (stage 1's tee may outlive it) before its end
-    setsid --wait sh -c 'echo $$ >"$1"; exec "$0"' "$user_data" "$boot_pid" 2>&1 3<&- | cat
+    "$@" 2>&1 3<&- | cat
     echo "@@timer ended ${PIPESTATUS[0]}"
     read -r -t "$every" -u 3 && exit 0
 done
@@ -151,11 +152,11 @@ class Timer:
     output and stamps each run with time.monotonic() as the loop's marker lines arrive."""
 
     def __init__(self, rig, every=TIMER_EVERY, *, offset=0, lasting=ROLL_TIMEOUT, **settings):
-        from tests.instance_rig import BOOT_PID, USER_DATA_PATH
+        from tests.instance_rig import BOOT_COMMAND
 
         self.rig = rig
         self.settings = {**timer_environment(), **settings}
-        self.arguments = [f"{every:g}", f"{offset:g}", f"{lasting:.0f}", USER_DATA_PATH, BOOT_PID]
+        self.arguments = [f"{every:g}", f"{offset:g}", f"{lasting:.0f}", *BOOT_COMMAND]
         self.fifo = f"/run/timer-{uuid.uuid4().hex[:8]}"
         self.runs = []  # (exit status, output) of each run
         self.swaps = []  # (start, end) in time.monotonic() of each run that swapped containers

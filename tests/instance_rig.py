@@ -37,6 +37,9 @@ BOOTSTRAP_LOG = "/var/log/bootstrap.log"
 HEALTH_TIMEOUT = 150  # stage 2's wait for /health, per container
 REGISTRY_PATH = "e2e"
 MARKER_SETTING = "E2E_DEPLOYED_BY"
+# The user-data run as cloud-init runs it, in a process group of its own (its leader's pid in
+# BOOT_PID) that kill_boot ends: Rig.boot's command, and each run of tests/fleet_rig.Timer.
+BOOT_COMMAND = ["setsid", "--wait", "sh", "-c", f'echo $$ >{BOOT_PID}; exec "$0"', USER_DATA_PATH]
 ERROR_LINE = re.compile(r"^\S+ (bootstrap|bootstrap-webserver): error: .*$", re.MULTILINE)
 
 
@@ -189,10 +192,7 @@ class Rig:
         """Run the user-data as cloud-init does (settings: more of stage 2's environment, for
         this run only); (exit status, what it printed). It runs in a process group of its
         own, which kill_boot ends."""
-        result = self.instance.exec_run(
-            ["setsid", "--wait", "sh", "-c", f'echo $$ >{BOOT_PID}; exec "$0"', USER_DATA_PATH],
-            environment=settings,
-        )
+        result = self.instance.exec_run(BOOT_COMMAND, environment=settings)
         return result.exit_code, result.output.decode(errors="replace")
 
     def kill_boot(self):
