@@ -82,7 +82,8 @@ install_tools() {
 # Docker's daemon: started by systemd on an instance, already running elsewhere.
 ensure_docker_running() {
 	local attempt
-	if ! docker info >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
+	docker info >/dev/null 2>&1 && return 0
+	if [[ -d /run/systemd/system ]]; then
 		systemctl enable --now docker
 	fi
 	for attempt in {1..30}; do

@@ -488,15 +488,11 @@ instance_id() {
 # line why not (this run's error, or a refused release). Runs at exit, whatever happened;
 # skipped when the last report written (kept in STATE_DIR) says the same and is recent.
 report_status() {
-	local status=${1:-$?} running='' image='' tag='' config='' healthy=false reason='' body errors
+	local status=${1:-$?} healthy=false reason='' body errors
 	[[ -n ${INSTANCE_ID:-} ]] || return 0
-	if running=$(docker container inspect --format \
-		'{{.Config.Image}} {{index .Config.Labels "bootstrap.release"}} {{index .Config.Labels "bootstrap.config-etag"}}' \
-		"$CONTAINER_NAME" 2>/dev/null); then
-		read -r image tag config <<<"$running"
-		if answers_health "$CONTAINER_NAME"; then
-			healthy=true
-		fi
+	read_serving
+	if slot_answers_health "$SERVING_SLOT"; then
+		healthy=true
 	fi
 	if ((status != 0)) && [[ -s ${FAILURE_FILE:-} ]]; then
 		reason=$(head -n 1 "$FAILURE_FILE")
@@ -509,8 +505,8 @@ report_status() {
 	fi
 	body=$(mktemp) errors=$(mktemp)
 	printf '{\n "instance": %s,\n "release": %s,\n "image": %s,\n "config_etag": %s,\n "healthy": %s,\n "reason": %s,\n "at": %s\n}\n' \
-		"$(json_string "$INSTANCE_ID")" "$(json_string "$tag")" "$(json_string "$image")" \
-		"$(json_string "$config")" "$healthy" "$(json_string "$reason")" \
+		"$(json_string "$INSTANCE_ID")" "$(json_string "$SERVING_RELEASE")" "$(json_string "$SERVING_IMAGE")" \
+		"$(json_string "$SERVING_CONFIG")" "$healthy" "$(json_string "$reason")" \
 		"$(json_string "$(date -u +%Y-%m-%dT%H:%M:%SZ)")" >"$body"
 	if reported_recently "$body"; then
 		rm -f "$body" "$errors"
@@ -596,13 +592,33 @@ container_slot() {
 	docker container inspect --format '{{index .Config.Labels "bootstrap.slot"}}' "$1" 2>/dev/null || true
 }
 
-# Whether container $1 answers /health 200 on its slot's socket, as nginx reaches it.
-answers_health() {
-	local slot
-	slot=$(container_slot "$1")
-	[[ -n $slot ]] &&
+# Which of containers $@ exist: their names, one a line (none: empty).
+existing_containers() {
+	docker container inspect --format '{{.Name}}' "$@" 2>/dev/null | sed 's|^/||' || true
+}
+
+# The serving container (CONTAINER_NAME) as it is now, read with one docker call, in
+# SERVING_RUNNING (true or false), SERVING_IMAGE, SERVING_SLOT, SERVING_RELEASE and
+# SERVING_CONFIG (its labels); all empty when there is none. A timer run that finds
+# nothing to do makes as few docker calls as it can: each costs tens of milliseconds of CPU.
+read_serving() {
+	local state
+	SERVING_RUNNING='' SERVING_IMAGE='' SERVING_SLOT='' SERVING_RELEASE='' SERVING_CONFIG=''
+	state=$(docker container inspect --format '{{.State.Running}}|{{.Config.Image}}|{{index .Config.Labels "bootstrap.slot"}}|{{index .Config.Labels "bootstrap.release"}}|{{index .Config.Labels "bootstrap.config-etag"}}' \
+		"$CONTAINER_NAME" 2>/dev/null) || return 0
+	IFS='|' read -r SERVING_RUNNING SERVING_IMAGE SERVING_SLOT SERVING_RELEASE SERVING_CONFIG <<<"$state"
+}
+
+# Whether slot $1's socket answers /health 200, as nginx reaches it.
+slot_answers_health() {
+	[[ -n $1 ]] &&
 		curl --silent --fail --max-time 5 --output /dev/null \
-			--unix-socket "$UPSTREAM_DIR/$slot.sock" http://127.0.0.1/health
+			--unix-socket "$UPSTREAM_DIR/$1.sock" http://127.0.0.1/health
+}
+
+# Whether container $1 answers /health 200 on its slot's socket.
+answers_health() {
+	slot_answers_health "$(container_slot "$1")"
 }
 
 # Start container $1 from image $2, its gunicorn on slot $3's socket (no port: gunicorn
@@ -951,6 +967,7 @@ swap_container() {
 # swap towards it, or remove a new container that was never switched to.
 finish_interrupted_swap() {
 	local next=$CONTAINER_NAME-next previous=$CONTAINER_NAME-previous
+	[[ -n $(existing_containers "$next" "$previous") ]] || return 0
 	if container_exists "$next"; then
 		if [[ -n $(live_slot) && $(container_slot "$next") == "$(live_slot)" ]]; then
 			log "finishing an interrupted swap to $next"
@@ -1263,13 +1280,11 @@ rejoin_if_left() {
 	rm -f "$current" "$errors"
 }
 
-# Whether the serving container already runs image $1 with the current config, healthy.
+# Whether the serving container, as read_serving read it, runs image $1 with the current
+# config, healthy.
 up_to_date() {
-	local running
-	running=$(docker container inspect --format \
-		'{{.State.Running}} {{.Config.Image}} {{index .Config.Labels "bootstrap.config-etag"}}' \
-		"$CONTAINER_NAME" 2>/dev/null) || return 1
-	[[ $running == "true $1 $CONFIG_ETAG" ]] && answers_health "$CONTAINER_NAME"
+	[[ $SERVING_RUNNING == true && -n $1 && $SERVING_IMAGE == "$1" && $SERVING_CONFIG == "$CONFIG_ETAG" ]] &&
+		slot_answers_health "$SERVING_SLOT"
 }
 
 # The settings above, with their defaults.
@@ -1315,8 +1330,9 @@ main() {
 	CONFIG_ETAG=$(config_etag) || exit 1
 	finish_interrupted_swap
 	rejoin_if_left
+	read_serving
 	if [[ $release_etag == "$(cat "$STATE_DIR/release.etag" 2>/dev/null)" ]] &&
-		up_to_date "$(docker container inspect --format '{{.Config.Image}}' "$CONTAINER_NAME" 2>/dev/null)"; then
+		up_to_date "$SERVING_IMAGE"; then
 		keep_serving "$release_etag"
 		return 0
 	fi
@@ -1375,13 +1391,13 @@ remember_release() {
 	fi
 }
 
-# The serving container is the release and config wanted: keep it, and nginx pointing at it
-# (nginx too: e.g. stopped, or its site from an older copy of this script).
+# The serving container (read_serving's) is the release and config wanted: keep it, and nginx
+# pointing at it (nginx too: e.g. stopped, or its site from an older copy of this script).
 keep_serving() {
 	apply_site ||
 		die "nginx refused its site (nginx -t's lines above): $CONTAINER_NAME answers on its socket only"
-	switch_live "$(container_slot "$CONTAINER_NAME")"
-	log "$CONTAINER_NAME runs $(docker container inspect --format '{{.Config.Image}}' "$CONTAINER_NAME") with the current config, unchanged"
+	switch_live "$SERVING_SLOT"
+	log "$CONTAINER_NAME runs $SERVING_IMAGE with the current config, unchanged"
 	remember_release "$1"
 }
 
