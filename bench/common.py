@@ -120,9 +120,12 @@ def result(name, *, baseline, measured, unit, target, higher_is_better=False, ra
         ratio = measured / baseline if baseline else float("inf")
     ok = ratio >= target if higher_is_better else ratio <= target
     sign = ">=" if higher_is_better else "<="
+    shown = f"{ratio:.2f}"
+    if float(shown) == target and not ok:  # not "1.00x ... MISSED" for 0.996x
+        shown = f"{ratio:.3f}"
     print(
         f"{name}: baseline {baseline:.2f}{unit}, measured {measured:.2f}{unit}, "
-        f"ratio {ratio:.2f}x (target {sign} {target:g}x) {'OK' if ok else 'MISSED'}",
+        f"ratio {shown}x (target {sign} {target:g}x) {'OK' if ok else 'MISSED'}",
         flush=True,
     )
     return ok
