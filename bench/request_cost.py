@@ -22,6 +22,7 @@ Settings:
   release conf               --config deploy/release/gunicorn.conf.py, access log to a file
   release conf, log off      the same with GUNICORN_ACCESS_LOG=off
   bare + gunicorn's log      bare with gunicorn's own access log to a file (/health only)
+  bare sync                  gunicorn --workers 1 (a sync worker)
 Target: on every page, release conf's requests per instruction >= 0.95x bare's.
 
     .venv/bin/python -m bench.request_cost [--paths /health,/,/admin/] [--requests LOW,HIGH]
@@ -59,6 +60,9 @@ SETTINGS = [
         None,
         {"/health"},
     ),
+    # one sync worker: no poller or thread pool, which bench.throughput's sync w2 may owe
+    # /health's 2 % on gthread 2 x 4 to
+    ("bare sync", ["--workers", "1"], None, None),
 ]
 # The two request counts per page: enough for a difference well above the count's noise,
 # few enough that the admin's (~15x /health's instructions) runs stay in minutes.
