@@ -616,11 +616,6 @@ slot_answers_health() {
 			--unix-socket "$UPSTREAM_DIR/$1.sock" http://127.0.0.1/health
 }
 
-# Whether container $1 answers /health 200 on its slot's socket.
-answers_health() {
-	slot_answers_health "$(container_slot "$1")"
-}
-
 # Start container $1 from image $2, its gunicorn on slot $3's socket (no port: gunicorn
 # believes X-Forwarded-Proto from a socket's peer, which can only be nginx), with CPU weight
 # $4. No restart policy yet: a container that fails its start must not be restarted while
@@ -661,10 +656,11 @@ promote_container() {
 # Poll container $1's /health on its socket until it answers 200 (status 0), or the container
 # stops or the time is up (status 1, after its last log lines).
 wait_healthy() {
-	local name=$1 state url
+	local name=$1 slot state url
 	local deadline=$((SECONDS + HEALTH_TIMEOUT))
-	url="/health on $UPSTREAM_DIR/$(container_slot "$name").sock"
-	until answers_health "$name"; do
+	slot=$(container_slot "$name") # a label: read once, not at every poll
+	url="/health on $UPSTREAM_DIR/$slot.sock"
+	until slot_answers_health "$slot"; do
 		state=$(docker container inspect --format '{{.State.Status}}' "$name" 2>/dev/null || echo gone)
 		if [[ $state != running ]]; then
 			docker container logs --tail 50 "$name" >&2 || true
