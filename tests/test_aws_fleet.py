@@ -372,6 +372,36 @@ def test_terminating_a_group_member_says_the_group_replaces_it(prod_fleet):
     assert "launches a replacement" in out and "launch_ec2 --env prod --count N" in out
 
 
+def status_check_alarm_names():
+    found = boto3.client("cloudwatch").describe_alarms(AlarmNamePrefix=PROD.alarm("status-check"))
+    return {alarm["AlarmName"] for alarm in found["MetricAlarms"]}
+
+
+def test_an_instance_outside_the_group_keeps_its_own_status_check_alarm(prod_fleet):
+    """prod made load-balanced while a single instance still runs: the group's alarm watches
+    its members, the single instance keeps its own, and terminating one of each at once
+    deletes the single one's alarm."""
+    command("launch_ec2", "--count", "2")
+    member = find_group()["Instances"][0]["InstanceId"]
+    ami = boto3.client("ssm").get_parameter(Name=MOTO_PUBLIC_AMI)["Parameter"]["Value"]
+    (single,) = boto3.client("ec2").run_instances(
+        ImageId=ami,
+        MinCount=1,
+        MaxCount=1,
+        InstanceType="t3.small",
+        TagSpecifications=[{"ResourceType": "instance", "Tags": PROD.tags}],
+    )["Instances"]
+    single = single["InstanceId"]
+    setup_aws()
+    group_alarm, single_alarm = PROD.alarm("status-check"), PROD.alarm(f"status-check-{single}")
+    assert status_check_alarm_names() == {group_alarm, single_alarm}
+
+    out = command("terminate_ec2", member, single, "--no-input")
+    assert f"Deleted alarm {single_alarm} (its instance is gone)" in out
+    assert f"{member} belongs to Auto Scaling group {PROD.auto_scaling_group}" in out
+    assert status_check_alarm_names() == {group_alarm}
+
+
 def test_teardown_removes_the_fleet_and_nothing_else(prod_fleet):
     command("launch_ec2", "--count", "2")
     cert_arns = [

@@ -10,7 +10,7 @@ it is back to OK. The thresholds below are the documented ones (docs/README.md, 
                      UNHEALTHY_MINUTES minutes in a row
   status-check       an instance failed its EC2 status check (system or instance) for
                      STATUS_CHECK_MINUTES minutes in a row: one alarm for the Auto Scaling
-                     group, or one per instance (status-check-<id>) without a group
+                     group, and one per instance outside a group (status-check-<id>)
   db-cpu             the database's CPU averaged above DB_CPU_PERCENT for 15 minutes
   db-free-storage    the database has less than DB_FREE_STORAGE_BYTES of free storage
   db-connections     the database had more than DB_CONNECTIONS connections for 10 minutes
@@ -21,7 +21,7 @@ stops. The load balancer's alarms exist only once the environment has a load bal
 
 import dataclasses
 
-from www.ops.ec2 import environment_instances
+from www.ops.ec2 import GROUP_TAG, environment_instances, tag
 from www.ops.errors import value_or_none
 from www.ops.results import Result, converge
 from www.project import aws_region
@@ -238,23 +238,23 @@ def _status_check(name, dimensions, whose):
 
 
 def status_check_alarms(*, autoscaling, ec2, landscape):
-    """One alarm for the Auto Scaling group if there is one, else one per instance."""
+    """One alarm for the Auto Scaling group if there is one, and one per instance outside it."""
     groups = autoscaling.describe_auto_scaling_groups(
         AutoScalingGroupNames=[landscape.auto_scaling_group]
     )["AutoScalingGroups"]
-    if groups:
-        return [
-            _status_check(
-                "status-check",
-                {"AutoScalingGroupName": landscape.auto_scaling_group},
-                f"An instance of {landscape.auto_scaling_group}",
-            )
-        ]
-    return instance_status_checks(ec2=ec2, landscape=landscape)
+    group_check = [
+        _status_check(
+            "status-check",
+            {"AutoScalingGroupName": landscape.auto_scaling_group},
+            f"An instance of {landscape.auto_scaling_group}",
+        )
+    ]
+    return (group_check if groups else []) + instance_status_checks(ec2=ec2, landscape=landscape)
 
 
 def instance_status_checks(*, ec2, landscape):
-    """One status-check alarm per instance of the environment."""
+    """One status-check alarm per single instance of the environment. A group's members are
+    left out: the group's alarm watches them, and the group replaces them under new ids."""
     return [
         _status_check(
             f"status-check-{instance['InstanceId']}",
@@ -262,6 +262,7 @@ def instance_status_checks(*, ec2, landscape):
             f"Instance {instance['InstanceId']}",
         )
         for instance in environment_instances(ec2=ec2, landscape=landscape)
+        if not tag(instance, GROUP_TAG)
     ]
 
 

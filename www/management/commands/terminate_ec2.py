@@ -28,7 +28,7 @@ class Command(AWSCommand):
         self.report_all(
             ec2.terminate(ec2=ec2_client, landscape=land, ids=instance_ids, dry_run=dry_run)
         )
-        if not members:  # a group's status-check alarm is the group's, not an instance's
+        if set(instance_ids) - set(members):  # a group's members share the group's alarm
             self.report_all(
                 instance_status_alarms(land, ec2_client, dry_run=dry_run, leaving=instance_ids)
             )
