@@ -354,10 +354,10 @@ def ensure_alarms(
 
 
 def instance_status_alarms(*, cloudwatch, sns, sts, ec2, landscape, leaving=(), dry_run=False):
-    """A single-instance environment's status-check alarms, kept with its instances as
-    launch_ec2 and terminate_ec2 change them: one per instance (but those `leaving`, being
-    terminated), none for an instance gone. Nothing but one skip before setup_aws has created
-    the alert topic (it then creates them)."""
+    """The status-check alarms of the environment's instances outside an Auto Scaling group,
+    kept with them as launch_ec2 and terminate_ec2 change them: one per such instance (but
+    those `leaving`, being terminated), none for an instance gone. Nothing but one skip
+    before setup_aws has created the alert topic (it then creates them)."""
     account = sts.get_caller_identity()["Account"]
     arn = topic_arn(landscape=landscape, region=aws_region(), account=account)
     if not _topic_exists(sns, arn):
