@@ -10,11 +10,13 @@ duration.
 
 Each instance's redeploy timer is a loop inside its container rerunning its boot
 (tests/fleet_rig.Timer) as production's systemd timer does: --timer-every seconds after the last
-run ended, by default user-data.sh's REDEPLOY_EVERY (1min). The timers run from the end of the
-steady window to the end, their first runs spread over the interval, as machines booted apart
-drift (until the ninth session, a `docker exec` per run, all in step, at each roll's start).
-The fleet test reruns every 3 s to finish quickly; `--timer-every 3`
-measures that rig, where three instances' polling alone costs the load more than a roll does.
+run ended, by default user-data.sh's REDEPLOY_EVERY (1min), at the unit's CPU weight in a cgroup
+beside the containers' (tests/timer_cgroup.py; until the eleventh session at the instance
+container's weight, four times the unit's). The timers run from the end of the steady window to
+the end, their first runs spread over the interval, as machines booted apart drift (until the
+ninth session, a `docker exec` per run, all in step, at each roll's start). The fleet test
+reruns every 3 s to finish quickly; `--timer-every 3` measures that rig, where three instances'
+polling alone costs the load more than a roll does.
 The load (tests/load.py) is 4 keep-alive threads of at most 25 requests a second each, `/` and
 `/health` in turn, loopback only, bounded in count and time, in a process of their own (until
 the eighth session they shared this one's GIL with the deploy command and the timers). Each

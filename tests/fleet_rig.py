@@ -16,6 +16,7 @@ import boto3
 from django.core.management import call_command
 
 from tests.helpers import MOTO_PUBLIC_AMI, PROJECT
+from tests.timer_cgroup import TimerCgroup
 from www.ops import loadbalancer, scaling
 from www.ops.ec2 import USER_DATA_FILE
 from www.ops.landscape import Landscape
@@ -134,6 +135,8 @@ shift 4  # the boot's command
 mkfifo -m 600 "$fifo" && exec 3<>"$fifo" || exit
 trap 'rm -f "$fifo"' EXIT
 echo "@@timer ready"
+# the rig moves this loop into the timer's CPU cgroup, then says go
+read -r -t 60 -u 3 go && [[ $go == go ]] || exit
 read -r -t "$offset" -u 3 && exit 0
 while ((SECONDS < lasting)); do
     echo "@@timer run"
@@ -148,8 +151,9 @@ done
 class Timer:
     """An instance's redeploy timer: its boot rerun `every` seconds after the last run ended,
     the first run `offset` seconds after start(), until stop() or for `lasting` seconds at
-    most. The loop runs inside the instance container (TIMER_LOOP); this side reads its
-    output and stamps each run with time.monotonic() as the loop's marker lines arrive."""
+    most. The loop runs inside the instance container (TIMER_LOOP), in a CPU cgroup at the
+    timer unit's weight (tests/timer_cgroup.py); this side reads its output and stamps each
+    run with time.monotonic() as the loop's marker lines arrive."""
 
     def __init__(self, rig, every=TIMER_EVERY, *, offset=0, lasting=ROLL_TIMEOUT, **settings):
         from tests.instance_rig import BOOT_COMMAND
@@ -157,22 +161,33 @@ class Timer:
         self.rig = rig
         self.settings = {**timer_environment(), **settings}
         self.arguments = [f"{every:g}", f"{offset:g}", f"{lasting:.0f}", *BOOT_COMMAND]
-        self.fifo = f"/run/timer-{uuid.uuid4().hex[:8]}"
+        name = f"timer-{uuid.uuid4().hex[:8]}"
+        self.fifo = f"/run/{name}"
+        self.cgroup = TimerCgroup(f"rig-{name}")
         self.runs = []  # (exit status, output) of each run
         self.swaps = []  # (start, end) in time.monotonic() of each run that swapped containers
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._read, daemon=True)
 
     def start(self):
-        _, self._stream = self.rig.instance.exec_run(
+        api, instance = self.rig.instance.client.api, self.rig.instance
+        loop = api.exec_create(
+            instance.id,
             ["bash", "-c", TIMER_LOOP, "timer", self.fifo, *self.arguments],
             environment=self.settings,
-            stream=True,
-        )
+        )["Id"]
+        self._stream = api.exec_start(loop, stream=True)
         self._thread.start()
         if not self._ready.wait(60):
-            raise RuntimeError(f"the timer loop in {self.rig.instance.name} did not start")
+            raise RuntimeError(f"the timer loop in {instance.name} did not start")
+        self.cgroup.enter(api.exec_inspect(loop)["Pid"])
+        self._say("go")
         return self
+
+    def _say(self, line):
+        """A line to the loop, through its FIFO: opened read-write, so that nothing waits for
+        a reader should the loop be gone."""
+        self.rig.instance.exec_run(["sh", "-c", f'[ -p "$0" ] && echo {line} 1<>"$0"', self.fifo])
 
     def _read(self):
         pending, output, started = b"", [], None
@@ -198,11 +213,11 @@ class Timer:
         """End the loop once the run in hand is over, and wait for it."""
         if self._thread.ident is None:
             return  # never started
-        # opened read-write: no wait for a reader, should the loop be gone
-        self.rig.instance.exec_run(["sh", "-c", '[ -p "$0" ] && echo stop 1<>"$0"', self.fifo])
+        self._say("stop")
         self._thread.join(timeout=ROLL_TIMEOUT)
         if self._thread.is_alive():
             raise RuntimeError(f"the timer loop in {self.rig.instance.name} did not stop")
+        self.cgroup.remove()
 
     def failed_runs(self):
         return [output for status, output in self.runs if status != 0]

@@ -11,7 +11,7 @@ requests go through the ALB, naming the site's domain.
 
 No systemd runs the instances' redeploy timers: each is a loop inside the instance's
 container (tests/fleet_rig.Timer) that reruns its boot every few seconds (TIMER_EVERY), as the
-timer would, while ./manage.py deploy
+timer would, at the timer unit's CPU weight (tests/timer_cgroup.py), while ./manage.py deploy
 waits for the fleet to report the release healthy.
 """
 
