@@ -167,6 +167,7 @@ class Timer:
         self.runs = []  # (exit status, output) of each run
         self.swaps = []  # (start, end) in time.monotonic() of each run that swapped containers
         self._ready = threading.Event()
+        self._waiting = False  # for "go": the loop is up, its first run not started
         self._thread = threading.Thread(target=self._read, daemon=True)
 
     def start(self):
@@ -178,10 +179,15 @@ class Timer:
         )["Id"]
         self._stream = api.exec_start(loop, stream=True)
         self._thread.start()
-        if not self._ready.wait(60):
+        self._ready.wait(60)
+        if not self._waiting:
             raise RuntimeError(f"the timer loop in {instance.name} did not start")
-        self.cgroup.enter(api.exec_inspect(loop)["Pid"])
-        self._say("go")
+        try:
+            self.cgroup.enter(api.exec_inspect(loop)["Pid"])
+            self._say("go")
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def _say(self, line):
@@ -197,6 +203,7 @@ class Timer:
             for raw in lines:
                 line = raw.decode(errors="replace")
                 if line == "@@timer ready":
+                    self._waiting = True
                     self._ready.set()
                 elif line == "@@timer run":
                     output, started = [], time.monotonic()

@@ -4,14 +4,20 @@ CPUWeight= gives it on an instance (user-data.sh's REDEPLOY_CPU_WEIGHT).
 On an instance the timer's runs are a systemd service beside the Docker containers, at about a
 quarter of a serving container's weight. In the rig they run inside the instance container,
 at that container's full weight. So the rig moves the timer's loop, and with it every process
-of its runs, into a CPU cgroup of its own beside the instance container's, with the unit's
+of its runs, into a cgroup of its own beside the instance container's, with the unit's
 weight. cgroup v2 takes the weight as it is; cgroup v1 takes shares, converted back from the
-weight the way Docker converts shares to a v2 weight (1,024 shares: 39).
+weight the way Docker converts shares to a v2 weight (1,024 shares: 39). On v1 only the cpu
+hierarchy changes; on v2 the loop also leaves the container's memory and pids limits, which
+the rig does not rely on.
+
+It needs what the rig has anyway: root, and dockerd's PID namespace (the Docker API's exec
+pids are host pids). On a host whose cgroups systemd manages, the directory it makes beside
+a container's would be one systemd does not know of; the rig's hosts run dockerd without it.
 """
 
+import atexit
 import re
 import time
-import weakref
 from pathlib import Path
 
 from www.ops.ec2 import USER_DATA_FILE
@@ -57,32 +63,31 @@ def cpu_cgroup(pid):
 
 
 class TimerCgroup:
-    """A CPU cgroup named `name` beside a process's own, at the timer unit's weight; removed
-    by remove(), or at exit should a test stop before that."""
+    """A cgroup named `name` beside a process's own, at the timer unit's weight; removed by
+    remove(), or at exit should a test stop before that (its containers gone by then)."""
 
     def __init__(self, name):
         self.name = name
         self.path = None
-        self._at_exit = None
 
     def enter(self, pid):
         """Move pid (a host pid), and the processes it starts from now on, into the cgroup."""
         own, weight_file, weight = cpu_cgroup(pid)
         self.path = own.parent / self.name
         self.path.mkdir()
-        self._at_exit = weakref.finalize(self, remove, self.path)
+        LEFT.add(self.path)
         (self.path / weight_file).write_text(str(weight))
         (self.path / "cgroup.procs").write_text(str(pid))
         return self
 
     def remove(self):
-        """Remove the cgroup once its processes have gone: a stage-1 tee may outlive the loop
-        by a moment, so wait up to 5 s."""
+        """Remove the cgroup once its processes have gone: the kernel may refuse (EBUSY) for
+        a moment after the last one exits, so try for up to 5 s."""
         if self.path is None:
             return
         if not remove(self.path, attempts=50):
             raise RuntimeError(f"processes are still in {self.path}")
-        self._at_exit.detach()
+        LEFT.discard(self.path)
 
 
 def remove(path, attempts=1):
@@ -97,3 +102,12 @@ def remove(path, attempts=1):
             if attempt + 1 < attempts:
                 time.sleep(0.1)
     return False
+
+
+LEFT = set()  # cgroups made and not yet removed
+
+
+@atexit.register
+def remove_left():
+    for path in LEFT:
+        remove(path, attempts=50)
