@@ -51,14 +51,16 @@ def v1_mount(controller):
 def cpu_cgroup(pid):
     """(directory, weight file, value for REDEPLOY_CPU_WEIGHT) of pid's CPU cgroup."""
     weight = redeploy_cpu_weight()
-    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
+    # hierarchy-id:controllers:path, one line per v1 hierarchy, or one "0::path" on v2
+    lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    hierarchies = [line.split(":", 2) for line in lines]
+    for _, controllers, path in hierarchies:
         if "cpu" in controllers.split(","):
             return v1_mount("cpu") / path.lstrip("/"), "cpu.shares", shares_of(weight)
     unified = (UNIFIED / "cgroup.controllers").read_text().split()
     if "cpu" not in unified:
         raise RuntimeError("this host's cgroups have no cpu controller for the timer's weight")
-    (path,) = [line[3:] for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines()]
+    ((_, _, path),) = hierarchies
     return UNIFIED / path.lstrip("/"), "cpu.weight", weight
 
 

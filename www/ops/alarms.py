@@ -242,14 +242,12 @@ def status_check_alarms(*, autoscaling, ec2, landscape):
     groups = autoscaling.describe_auto_scaling_groups(
         AutoScalingGroupNames=[landscape.auto_scaling_group]
     )["AutoScalingGroups"]
-    group_check = [
-        _status_check(
-            "status-check",
-            {"AutoScalingGroupName": landscape.auto_scaling_group},
-            f"An instance of {landscape.auto_scaling_group}",
-        )
-    ]
-    return (group_check if groups else []) + instance_status_checks(ec2=ec2, landscape=landscape)
+    alarms = instance_status_checks(ec2=ec2, landscape=landscape)
+    if groups:
+        group = landscape.auto_scaling_group
+        watch = {"AutoScalingGroupName": group}
+        alarms.insert(0, _status_check("status-check", watch, f"An instance of {group}"))
+    return alarms
 
 
 def instance_status_checks(*, ec2, landscape):
