@@ -16,6 +16,7 @@ import boto3
 from django.core.management import call_command
 
 from tests.helpers import MOTO_PUBLIC_AMI, PROJECT
+from tests.servers import wait_until
 from tests.timer_cgroup import TimerCgroup
 from www.ops import loadbalancer, scaling
 from www.ops.ec2 import USER_DATA_FILE
@@ -183,6 +184,9 @@ class Timer:
         if not self._waiting:
             raise RuntimeError(f"the timer loop in {instance.name} did not start")
         try:
+            # dockerd records the pid a moment after the process starts, which may already
+            # have said it is ready
+            wait_until(lambda: api.exec_inspect(loop)["Pid"], timeout=10, what="the loop's pid")
             self.cgroup.enter(api.exec_inspect(loop)["Pid"])
             self._say("go")
         except BaseException:
