@@ -135,9 +135,9 @@ def deployed_env(postgres, workdir, conn_max_age):
     files collected to moto's S3 (hashed names: the pages name them); and the cookie."""
     dbname = postgres.create_database("bench_request_cost")
     config = workdir / "stage.py"
-    # By default connections are kept for good: under valgrind a request takes ~50x its
-    # time, and the template's CONN_MAX_AGE (60 s) would reconnect (a SCRAM handshake) every
-    # few dozen requests instead of every few thousand. --conn-max-age 0 counts a new
+    # By default connections are kept for good, as the template keeps them (until the twelfth
+    # session it kept them 60 s, which under valgrind, where a request takes ~50x its time,
+    # meant a SCRAM handshake every few dozen requests). --conn-max-age 0 counts a new
     # connection per request.
     config.write_text(
         stage_config(postgres, dbname, secret_key=common.SECRET_KEY)

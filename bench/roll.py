@@ -231,18 +231,21 @@ def main():
         )
         for failure in result["failed"][:5]:
             print(f"  failed: {failure.outcome}", flush=True)
-        windows = (("the rolls", "during_p99"), ("the swaps alone", "swaps_p99"))
-        met = [
-            common.result(
-                f"p99 latency during {window}, {size} instance(s)",
-                baseline=result["steady_p99"],
-                measured=result[key],
-                unit="ms",
-                target=TARGET_P99_RATIO,
-            )
-            for window, key in windows
-        ]
-        ok = ok and all(met) and not result["failed"]
+        met = common.result(
+            f"p99 latency during the rolls, {size} instance(s)",
+            baseline=result["steady_p99"],
+            measured=result["during_p99"],
+            unit="ms",
+            target=TARGET_P99_RATIO,
+        )
+        # The issue's target is the rolls' p99; the swaps alone tell where it comes from.
+        print(
+            f"p99 latency during the swaps alone, {size} instance(s): "
+            f"{result['swaps_p99']:.2f}ms, ratio "
+            f"{result['swaps_p99'] / result['steady_p99']:.2f}x the steady window's (no target)",
+            flush=True,
+        )
+        ok = ok and met and not result["failed"]
     return 0 if ok else 1
 
 

@@ -6,7 +6,16 @@ files themselves hold only what differs: names, hosts and secrets.
 
 
 def postgres_database(*, host, port, name, user, password, **options):
-    """A PostgreSQL DATABASES entry with bounded connects and health-checked reuse."""
+    """A PostgreSQL DATABASES entry with bounded connects and health-checked reuse.
+
+    Each thread keeps its connection for as long as it runs (CONN_MAX_AGE None), checked
+    with a SELECT 1 before a request reuses it (CONN_HEALTH_CHECKS): one that broke, e.g. at
+    an RDS failover, is replaced then. A connection costs a TLS handshake and SCRAM (~80
+    /health requests' CPU), and gunicorn.conf.py opens every thread's at the same moment, so a
+    finite age would expire them all together: with 60 s, each instance reconnected every
+    thread in the same second once a minute, and those requests were most of the p99
+    (docs/benchmarks.md, twelfth session). On a database whose failover leaves old
+    connections open to a read-only node (Aurora, a proxy), set a finite age in the config."""
     return {
         "ENGINE": "django.db.backends.postgresql",
         "HOST": host,
@@ -14,7 +23,7 @@ def postgres_database(*, host, port, name, user, password, **options):
         "NAME": name,
         "USER": user,
         "PASSWORD": password,
-        "CONN_MAX_AGE": 60,
+        "CONN_MAX_AGE": None,
         "CONN_HEALTH_CHECKS": True,
         "OPTIONS": {"connect_timeout": 5, **options},
     }

@@ -194,7 +194,8 @@ def connect_threads(worker):
     CONN_MAX_AGE) before the worker takes a request: a connection costs a TLS handshake and
     PostgreSQL's SCRAM (4,096 rounds of PBKDF2 in the client), ~80 /health requests' CPU, which
     each thread's first visitor would otherwise wait for. A database that does not answer is
-    logged; the threads connect on their first request then, as without this."""
+    logged; the threads connect on their first request then, as without this. Opened together,
+    they would also expire together: www/deployed.py keeps them for good."""
     from django.db import connections
 
     pool = getattr(worker, "tpool", None)
