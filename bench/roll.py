@@ -242,7 +242,8 @@ def main():
         print(
             f"p99 latency during the swaps alone, {size} instance(s): "
             f"{result['swaps_p99']:.2f}ms, ratio "
-            f"{result['swaps_p99'] / result['steady_p99']:.2f}x the steady window's (no target)",
+            f"{result['swaps_p99'] / (result['steady_p99'] or float('nan')):.2f}x the steady "
+            "window's (no target)",
             flush=True,
         )
         ok = ok and met and not result["failed"]

@@ -14,8 +14,13 @@ def postgres_database(*, host, port, name, user, password, **options):
     /health requests' CPU), and gunicorn.conf.py opens every thread's at the same moment, so a
     finite age would expire them all together: with 60 s, each instance reconnected every
     thread in the same second once a minute, and those requests were most of the p99
-    (docs/benchmarks.md, twelfth session). On a database whose failover leaves old
-    connections open to a read-only node (Aurora, a proxy), set a finite age in the config."""
+    (docs/benchmarks.md, twelfth session). Where a failover can leave a connection open on a
+    node that no longer takes writes (the SELECT 1 still passes there), set an age in the
+    config, spread per connection.
+
+    A request waiting on a host that went silent (no reset) gets an error within 30 s
+    (tcp_user_timeout; the keepalives find an idle connection dead), where the kernel's
+    retransmissions would hold its thread for about 15 minutes."""
     return {
         "ENGINE": "django.db.backends.postgresql",
         "HOST": host,
@@ -25,7 +30,14 @@ def postgres_database(*, host, port, name, user, password, **options):
         "PASSWORD": password,
         "CONN_MAX_AGE": None,
         "CONN_HEALTH_CHECKS": True,
-        "OPTIONS": {"connect_timeout": 5, **options},
+        "OPTIONS": {
+            "connect_timeout": 5,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+            "tcp_user_timeout": 30_000,  # milliseconds
+            **options,
+        },
     }
 
 
