@@ -11,6 +11,7 @@ import contextlib
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -34,6 +35,18 @@ SECRET_KEY = "bench-only-secret-key-" + uuid.uuid4().hex
 
 def log(message):
     print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def run(main):
+    """A benchmark's main() run to its exit status. SIGTERM (timeout(1), kill) unwinds it as
+    Ctrl-C does, so the servers, containers and image tags it started are removed by the same
+    exits as on a normal end; without this a terminated run left them all behind."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        return main()
+    except KeyboardInterrupt:
+        log("stopped (SIGINT or SIGTERM); what it started is removed")
+        return 130
 
 
 def arg_parser(description):

@@ -25,6 +25,10 @@ winner's curse: five settings that all matched the start-script would still show
 by the spread of one median). The verdict is measured afresh: --confirm-rounds more rounds of
 the start-script against the chosen setting alone, on each path, and their median ratio.
 Target: start-script >= 1.00x the best bare setting, on every path.
+The same confirming rounds also pair the start-script with itself (an A/A control: containers
+of the image's own CMD, each with a start-script partner, never a candidate for best bare),
+and print its median and range beside each verdict: an identical pair's ratio scatters by a
+few per cent over 9 rounds here, and a verdict inside that range is parity, not a cost.
 
     .venv/bin/python -m bench.throughput [--rounds 9] [--confirm-rounds 9] [--replicas 3]
         [--duration 3] [--diagnose] [--paths /,/health,/admin/] [--image IMAGE]
@@ -49,6 +53,7 @@ BARE = [
     ("bare gthread w4x2", ["--workers", "4", "--threads", "2"]),
 ]
 RELEASE = "start-script"
+CONTROL = "start-script itself (A/A)"
 # --diagnose adds these (never candidates for "best bare"), to split the start-script's cost
 # between its access log and the rest (start.sh, supervisord, gunicorn.conf.py):
 RELEASE_CONF = "/var/www/deploy/release/gunicorn.conf.py"
@@ -203,6 +208,7 @@ def main():
         settings += [(name, None, env) for name, env in DIAGNOSTIC_RELEASE]
     # pairs[setting][path]: (start-script req/s, setting req/s) per round, loaded together
     pairs = {name: {path: [] for path in paths} for name, _, _ in settings}
+    settings.append((CONTROL, None, {}))  # loaded in the confirming rounds only
     with (
         common.Backends() as backends,
         common.release_image(client, args.image) as image,
@@ -265,7 +271,7 @@ def main():
 
         cpu_before = [cpu_seconds(release) for release in releases]
         for n in range(args.rounds):
-            order = list(running)
+            order = list(pairs)
             if n % 2:  # every other round backwards, so a drift in load hits all alike
                 order.reverse()
             for path in paths:
@@ -276,22 +282,28 @@ def main():
                 + "; ".join(
                     f"{name} "
                     + " ".join("{:.0f}/{:.0f}".format(*pairs[name][p][-1]) for p in paths)
-                    for name in running
+                    for name in pairs
                 )
             )
         # best[path]: the bare setting the start-script fared worst against; confirmed[path]:
-        # the pairs of the rounds against it alone, which decide
+        # the pairs of the rounds against it alone, which decide; controlled[path]: the
+        # start-script against itself in the same rounds, the verdict's yardstick
         best = {
             path: min((n for n, _ in BARE), key=lambda n: ratio(pairs[n][path])) for path in paths
         }
         confirmed = {path: [] for path in paths}
+        controlled = {path: [] for path in paths}
         for n in range(args.confirm_rounds):
             for path in paths if n % 2 == 0 else paths[::-1]:
-                confirmed[path].append(measure_pair(best[path], path, n))
+                measured = [(confirmed, best[path]), (controlled, CONTROL)]
+                for into, name in measured if n % 2 == 0 else measured[::-1]:
+                    into[path].append(measure_pair(name, path, n))
             common.log(
                 f"confirming round {n + 1} (start-script/other req/s): "
                 + "; ".join(
-                    f"{path} {best[path]} " + "{:.0f}/{:.0f}".format(*confirmed[path][-1])
+                    f"{path} {best[path]} "
+                    + "{:.0f}/{:.0f}".format(*confirmed[path][-1])
+                    + " itself {:.0f}/{:.0f}".format(*controlled[path][-1])
                     for path in paths
                 )
             )
@@ -318,6 +330,11 @@ def main():
         + "".join(f"{summary(confirmed[p]):>26}" for p in paths)
         + f"  ({args.confirm_rounds} confirming rounds against each path's best bare setting)"
     )
+    print(
+        f"{CONTROL:<28}"
+        + "".join(f"{summary(controlled[p]):>26}" for p in paths)
+        + "  (the same confirming rounds)"
+    )
     ok = True
     for path in paths:
         ok &= common.result(
@@ -329,6 +346,11 @@ def main():
             target=TARGET,
             higher_is_better=True,
             ratio=ratio(confirmed[path]),
+        )
+        control = [release / other for release, other in controlled[path]]
+        print(
+            f"  beside it, the start-script against itself (A/A) on {path}: "
+            f"{common.median(control):.2f}x, its rounds {min(control):.2f}-{max(control):.2f}x"
         )
     return 0 if ok else 1
 
@@ -361,4 +383,4 @@ def summary(pairs):
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(common.run(main))
