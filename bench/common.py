@@ -8,6 +8,7 @@ Everything started here is stopped or removed by the id or exact name it was giv
 
 import argparse
 import contextlib
+import math
 import os
 import platform
 import shutil
@@ -37,16 +38,30 @@ def log(message):
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGINT or SIGTERM, raised where the benchmark is: like Ctrl-C's exception, no `except
+    Exception` catches it, and every `with` block on the way out removes what it started."""
+
+
+def stop(signum, frame):
+    # a second signal would break off the cleanup the first one started
+    for each in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(each, signal.SIG_IGN)
+    raise Stopped(signum)
+
+
 def run(main):
     """A benchmark's main() run to its exit status. SIGTERM (timeout(1), kill) unwinds it as
     Ctrl-C does, so the servers, containers and image tags it started are removed by the same
     exits as on a normal end; without this a terminated run left them all behind."""
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    for each in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(each, stop)
     try:
         return main()
-    except KeyboardInterrupt:
-        log("stopped (SIGINT or SIGTERM); what it started is removed")
-        return 130
+    except Stopped as stopped:
+        signum = stopped.args[0]
+        log(f"stopped by {signal.Signals(signum).name}; what it started is removed")
+        return 128 + signum
 
 
 def arg_parser(description):
@@ -116,6 +131,23 @@ def session_cookie(output):
 
 def median(values):
     return statistics.median(values)
+
+
+def median_interval(values, confidence=0.95):
+    """(low, high, coverage): the order statistics that hold the median of what values were
+    drawn from with probability `coverage`, at least `confidence` where there are values enough
+    (the sign test's interval, no assumption about the distribution), else the whole range and
+    what it covers. For 9 values, the 2nd and the 8th: 96 %."""
+    ordered = sorted(values)
+    n = len(ordered)
+
+    def coverage(cut):  # the interval without `cut` values at each end
+        return 1 - 2 * sum(math.comb(n, i) for i in range(cut + 1)) / 2**n
+
+    cut = 0
+    while n - 2 * (cut + 1) >= 1 and coverage(cut + 1) >= confidence:
+        cut += 1
+    return ordered[cut], ordered[n - 1 - cut], coverage(cut)
 
 
 def spread(values, unit):

@@ -26,9 +26,12 @@ by the spread of one median). The verdict is measured afresh: --confirm-rounds m
 the start-script against the chosen setting alone, on each path, and their median ratio.
 Target: start-script >= 1.00x the best bare setting, on every path.
 The same confirming rounds also pair the start-script with itself (an A/A control: containers
-of the image's own CMD, each with a start-script partner, never a candidate for best bare),
-and print its median and range beside each verdict: an identical pair's ratio scatters by a
-few per cent over 9 rounds here, and a verdict inside that range is parity, not a cost.
+of the image's own CMD, each with a start-script partner, never a candidate for best bare).
+Beside each verdict it prints the control's median ratio, and the verdict over the control
+round by round (each round's two pairs are loaded one after the other), each with the 95 %
+interval of its median (the 2nd to the 8th of 9 rounds): an identical pair's median strays
+from 1.00x by a few per cent over 9 rounds here, and a verdict over the control whose
+interval holds 1.00x is no cost this bench can tell from that.
 
     .venv/bin/python -m bench.throughput [--rounds 9] [--confirm-rounds 9] [--replicas 3]
         [--duration 3] [--diagnose] [--paths /,/health,/admin/] [--image IMAGE]
@@ -53,6 +56,7 @@ BARE = [
     ("bare gthread w4x2", ["--workers", "4", "--threads", "2"]),
 ]
 RELEASE = "start-script"
+# --diagnose's "diag start-script again" is the same control in the choosing rounds
 CONTROL = "start-script itself (A/A)"
 # --diagnose adds these (never candidates for "best bare"), to split the start-script's cost
 # between its access log and the rest (start.sh, supervisord, gunicorn.conf.py):
@@ -271,7 +275,7 @@ def main():
 
         cpu_before = [cpu_seconds(release) for release in releases]
         for n in range(args.rounds):
-            order = list(pairs)
+            order = list(pairs)  # every setting but CONTROL, added after pairs was made
             if n % 2:  # every other round backwards, so a drift in load hits all alike
                 order.reverse()
             for path in paths:
@@ -295,8 +299,8 @@ def main():
         controlled = {path: [] for path in paths}
         for n in range(args.confirm_rounds):
             for path in paths if n % 2 == 0 else paths[::-1]:
-                measured = [(confirmed, best[path]), (controlled, CONTROL)]
-                for into, name in measured if n % 2 == 0 else measured[::-1]:
+                sides = [(confirmed, best[path]), (controlled, CONTROL)]
+                for into, name in sides if n % 2 == 0 else sides[::-1]:
                     into[path].append(measure_pair(name, path, n))
             common.log(
                 f"confirming round {n + 1} (start-script/other req/s): "
@@ -347,10 +351,15 @@ def main():
             higher_is_better=True,
             ratio=ratio(confirmed[path]),
         )
-        control = [release / other for release, other in controlled[path]]
+        control_ratios = [release / other for release, other in controlled[path]]
+        over_control = [
+            (release / other) / control
+            for (release, other), control in zip(confirmed[path], control_ratios, strict=True)
+        ]
         print(
-            f"  beside it, the start-script against itself (A/A) on {path}: "
-            f"{common.median(control):.2f}x, its rounds {min(control):.2f}-{max(control):.2f}x"
+            f"  beside it on {path}: the start-script against itself (A/A) "
+            f"{interval(control_ratios)}; the verdict over the control, round by round, "
+            f"{interval(over_control)}"
         )
     return 0 if ok else 1
 
@@ -358,6 +367,13 @@ def main():
 def ratio(pairs):
     """The median over the rounds of start-script req/s / the other setting's req/s."""
     return common.median([release / other for release, other in pairs])
+
+
+def interval(ratios):
+    """'MEDIANx (N % interval LOW-HIGHx)': the ratios' median and the interval that holds it
+    (95 % or more, or fewer with too few rounds for that)."""
+    low, high, coverage = common.median_interval(ratios)
+    return f"{common.median(ratios):.2f}x ({coverage:.0%} interval {low:.2f}-{high:.2f}x)"
 
 
 def cpu_seconds(container):
