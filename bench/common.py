@@ -53,15 +53,29 @@ def stop(signum, frame):
 def run(main):
     """A benchmark's main() run to its exit status. SIGTERM (timeout(1), kill) unwinds it as
     Ctrl-C does, so the servers, containers and image tags it started are removed by the same
-    exits as on a normal end; without this a terminated run left them all behind."""
+    exits as on a normal end (without this a terminated run left them all behind); then the
+    process dies of the signal."""
     for each in (signal.SIGINT, signal.SIGTERM):
         signal.signal(each, stop)
     try:
         return main()
     except Stopped as stopped:
+        remove_run_containers()
         signum = stopped.args[0]
         log(f"stopped by {signal.Signals(signum).name}; what it started is removed")
-        return 128 + signum
+        # die of the signal, so that a calling shell sees it (and stops on Ctrl-C)
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+
+def remove_run_containers():
+    """This run's containers still there: a signal between a container's start and its
+    `with` block leaves it to nothing else."""
+    with contextlib.suppress(docker.errors.DockerException):
+        labels = [f"{key}={value}" for key, value in LABEL.items()]
+        client = docker.from_env(timeout=60)
+        for container in client.containers.list(all=True, filters={"label": labels}):
+            container.remove(force=True)
 
 
 def arg_parser(description):
