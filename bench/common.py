@@ -73,8 +73,7 @@ def remove_run_containers():
     `with` block leaves it to nothing else."""
     with contextlib.suppress(docker.errors.DockerException):
         labels = [f"{key}={value}" for key, value in LABEL.items()]
-        client = docker.from_env(timeout=60)
-        for container in client.containers.list(all=True, filters={"label": labels}):
+        for container in docker_client().containers.list(all=True, filters={"label": labels}):
             container.remove(force=True)
 
 

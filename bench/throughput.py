@@ -351,10 +351,10 @@ def main():
             higher_is_better=True,
             ratio=ratio(confirmed[path]),
         )
-        control_ratios = [release / other for release, other in controlled[path]]
+        control_ratios = round_ratios(controlled[path])
         over_control = [
-            (release / other) / control
-            for (release, other), control in zip(confirmed[path], control_ratios, strict=True)
+            verdict / control
+            for verdict, control in zip(round_ratios(confirmed[path]), control_ratios, strict=True)
         ]
         print(
             f"  beside it on {path}: the start-script against itself (A/A) "
@@ -366,7 +366,12 @@ def main():
 
 def ratio(pairs):
     """The median over the rounds of start-script req/s / the other setting's req/s."""
-    return common.median([release / other for release, other in pairs])
+    return common.median(round_ratios(pairs))
+
+
+def round_ratios(pairs):
+    """Each round's start-script req/s / the other setting's."""
+    return [release / other for release, other in pairs]
 
 
 def interval(ratios):
