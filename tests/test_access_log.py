@@ -7,6 +7,7 @@ import re
 import runpy
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -123,6 +124,21 @@ def test_custom_format_is_gunicorns(access_logger, tmp_path):
     theirs = log_lines(glogging.Logger, tmp_path / "gunicorn.log", access_log_format=custom)
     assert ours == theirs
     assert ours[0] == '203.0.113.7 "GET /health HTTP/1.1" 200 abc-123 1234'
+
+
+def test_timestamp_is_gunicorns_as_seconds_pass(access_logger):
+    """The line's timestamp, formatted once a second, is the one gunicorn's logger gives in
+    that second, and the next second's once the clock has moved on."""
+    logger = access_logger(Config())
+    stamps = []
+    for _ in range(2):
+        before = glogging.Logger.now(logger)
+        ours = logger.now()
+        after = glogging.Logger.now(logger)
+        assert ours in (before, after)
+        stamps.append(ours)
+        time.sleep(1.01 - time.time() % 1)  # into the next second
+    assert stamps[0] != stamps[1]
 
 
 # In a fresh interpreter, as in a gunicorn worker: pytest's own logging handlers would
