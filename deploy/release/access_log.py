@@ -42,9 +42,8 @@ FLUSH_SECONDS = 1.0
 BATCH_BYTES = select.PIPE_BUF
 
 
-def combined(host, user, stamp, method, uri, protocol, status, sent, referer, agent):
+def combined(host, user, stamp, request, status, sent, referer, agent):
     """A line in gunicorn's default access_log_format, Apache's combined log format."""
-    request = f"{method} {uri} {protocol}"
     return f'{host} - {user} {stamp} "{request}" {status} {sent} "{referer}" "{agent}"'
 
 
@@ -98,9 +97,8 @@ class AccessLogger(glogging.Logger):
             environ.get("REMOTE_ADDR", "-"),
             self.basic_auth_user(environ) or "-",
             self.now(),
-            environ["REQUEST_METHOD"],
-            environ["RAW_URI"],
-            environ["SERVER_PROTOCOL"],
+            # one field, escaped whole, as gunicorn's %(r)s is (its parts need not be str)
+            f"{environ['REQUEST_METHOD']} {environ['RAW_URI']} {environ['SERVER_PROTOCOL']}",
             status,
             (str(sent) if sent is not None else "") or "-",
             environ.get("HTTP_REFERER", "-"),
