@@ -120,6 +120,14 @@ def on_starting(server):
         server.app.wsgi()
 
 
+def post_fork(server, worker):
+    """The worker's HTTP/1 responses are the release's (gunicorn_response.py): each sent in
+    one write where it can, its Date header formatted once a second. Installed in the worker,
+    not as this file loads, so that loading it (the tests do) changes no gunicorn in that
+    process."""
+    load_beside("gunicorn_response").install()
+
+
 def post_worker_init(worker):
     """The worker serves GET GUNICORN_WARM_UP (default /) to itself, in-process, before its
     first request, and drops the answer: what a worker does once for a page (its templates
