@@ -68,6 +68,20 @@ CASES = {
         [b"hello world"],
         (2, 2),
     ),
+    "past its length, in two pieces": (
+        GET,
+        "200 OK",
+        [*HTML, ("Content-Length", "5")],
+        [b"hel", b"lo world"],
+        (3, 2),
+    ),
+    "over COMBINED_BYTES": (
+        GET,
+        "200 OK",
+        [*HTML, ("Content-Length", str(release.COMBINED_BYTES + 1))],
+        [b"x" * (release.COMBINED_BYTES + 1)],
+        (2, 2),
+    ),
     "a hop-by-hop header": (
         GET,
         "200 OK",
@@ -90,7 +104,8 @@ class RecordingSocket:
 
 def serve(response_class, raw, status, headers, body):
     """What response_class writes for the request raw, served as gunicorn's gthread worker
-    serves it (start_response, write each piece, close)."""
+    serves it (start_response, write each piece, close), and what it counted: bytes sent, and
+    whether its headers were."""
     cfg = Config()
     sock = RecordingSocket()
     response = response_class(Request(cfg, IterUnreader([raw]), PEER), sock, cfg)
@@ -98,14 +113,15 @@ def serve(response_class, raw, status, headers, body):
     for piece in body:
         response.write(piece)
     response.close()
-    return sock.writes
+    return sock.writes, response.sent, response.headers_sent
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_same_bytes_as_gunicorn_in_fewer_writes(case):
     raw, status, headers, body, (gunicorns_writes, releases_writes) = CASES[case]
-    theirs = serve(release.gunicorn_response, raw, status, headers, body)
-    ours = serve(release.Response, raw, status, headers, body)
+    theirs, *their_counts = serve(release.gunicorn_response, raw, status, headers, body)
+    ours, *our_counts = serve(release.Response, raw, status, headers, body)
+    assert our_counts == their_counts  # the access log's bytes sent, among others
     assert DATE.sub(b"\r\nDate: D\r\n", b"".join(ours)) == DATE.sub(
         b"\r\nDate: D\r\n", b"".join(theirs)
     )
@@ -115,7 +131,7 @@ def test_same_bytes_as_gunicorn_in_fewer_writes(case):
 def test_one_piece_goes_out_whole():
     """What a client reads for a page: status line, headers and body, in one write."""
     raw, status, headers, body, _ = CASES["one piece"]
-    [sent] = serve(release.Response, raw, status, headers, body)
+    [sent], _, _ = serve(release.Response, raw, status, headers, body)
     assert DATE.sub(b"\r\nDate: D\r\n", sent) == (
         b"HTTP/1.1 200 OK\r\nServer: gunicorn\r\nDate: D\r\nConnection: keep-alive\r\n"
         b"Content-Type: text/html; charset=utf-8\r\nX-Frame-Options: DENY\r\n"
@@ -157,6 +173,9 @@ def post_worker_init(worker):
 """
 
 
+BARE_GUNICORN = [sys.executable, "-m", "gunicorn", "--worker-class", "gthread", "--threads", "4"]
+
+
 def raw_get(port, path):
     with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
         client.sendall(
@@ -192,7 +211,7 @@ def test_the_releases_workers_answer_with_them(tmp_path):
     pages = {}
     commands = {
         "release": [sys.executable, "-m", "gunicorn", "--config", str(config), "www.wsgi"],
-        "bare": [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "www.wsgi"],
+        "bare": [*BARE_GUNICORN, "--bind", f"127.0.0.1:{port}", "www.wsgi"],
     }
     for name, command in commands.items():
         with open(log, "wb") as out:
