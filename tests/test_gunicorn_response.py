@@ -19,6 +19,7 @@ from gunicorn.http.message import Request
 from gunicorn.http.unreader import IterUnreader
 
 from tests.servers import free_port, wait_until
+from tests.test_release_gunicorn import served
 
 ROOT = Path(__file__).resolve().parent.parent
 RELEASE = ROOT / "deploy/release"
@@ -187,17 +188,11 @@ def raw_get(port, path):
     return received
 
 
-def serving(port):
-    try:
-        return b" 200 OK" in raw_get(port, "/health")
-    except ConnectionError:
-        return False
-
-
 def test_the_releases_workers_answer_with_them(tmp_path):
     """gunicorn run with the release's gunicorn.conf.py: its workers build the release's
     responses, and a page reads as it does from bare gunicorn."""
     port = free_port()
+    url = f"http://127.0.0.1:{port}/health"
     env = {
         **os.environ,
         "PORT": str(port),
@@ -217,7 +212,7 @@ def test_the_releases_workers_answer_with_them(tmp_path):
         with open(log, "wb") as out:
             server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
         try:
-            wait_until(lambda: serving(port), timeout=60, what=f"{name} gunicorn's 200")
+            wait_until(lambda: served(url), timeout=60, what=f"{name} gunicorn's 200")
             pages[name] = [raw_get(port, path) for path in ("/health", "/no-such-page/")]
         finally:
             server.send_signal(signal.SIGTERM)

@@ -121,11 +121,11 @@ def on_starting(server):
 
 
 def post_fork(server, worker):
-    """The worker's HTTP/1 responses are the release's (gunicorn_response.py): each sent in
-    one write where it can, its Date header formatted once a second. Installed in the worker,
-    not as this file loads, so that loading it (the tests do) changes no gunicorn in that
-    process."""
-    load_beside("gunicorn_response").install()
+    """The worker's responses are the release's (gunicorn_response.py): each sent in one
+    write where it can, its Date header formatted once a second. The master loads the module
+    (below) and the worker installs it: loading this file (the tests do) changes no gunicorn
+    in that process."""
+    gunicorn_response.install()
 
 
 def post_worker_init(worker):
@@ -253,6 +253,7 @@ accesslog = access_log(
     os.environ.get("GUNICORN_ACCESS_LOG") or f"{os.environ['HOST_LOG_DIR']}/access.log"
 )
 AccessLogger = load_beside("access_log").AccessLogger
+gunicorn_response = load_beside("gunicorn_response")
 logger_class = AccessLogger
 errorlog = "-"
 # Whom gunicorn believes about the request's scheme: only the load balancer, which ends TLS
