@@ -46,6 +46,14 @@ def wait_until(check, *, timeout, what):
     raise TimeoutError(f"not within {timeout}s: {what}")
 
 
+def served(url):
+    """Whether url answers 200 now (a server still starting answers nothing)."""
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except (requests.ConnectionError, requests.Timeout):
+        return False
+
+
 def postgres_bindir():
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not found:

@@ -18,8 +18,7 @@ from gunicorn.config import Config
 from gunicorn.http.message import Request
 from gunicorn.http.unreader import IterUnreader
 
-from tests.servers import free_port, wait_until
-from tests.test_release_gunicorn import served
+from tests.servers import free_port, served, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 RELEASE = ROOT / "deploy/release"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.servers import free_port, wait_until
+from tests.servers import free_port, served, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = [sys.executable, "-m", "gunicorn", "--config", "deploy/release/gunicorn.conf.py"]
@@ -123,13 +123,6 @@ def post_worker_init(worker):
         worker.log.info("the last worker starts its warm-up")
     release_post_worker_init(worker)
 """
-
-
-def served(url):
-    try:
-        return requests.get(url, timeout=2).status_code == 200
-    except (requests.ConnectionError, requests.Timeout):
-        return False
 
 
 def test_no_worker_serves_until_all_are_warm(gated, tmp_path):
