@@ -23,17 +23,19 @@ rounds, and the best bare setting on a path is the one the start-script fares wo
 That choice is the minimum of five noisy medians, so its own figure is biased low (the
 winner's curse: five settings that all matched the start-script would still show it losing
 by the spread of one median). The verdict is measured afresh: --confirm-rounds more rounds of
-the start-script against the chosen setting alone, on each path, and their median ratio.
-Target: start-script >= 1.00x the best bare setting, on every path.
+the start-script against the chosen setting alone, on each path, and their median ratio:
+27 by default, where a median of 9 strayed from the pooled ratio by more than the 1 % that
+separates the release from bare gunicorn on /health and /admin/ (docs/benchmarks.md,
+eighteenth session). Target: start-script >= 1.00x the best bare setting, on every path.
 The same confirming rounds also pair the start-script with itself (an A/A control: containers
 of the image's own CMD, each with a start-script partner, never a candidate for best bare).
 Beside each verdict it prints the control's median ratio, and the verdict over the control
 round by round (each round's two pairs are loaded one after the other), each with the 95 %
-interval of its median (the 2nd to the 8th of 9 rounds): an identical pair's median strays
-from 1.00x by a few per cent over 9 rounds here, and a verdict over the control whose
-interval holds 1.00x is no cost this bench can tell from that.
+interval of its median (the 8th to the 20th of 27 rounds, 98 %): an identical pair's median
+strays from 1.00x by a per cent or two over 27 rounds here, and a verdict over the control
+whose interval holds 1.00x is no cost this bench can tell from that.
 
-    .venv/bin/python -m bench.throughput [--rounds 9] [--confirm-rounds 9] [--replicas 3]
+    .venv/bin/python -m bench.throughput [--rounds 9] [--confirm-rounds 27] [--replicas 3]
         [--duration 3] [--diagnose] [--paths /,/health,/admin/] [--image IMAGE]
 """
 
@@ -164,9 +166,9 @@ def main():
     parser.add_argument(
         "--confirm-rounds",
         type=int,
-        default=9,
+        default=27,
         help="rounds against the chosen setting alone, whose median ratio is the verdict "
-        "(default 9)",
+        "(default 27)",
     )
     parser.add_argument("--duration", type=int, default=3, help="seconds per wrk run")
     parser.add_argument(
