@@ -58,7 +58,9 @@ def time_to_health(client, image, *, config_uri, bare_workers=None, env=None, st
 
 def main():
     parser = common.arg_parser(__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=7, help="runs of each kind (default 7)")
+    parser.add_argument(
+        "--runs", type=int, default=7, help="runs of each kind (default %(default)s)"
+    )
     parser.add_argument(
         "--workers",
         type=int,

@@ -185,7 +185,10 @@ def main():
         help="fleet sizes to roll (default: 1 3)",
     )
     parser.add_argument(
-        "--steady", type=float, default=30, help="seconds of load with no roll (default 30)"
+        "--steady",
+        type=float,
+        default=30,
+        help="seconds of load with no roll (default %(default)s)",
     )
     parser.add_argument(
         "--timer-every",
@@ -197,7 +200,8 @@ def main():
         "--rolls",
         type=int,
         default=3,
-        help="releases rolled one after another per fleet size, their requests pooled (default 3)",
+        help="releases rolled one after another per fleet size, their requests pooled "
+        "(default %(default)s)",
     )
     args = parser.parse_args()
     if args.rolls < 1:

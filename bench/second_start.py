@@ -65,7 +65,9 @@ def start_uploads(client, image, backends, config_uri):
 
 def main():
     parser = common.arg_parser(__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=5, help="timed runs of each (default 5)")
+    parser.add_argument(
+        "--runs", type=int, default=5, help="timed runs of each (default %(default)s)"
+    )
     args = parser.parse_args()
     client = common.docker_client()
     print(f"machine: {common.machine()}")

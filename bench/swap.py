@@ -43,11 +43,13 @@ def step_stamps(log):
 
 def main():
     parser = common.arg_parser(__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3, help="swaps (default 3)")
+    parser.add_argument("--rounds", type=int, default=3, help="swaps (default %(default)s)")
     parser.add_argument(
         "--steady", type=float, default=15, help="seconds of load with no swap per round"
     )
-    parser.add_argument("--threads", type=int, default=4, help="client threads (default 4)")
+    parser.add_argument(
+        "--threads", type=int, default=4, help="client threads (default %(default)s)"
+    )
     args = parser.parse_args()
 
     print(f"machine: {common.machine()}", flush=True)

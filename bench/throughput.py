@@ -161,22 +161,26 @@ def main():
     server_cpus, client_cpus = cpu_split()
     parser = common.arg_parser(__doc__.split("\n")[0])
     parser.add_argument(
-        "--rounds", type=int, default=9, help="rounds that choose the best bare setting (default 9)"
+        "--rounds",
+        type=int,
+        default=9,
+        help="rounds that choose the best bare setting (default %(default)s)",
     )
     parser.add_argument(
         "--confirm-rounds",
         type=int,
         default=27,
         help="rounds against the chosen setting alone, whose median ratio is the verdict "
-        "(default 27)",
+        "(default %(default)s)",
     )
     parser.add_argument("--duration", type=int, default=3, help="seconds per wrk run")
     parser.add_argument(
         "--replicas",
         type=int,
         default=3,
-        help="containers of each setting, taken in turn by the rounds (default 3): identical "
-        "containers differ by up to ~10%% in req/s (memory layout), so one of each decides nothing",
+        help="containers of each setting, taken in turn by the rounds (default %(default)s): "
+        "identical containers differ by up to ~10%% in req/s (memory layout), so one of each "
+        "decides nothing",
     )
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
     parser.add_argument(
@@ -184,9 +188,9 @@ def main():
         type=int,
         default=2,
         help="seconds of unmeasured load on both sides of a pair before it is measured "
-        "(default 2; 0: none). The start-script is loaded in every pair and the other side "
-        "after ~30 s idle: without it, the other side's PostgreSQL backends, woken from sleep, "
-        "get the database's busy core first, which decides a database-bound page",
+        "(default %(default)s; 0: none). The start-script is loaded in every pair and the other "
+        "side after ~30 s idle: without it, the other side's PostgreSQL backends, woken from "
+        "sleep, get the database's busy core first, which decides a database-bound page",
     )
     parser.add_argument("--server-cpus", default=server_cpus, help="cpuset of the servers")
     parser.add_argument("--client-cpus", default=client_cpus, help="CPUs wrk runs on")
